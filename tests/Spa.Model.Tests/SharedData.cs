@@ -1,0 +1,27 @@
+namespace Spa.Model.Tests;
+
+/// <summary>Paths into the shared data folder that sits beside the repository (../shared/data).</summary>
+public static class SharedData
+{
+    public static string Root { get; } = Locate();
+
+    public static string Stories260K => Path.Combine(Root, "models", "stories260K");
+    public static string Stories260KBin => Path.Combine(Stories260K, "stories260K.bin");
+    public static string Tok512 => Path.Combine(Stories260K, "tok512.bin");
+    public static string LlamaTokenizerModel => Path.Combine(Root, "models", "llama2-tokenizer", "tokenizer.model");
+    public static string Tasks => Path.Combine(Root, "tasks");
+
+    private static string Locate()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "SpaOrleans.sln")))
+            {
+                var data = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data"));
+                if (Directory.Exists(data)) return data;
+                throw new DirectoryNotFoundException($"the shared data folder is missing: expected {data} beside the repository");
+            }
+        }
+        throw new DirectoryNotFoundException("could not find the repository root (SpaOrleans.sln) above " + AppContext.BaseDirectory);
+    }
+}
