@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Spa.Model;
+using Spa.Model.Sampling;
+
+namespace Spa.Cli.Commands;
+
+/// <summary><c>spa bench</c>: throughput benchmarks whose figures go into BENCHMARKS.md.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks.");
+        bench.Subcommands.Add(Decode());
+        return bench;
+    }
+
+    private static Command Decode()
+    {
+        var model = new ModelArguments();
+        var tokens = new Option<int>("--tokens") { Description = "Tokens each sequence decodes per measured run.", DefaultValueFactory = _ => 256 };
+        var batches = new Option<int[]>("--batches") { Description = "Batch sizes to measure.", DefaultValueFactory = _ => [8, 32, 64], AllowMultipleArgumentsPerToken = true };
+        var repeats = new Option<int>("--repeats") { Description = "Measured runs per setting; the median is reported.", DefaultValueFactory = _ => 3 };
+        var json = new Option<string?>("--json") { Description = "Write the figures to this JSON file." };
+
+        var command = new Command("decode", "Greedy decoding throughput: one sequence, then batches decoding together.");
+        model.AddTo(command);
+        command.Options.Add(tokens);
+        command.Options.Add(batches);
+        command.Options.Add(repeats);
+        command.Options.Add(json);
+        command.SetAction((result, cancellation) =>
+        {
+            int length = result.GetValue(tokens);
+            int runs = result.GetValue(repeats);
+            var sizes = result.GetValue(batches) ?? [];
+            if (length <= 0 || runs <= 0 || sizes.Any(b => b <= 0)) throw new UsageException("--tokens, --repeats and every --batches value must be positive");
+            using var llama = model.LoadModel(result);
+            if (length + 8 > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
+
+            double single = Measure(llama, 1, length, runs, cancellation);
+            Console.Error.WriteLine($"single stream: {single:F1} tokens/s");
+            var batched = new List<BatchFigure>();
+            foreach (int size in sizes)
+            {
+                double rate = Measure(llama, size, length, runs, cancellation);
+                batched.Add(new BatchFigure(size, Math.Round(rate, 1)));
+                Console.Error.WriteLine($"batch {size}: {rate:F1} tokens/s ({rate / single:F2}x single stream)");
+            }
+
+            var report = new DecodeReport(
+                Path.GetFileName(Path.TrimEndingDirectorySeparator(model.ResolvePath(result))),
+                Math.Round(single, 1), batched, length, runs,
+                new MachineInfo(Environment.ProcessorCount, TorchSharp.torch.get_num_threads(), CpuName(), llama.Device.ToString(), llama.DType.ToString()));
+            var text = JsonSerializer.Serialize(report, JsonOptions);
+            var path = result.GetValue(json);
+            if (path is null) Console.Out.WriteLine(text);
+            else File.WriteAllText(path, text + Environment.NewLine);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// Aggregate tokens/s of <paramref name="batch"/> sequences decoding <paramref name="length"/> tokens each, one forward
+    /// per step for all of them. Every sequence runs its full length (end-of-sequence tokens are ignored) so that each
+    /// step has the same batch. One warm-up run, then the median of the measured runs.
+    /// </summary>
+    private static double Measure(LlamaModel model, int batch, int length, int runs, CancellationToken cancellation)
+    {
+        var random = new Random(batch);
+        var prompts = Enumerable.Range(0, batch)
+            .Select(_ => (IReadOnlyList<int>)[model.Config.BosId, .. Enumerable.Range(0, random.Next(0, 8)).Select(_ => random.Next(3, model.Config.VocabSize))])
+            .ToArray();
+        var rates = new List<double>();
+        for (int run = 0; run <= runs; run++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, 8 + length));
+            var slots = Enumerable.Range(0, batch).ToArray();
+            var inputs = prompts;
+            var clock = Stopwatch.StartNew();
+            for (int step = 0; step < length; step++)
+            {
+                using var logits = model.Step(cache, slots, inputs);
+                var rows = logits.cpu().data<float>().ToArray();
+                int vocab = model.Config.VocabSize;
+                inputs = slots.Select(b => (IReadOnlyList<int>)[Sampler.ArgMax(rows.AsSpan(b * vocab, vocab))]).ToArray();
+            }
+            if (run > 0) rates.Add(batch * length / clock.Elapsed.TotalSeconds);
+        }
+        rates.Sort();
+        return rates[rates.Count / 2];
+    }
+
+    private static string CpuName()
+    {
+        try
+        {
+            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown";
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private sealed record BatchFigure(int Batch, double TokensPerS);
+    private sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Device, string Dtype);
+    private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, IReadOnlyList<BatchFigure> Batched, int TokensPerSequence, int Repeats, MachineInfo Machine);
+}

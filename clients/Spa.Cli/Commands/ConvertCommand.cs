@@ -1,0 +1,33 @@
+using System.CommandLine;
+using Spa.Model.Checkpoints;
+
+namespace Spa.Cli.Commands;
+
+/// <summary><c>spa convert</c>: llama2.c checkpoint to the Hugging Face layout (q/k rows permuted for rotate-half RoPE).</summary>
+public static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelArguments();
+        var output = new Option<string>("--out", "-o") { Description = "Directory to write config.json, safetensors and the tokenizer to.", Required = true };
+        var shardSize = new Option<long?>("--shard-bytes") { Description = "Split the weights into safetensors shards of at most this many bytes (with an index file)." };
+        var force = new Option<bool>("--force") { Description = "Replace the contents of a non-empty output directory." };
+
+        var command = new Command("convert", "Convert a llama2.c checkpoint to the Hugging Face layout.");
+        command.Options.Add(model.Model);
+        command.Options.Add(output);
+        command.Options.Add(shardSize);
+        command.Options.Add(force);
+        command.SetAction((result, _) =>
+        {
+            var source = model.ResolvePath(result);
+            var destination = result.GetValue(output)!;
+            var shards = result.GetValue(shardSize);
+            if (shards is <= 0) throw new UsageException($"--shard-bytes must be positive, got {shards}");
+            HuggingFaceConverter.FromLlama2c(source, destination, shards, result.GetValue(force));
+            Console.Error.WriteLine($"converted {source} to {destination}");
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+}

@@ -1,0 +1,36 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Spa.Model;
+
+/// <summary>Grouped-query self-attention with rotary positions. q, k and v are one fused projection.</summary>
+public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, Tensor outputWeight, RotaryEmbedding rope)
+{
+    private readonly int _heads = config.Heads;
+    private readonly int _kvHeads = config.KvHeads;
+    private readonly int _headDim = config.HeadDim;
+
+    /// <summary>[heads*headDim + 2*kvHeads*headDim, dim]: the q, k and v projections stacked by rows.</summary>
+    public Tensor QkvWeight { get; } = qkvWeight;
+    public Tensor OutputWeight { get; } = outputWeight;
+
+    /// <summary>x: [B, T, dim] (already normalised). Returns [B, T, dim].</summary>
+    public Tensor Forward(Tensor x, AttentionBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var qkv = F.linear(x, QkvWeight).view(b, t, _heads + 2 * _kvHeads, _headDim);
+        var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeCos, batch.RopeSin); // q and k rotate together
+        var q = rotated.narrow(2, 0, _heads);
+        var k = rotated.narrow(2, _heads, _kvHeads);
+        var v = qkv.narrow(2, _heads + _kvHeads, _kvHeads);
+
+        var (keys, values) = batch.KeysAndValues(layer, k, v);                 // [B, kvHeads, L, headDim]
+        int groups = _heads / _kvHeads;
+        var grouped = q.transpose(1, 2).reshape(b, _kvHeads, groups * t, _headDim); // query head h uses kv head h / groups
+        var attended = F.scaled_dot_product_attention(grouped, keys, values, batch.Mask);
+        var merged = attended.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
+        return F.linear(merged, OutputWeight).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,80 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Spa.Model;
+
+/// <summary>
+/// Keys and values of past positions for a fixed number of sequence slots. Each slot holds one sequence; slots fill to
+/// different lengths, so one forward can decode some sequences while it prefills others.
+/// Layout per layer: [slots, capacity, kvHeads, headDim], so that the new positions of many sequences are written with
+/// one indexed store.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] _keys;
+    private readonly Tensor[] _values;
+    private readonly int[] _lengths;
+
+    public KvCache(LlamaConfig config, int slots, int capacity, Device device, ScalarType dtype, int firstLayer = 0, int layerCount = -1)
+    {
+        if (slots <= 0) throw new ArgumentOutOfRangeException(nameof(slots), "a cache needs at least one slot");
+        if (capacity <= 0 || capacity > config.MaxSeqLen)
+            throw new ArgumentOutOfRangeException(nameof(capacity), $"capacity must be in 1..{config.MaxSeqLen}, got {capacity}");
+        FirstLayer = firstLayer;
+        LayerCount = layerCount < 0 ? config.Layers - firstLayer : layerCount;
+        Slots = slots;
+        Capacity = capacity;
+        _lengths = new int[slots];
+        _keys = new Tensor[LayerCount];
+        _values = new Tensor[LayerCount];
+        for (int l = 0; l < LayerCount; l++)
+        {
+            _keys[l] = zeros([slots, capacity, config.KvHeads, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            _values[l] = zeros([slots, capacity, config.KvHeads, config.HeadDim], dtype, device).DetachFromDisposeScope();
+        }
+        Bytes = 2L * LayerCount * _keys[0].NumberOfElements * _keys[0].ElementSize;
+    }
+
+    public int Slots { get; }
+    public int Capacity { get; }
+
+    /// <summary>The first model layer this cache serves (a shard holds a contiguous range of layers).</summary>
+    public int FirstLayer { get; }
+    public int LayerCount { get; }
+
+    /// <summary>Memory held by the key and value tensors.</summary>
+    public long Bytes { get; }
+
+    public long BytesPerSlot => Bytes / Slots;
+
+    public int Length(int slot) => _lengths[slot];
+
+    public void Clear(int slot) => _lengths[slot] = 0;
+
+    /// <summary>Makes slot <paramref name="to"/> a copy of slot <paramref name="from"/> (beam search forks this way).</summary>
+    public void CopySlot(int from, int to)
+    {
+        if (from == to) return;
+        int length = _lengths[from];
+        if (length > 0)
+        {
+            for (int l = 0; l < LayerCount; l++)
+            {
+                _keys[l][to].narrow(0, 0, length).copy_(_keys[l][from].narrow(0, 0, length));
+                _values[l][to].narrow(0, 0, length).copy_(_values[l][from].narrow(0, 0, length));
+            }
+        }
+        _lengths[to] = length;
+    }
+
+    internal Tensor Keys(int layer) => _keys[layer - FirstLayer];
+    internal Tensor Values(int layer) => _values[layer - FirstLayer];
+
+    internal void Advance(int slot, int count) => _lengths[slot] += count;
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}

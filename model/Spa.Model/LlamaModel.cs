@@ -1,0 +1,143 @@
+using Spa.Model.Checkpoints;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Spa.Model;
+
+/// <summary>
+/// A LLaMA-family decoder: embedding, L pre-norm blocks, final RMSNorm and LM head (tied to the embedding or not).
+/// Inference only; parameters never require gradients. The pieces are public so that a caller can run a range of
+/// layers (a shard) or read the residual stream between layers (the taps a side network consumes).
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private readonly List<Tensor> _owned = [];
+
+    public LlamaModel(Checkpoint checkpoint, ModelOptions options)
+    {
+        options.Apply();
+        using var scope = NewDisposeScope(); // frees the per-tensor copies made while fusing and moving weights
+        Config = checkpoint.Config;
+        Config.Validate();
+        Device = options.TorchDevice;
+        DType = options.ScalarType;
+        var w = checkpoint.Tensors;
+
+        Embedding = Own(Take(w, WeightNames.Embedding));
+        Rope = new RotaryEmbedding(Config, Device, DType);
+        var blocks = new DecoderBlock[Config.Layers];
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            var qkv = Own(cat([Take(w, WeightNames.Query(l)), Take(w, WeightNames.Key(l)), Take(w, WeightNames.Value(l))], 0));
+            var gateUp = Own(cat([Take(w, WeightNames.Gate(l)), Take(w, WeightNames.Up(l))], 0));
+            blocks[l] = new DecoderBlock(
+                new RmsNorm(Own(Take(w, WeightNames.AttentionNorm(l))), Config.NormEps),
+                new Attention(Config, l, qkv, Own(Take(w, WeightNames.Output(l))), Rope),
+                new RmsNorm(Own(Take(w, WeightNames.MlpNorm(l))), Config.NormEps),
+                new Mlp(gateUp, Own(Take(w, WeightNames.Down(l)))));
+        }
+        Blocks = blocks;
+        FinalNorm = new RmsNorm(Own(Take(w, WeightNames.FinalNorm)), Config.NormEps);
+        LmHead = Config.TiedEmbedding ? Embedding : Own(Take(w, WeightNames.LmHead));
+    }
+
+    public LlamaConfig Config { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+    public Tensor Embedding { get; }
+    public RotaryEmbedding Rope { get; }
+    public IReadOnlyList<DecoderBlock> Blocks { get; }
+    public RmsNorm FinalNorm { get; }
+    public Tensor LmHead { get; }
+
+    public static LlamaModel Load(string path, ModelOptions options)
+    {
+        using var checkpoint = CheckpointLoader.Load(path);
+        return new LlamaModel(checkpoint, options);
+    }
+
+    /// <summary>A cache for this model's layers, sized for <paramref name="slots"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
+    public KvCache CreateCache(int slots, int? capacity = null) =>
+        new(Config, slots, capacity ?? Config.MaxSeqLen, Device, DType);
+
+    /// <summary>tokens: [B, T] int64. Returns the residual stream h_0: [B, T, dim].</summary>
+    public Tensor Embed(Tensor tokens) => Embedding[tokens.to(Device)];
+
+    /// <summary>Runs layers [from, to) on the residual stream h: [B, T, dim].</summary>
+    public Tensor RunLayers(Tensor h, AttentionBatch batch, int from, int to)
+    {
+        using var scope = NewDisposeScope();
+        for (int l = from; l < to; l++) h = Blocks[l].Forward(h, batch);
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>h: [..., dim], the residual stream after the last layer. Returns fp32 logits [..., vocab].</summary>
+    public Tensor Logits(Tensor h)
+    {
+        using var scope = NewDisposeScope();
+        return F.linear(FinalNorm.Forward(h), LmHead).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Appends newTokens[i] to the sequence in cache slot slots[i] (decode when one token, prefill when many) and
+    /// returns the fp32 logits after each sequence's last new token: [B, vocab].
+    /// </summary>
+    public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
+        var h = RunLayers(Embed(PadTokens(newTokens, batch.NewLength)), batch, 0, Config.Layers);
+        batch.Commit();
+        var last = tensor(newTokens.Select((t, b) => (long)b * batch.NewLength + t.Count - 1).ToArray(), device: Device);
+        var lastHidden = h.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]
+        return Logits(lastHidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Whole sequences from position 0 with no cache (teacher forcing, reference checks). tokens: [B, T] int64,
+    /// right-padded; lengths: real tokens per row. Returns fp32 logits [B, T, vocab].
+    /// </summary>
+    public Tensor Forward(Tensor tokens, IReadOnlyList<int> lengths)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var batch = AttentionBatch.Causal(Config, Rope, lengths, (int)tokens.shape[1], Device);
+        var h = RunLayers(Embed(tokens), batch, 0, Config.Layers);
+        return Logits(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[B, T] int64 tokens, right-padded with 0.</summary>
+    public Tensor PadTokens(IReadOnlyList<IReadOnlyList<int>> sequences, int length)
+    {
+        var flat = new long[sequences.Count * length];
+        for (int b = 0; b < sequences.Count; b++)
+        {
+            for (int t = 0; t < sequences[b].Count; t++)
+            {
+                int id = sequences[b][t];
+                if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(sequences), $"token id {id} is outside the vocabulary of {Config.VocabSize}");
+                flat[b * length + t] = id;
+            }
+        }
+        return tensor(flat, [sequences.Count, length], device: Device);
+    }
+
+    private Tensor Take(IReadOnlyDictionary<string, Tensor> weights, string name) =>
+        weights.TryGetValue(name, out var t)
+            ? t.to(DType, Device).detach()
+            : throw new InvalidDataException($"the checkpoint has no tensor '{name}'");
+
+    private Tensor Own(Tensor t)
+    {
+        _owned.Add(t.DetachFromDisposeScope());
+        return t;
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _owned) t.Dispose();
+        Rope.Dispose();
+    }
+}

@@ -1,0 +1,20 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Spa.Model;
+
+/// <summary>SwiGLU feed-forward: down(silu(gate x) * up x); gate and up are one fused projection.</summary>
+public sealed class Mlp(Tensor gateUpWeight, Tensor downWeight)
+{
+    /// <summary>[2*hidden, dim]: gate rows then up rows.</summary>
+    public Tensor GateUpWeight { get; } = gateUpWeight;
+    public Tensor DownWeight { get; } = downWeight;
+
+    public Tensor Forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var gateUp = F.linear(x, GateUpWeight).chunk(2, dim: -1);
+        return F.linear(F.silu(gateUp[0]).mul_(gateUp[1]), DownWeight).MoveToOuterDisposeScope();
+    }
+}

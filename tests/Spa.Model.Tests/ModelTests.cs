@@ -1,0 +1,154 @@
+using Spa.Model.Generation;
+using Spa.Model.Sampling;
+using Tensor = TorchSharp.torch.Tensor;
+
+namespace Spa.Model.Tests;
+
+public class ModelTests
+{
+    private static LlamaModel Model => Stories260K.Model;
+
+    [Fact]
+    public void Logits_after_BOS_match_the_fp64_reference()
+    {
+        using var cache = Model.CreateCache(1);
+        using var logits = Model.Step(cache, [0], [[Model.Config.BosId]]);
+        var row = logits.data<float>().ToArray();
+        var (first8, top5) = Stories260K.ExpectedLogitsAfterBos();
+        for (int i = 0; i < first8.Length; i++) Assert.True(Math.Abs(row[i] - first8[i]) <= 1e-4, $"logit {i}: {row[i]} vs {first8[i]}");
+        foreach (var (id, expected) in top5) Assert.True(Math.Abs(row[id] - expected) <= 1e-4, $"logit {id}: {row[id]} vs {expected}");
+        var order = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).Take(5).ToArray();
+        Assert.Equal(top5.Select(t => t.Id), order);
+    }
+
+    [Fact]
+    public void Greedy_decoding_from_BOS_reproduces_llama2c()
+    {
+        var tokens = new Generator(Model).Decode([Model.Config.BosId], 140, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+        Assert.Equal(140, tokens.Count);
+        var tokenizer = Spa.Model.Tokenizers.TokenizerLoader.Load(SharedData.Tok512, Model.Config.VocabSize);
+        Assert.Equal(Stories260K.ExpectedGreedyText.TrimEnd('\n'), tokenizer.Decode([Model.Config.BosId, .. tokens]).TrimEnd('\n'));
+    }
+
+    [Fact]
+    public void Cached_decoding_equals_recomputing_the_whole_sequence()
+    {
+        var random = new Random(7);
+        for (int trial = 0; trial < 4; trial++)
+        {
+            var sequence = RandomTokens(random, random.Next(5, 60));
+            using var cache = Model.CreateCache(1);
+            int prefill = random.Next(1, sequence.Count);
+            var cached = new List<float[]>();
+            using (var first = Model.Step(cache, [0], [sequence.Take(prefill).ToArray()])) cached.Add(first.data<float>().ToArray());
+            for (int t = prefill; t < sequence.Count; t++)
+                using (var step = Model.Step(cache, [0], [[sequence[t]]])) cached.Add(step.data<float>().ToArray());
+
+            using var full = Model.Forward(Model.PadTokens([sequence], sequence.Count), [sequence.Count]);
+            for (int t = prefill - 1, i = 0; t < sequence.Count; t++, i++)
+            {
+                var reference = full[0, t].data<float>().ToArray();
+                Assert.True(MaxAbsDifference(reference, cached[i]) <= 1e-4, $"trial {trial}, position {t}: {MaxAbsDifference(reference, cached[i])}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Chunked_prefill_equals_prefill_in_one_piece()
+    {
+        var sequence = RandomTokens(new Random(11), 40);
+        using var whole = Model.CreateCache(1);
+        using var wholeLogits = Model.Step(whole, [0], [sequence]);
+        using var chunked = Model.CreateCache(1);
+        Tensor? last = null;
+        foreach (var chunk in sequence.Chunk(7))
+        {
+            last?.Dispose();
+            last = Model.Step(chunked, [0], [chunk]);
+        }
+        Assert.True(MaxAbsDifference(wholeLogits.data<float>().ToArray(), last!.data<float>().ToArray()) <= 1e-4);
+        last.Dispose();
+    }
+
+    [Fact]
+    public void A_batch_of_sequences_of_different_lengths_decodes_as_each_alone()
+    {
+        var random = new Random(3);
+        var prompts = Enumerable.Range(0, 8).Select(i => (IReadOnlyList<int>)RandomTokens(random, 1 + 5 * i)).ToArray();
+        var generator = new Generator(Model);
+        var together = generator.DecodeBatchGreedy(prompts, 40);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var alone = generator.Decode(prompts[i], 40, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+            Assert.Equal(alone, together[i]);
+        }
+
+        // The same at the level of logits, with sequences in scattered slots of a larger cache.
+        using var cache = Model.CreateCache(12);
+        int[] slots = [11, 0, 5, 3, 8, 1, 9, 6];
+        using var batched = Model.Step(cache, slots, prompts);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            using var single = Model.CreateCache(1);
+            using var logits = Model.Step(single, [0], [prompts[i]]);
+            Assert.True(MaxAbsDifference(logits.data<float>().ToArray(), batched[i].data<float>().ToArray()) <= 1e-4, $"sequence {i}");
+        }
+    }
+
+    [Fact]
+    public void Beam_search_of_width_one_is_greedy()
+    {
+        var generator = new Generator(Model);
+        foreach (var prompt in SomePrompts())
+        {
+            var greedy = generator.Decode(prompt, 60, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+            var beam = new BeamSearch(generator).Run(prompt, 60, width: 1, lengthPenalty: 1.0);
+            Assert.Equal(greedy, beam.Tokens);
+        }
+    }
+
+    [Fact]
+    public void Beam_search_of_width_four_scores_at_least_greedy()
+    {
+        var generator = new Generator(Model);
+        foreach (var prompt in SomePrompts())
+        {
+            var greedy = generator.Decode(prompt, 40, SamplingOptions.Greedy).ToList();
+            var beam = new BeamSearch(generator).Run(prompt, 40, width: 4, lengthPenalty: 0.0);
+            double greedyLogProbability = greedy.Sum(t => (double)t.LogProbability);
+            Assert.True(beam.LogProbability >= greedyLogProbability - 1e-4, $"beam {beam.LogProbability} < greedy {greedyLogProbability}");
+        }
+    }
+
+    [Fact]
+    public void Sampling_with_the_same_seed_gives_the_same_tokens()
+    {
+        var options = new SamplingOptions { Temperature = 1.0, TopP = 0.9, TopK = 40, Seed = 1234 };
+        var generator = new Generator(Model);
+        var first = generator.Decode([1, 403], 50, options).Select(t => t.Id).ToList();
+        var second = generator.Decode([1, 403], 50, options).Select(t => t.Id).ToList();
+        var other = generator.Decode([1, 403], 50, options with { Seed = 99 }).Select(t => t.Id).ToList();
+        Assert.Equal(first, second);
+        Assert.NotEqual(first, other);
+    }
+
+    [Fact]
+    public void A_prompt_that_fills_the_context_is_refused()
+    {
+        var prompt = Enumerable.Repeat(403, Model.Config.MaxSeqLen).ToArray();
+        var error = Assert.Throws<ContextOverflowException>(() => new Generator(Model).Decode(prompt, 1, SamplingOptions.Greedy).ToList());
+        Assert.Contains("context", error.Message);
+    }
+
+    private static IEnumerable<IReadOnlyList<int>> SomePrompts()
+    {
+        var random = new Random(5);
+        yield return [1];
+        for (int i = 0; i < 3; i++) yield return RandomTokens(random, random.Next(2, 12));
+    }
+
+    private static List<int> RandomTokens(Random random, int count) =>
+        [1, .. Enumerable.Range(0, count - 1).Select(_ => random.Next(3, Model.Config.VocabSize))];
+
+    public static float MaxAbsDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+}
