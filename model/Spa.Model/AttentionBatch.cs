@@ -30,12 +30,12 @@ public sealed class AttentionBatch : IDisposable
         _cache = cache;
         _slots = slots;
         _newCounts = newCounts;
-        Positions = positions;
-        Mask = mask;
-        _slotIndex = slotIndex;
-        _storeSlot = storeSlot;
-        _storePosition = storePosition;
-        _realTokens = realTokens;
+        Positions = positions.DetachFromDisposeScope();
+        Mask = mask.DetachFromDisposeScope();
+        _slotIndex = slotIndex?.DetachFromDisposeScope();
+        _storeSlot = storeSlot?.DetachFromDisposeScope();
+        _storePosition = storePosition?.DetachFromDisposeScope();
+        _realTokens = realTokens?.DetachFromDisposeScope();
         _keyLength = keyLength;
     }
 
@@ -73,34 +73,27 @@ public sealed class AttentionBatch : IDisposable
             keyLength = Math.Max(keyLength, total);
         }
 
-        using var scope = NewDisposeScope();
-        var pastTensor = tensor(past, device: device).unsqueeze(1);                  // [B, 1]
-        var offsets = arange(newLength, dtype: ScalarType.Int64, device: device).unsqueeze(0); // [1, T]
-        var positions = pastTensor + offsets;                                      // [B, T]
-        var keys = arange(keyLength, dtype: ScalarType.Int64, device: device);    // [L]
-        var mask = keys.view(1, 1, -1) <= positions.unsqueeze(2);                 // [B, T, L] causal over the whole sequence
-
-        var storeSlot = new List<long>();
-        var storePosition = new List<long>();
-        var realTokens = new List<long>();
+        var storeSlot = new long[newCounts.Sum()];
+        var storePosition = new long[storeSlot.Length];
+        var realTokens = new long[storeSlot.Length];
+        int n = 0;
         for (int b = 0; b < batch; b++)
-            for (int t = 0; t < newCounts[b]; t++)
+            for (int t = 0; t < newCounts[b]; t++, n++)
             {
-                storeSlot.Add(slots[b]);
-                storePosition.Add(past[b] + t);
-                realTokens.Add((long)b * newLength + t);
+                storeSlot[n] = slots[b];
+                storePosition[n] = past[b] + t;
+                realTokens[n] = (long)b * newLength + t;
             }
-        bool padded = realTokens.Count != batch * newLength;
+        bool padded = n != batch * newLength;
         bool everySlotInOrder = batch == cache.Slots && slots.Select((s, i) => s == i).All(x => x);
 
+        var (positions, mask) = Layout(config, past, newCounts, newLength, keyLength, device);
         return new AttentionBatch(
-            rope, cache, [.. slots], [.. newCounts],
-            positions.DetachFromDisposeScope(),
-            ExpandForGroups(mask, config).DetachFromDisposeScope(),
-            everySlotInOrder ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device).DetachFromDisposeScope(),
-            tensor(storeSlot.ToArray(), device: device).DetachFromDisposeScope(),
-            tensor(storePosition.ToArray(), device: device).DetachFromDisposeScope(),
-            padded ? tensor(realTokens.ToArray(), device: device).DetachFromDisposeScope() : null,
+            rope, cache, [.. slots], [.. newCounts], positions, mask,
+            everySlotInOrder ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
+            tensor(storeSlot, device: device),
+            tensor(storePosition, device: device),
+            padded ? tensor(realTokens, device: device) : null,
             keyLength);
     }
 
@@ -110,22 +103,33 @@ public sealed class AttentionBatch : IDisposable
         if (lengths.Any(n => n <= 0 || n > newLength)) throw new ArgumentException("every length must be in 1..T");
         if (newLength > config.MaxSeqLen)
             throw new ContextOverflowException($"a sequence of {newLength} tokens is beyond the context of {config.MaxSeqLen}");
-        using var scope = NewDisposeScope();
-        var positions = arange(newLength, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(lengths.Count, newLength).contiguous();
-        var causal = positions.unsqueeze(2) >= positions.unsqueeze(1);                               // [B, T, T]
-        var keyIsReal = positions.unsqueeze(1) < tensor(lengths.Select(n => (long)n).ToArray(), device: device).view(-1, 1, 1);
-        var mask = causal & keyIsReal;
-        return new AttentionBatch(rope, null, [], [.. lengths], positions.DetachFromDisposeScope(),
-            ExpandForGroups(mask, config).DetachFromDisposeScope(), null, null, null, null, newLength);
+        var (positions, mask) = Layout(config, new long[lengths.Count], lengths, newLength, newLength, device);
+        return new AttentionBatch(rope, null, [], [.. lengths], positions, mask, null, null, null, null, newLength);
     }
 
-    // Queries are grouped as [B, kvHeads, groups*T, headDim] so that each key/value head serves its query heads without
-    // being copied; the mask follows the same layout.
-    private static Tensor ExpandForGroups(Tensor mask, LlamaConfig config)
+    /// <summary>
+    /// Positions [B, T] and mask [B, 1, groups*T, L] for rows that hold past[b] earlier tokens and counts[b] new ones.
+    /// A query sees every key up to its own position, and never a padding position. Queries are grouped as
+    /// [B, kvHeads, groups*T, headDim] so that each key/value head serves its query heads without being copied; the
+    /// mask follows that layout. Built on the CPU side in one pass: a handful of tensor operations would cost more.
+    /// </summary>
+    private static (Tensor Positions, Tensor Mask) Layout(LlamaConfig config, long[] past, IReadOnlyList<int> counts, int newLength, int keyLength, Device device)
     {
-        int groups = config.Heads / config.KvHeads;
-        long b = mask.shape[0], t = mask.shape[1], l = mask.shape[2];
-        return mask.unsqueeze(1).expand(b, groups, t, l).reshape(b, 1, groups * t, l);
+        int batch = past.Length, groups = config.Heads / config.KvHeads;
+        var positions = new long[batch * newLength];
+        var mask = new bool[(long)batch * groups * newLength * keyLength];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int t = 0; t < newLength; t++)
+            {
+                positions[b * newLength + t] = past[b] + t;
+                int visible = (int)Math.Min(past[b] + t, past[b] + counts[b] - 1) + 1;
+                for (int g = 0; g < groups; g++)
+                    mask.AsSpan((int)(((long)(b * groups + g) * newLength + t) * keyLength), visible).Fill(true);
+            }
+        }
+        return (tensor(positions, [batch, newLength], device: device),
+                tensor(mask, [batch, 1, groups * newLength, keyLength], device: device));
     }
 
     /// <summary>

@@ -16,7 +16,8 @@ public sealed class LlamaModel : IDisposable
 
     public LlamaModel(Checkpoint checkpoint, ModelOptions options)
     {
-        options.Apply();
+        ParameterCount = checkpoint.Tensors.Values.Sum(t => t.NumberOfElements);
+        options.Apply(ParameterCount);
         using var scope = NewDisposeScope(); // frees the per-tensor copies made while fusing and moving weights
         Config = checkpoint.Config;
         Config.Validate();
@@ -43,6 +44,9 @@ public sealed class LlamaModel : IDisposable
     }
 
     public LlamaConfig Config { get; }
+
+    /// <summary>Parameters in the checkpoint (the tied LM head counted once).</summary>
+    public long ParameterCount { get; }
     public Device Device { get; }
     public ScalarType DType { get; }
     public Tensor Embedding { get; }

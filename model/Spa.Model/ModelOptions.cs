@@ -2,9 +2,15 @@ using TorchSharp;
 
 namespace Spa.Model;
 
-/// <summary>Where and in what precision the model runs. Bound from configuration or command-line options.</summary>
+/// <summary>
+/// Where and in what precision the model runs. Bound from configuration or command-line options.
+/// Threads: torch's intra-op threads; 0 picks one thread for small models (below <see cref="SmallModelParameters"/>),
+/// whose operations are too small to split, so a second thread only adds synchronisation, and torch's default otherwise.
+/// </summary>
 public sealed record ModelOptions(string Device = "cpu", string DType = "float32", int Threads = 0)
 {
+    public const long SmallModelParameters = 50_000_000;
+
     public torch.Device TorchDevice => new(Device);
 
     public torch.ScalarType ScalarType => DType.ToLowerInvariant() switch
@@ -16,11 +22,13 @@ public sealed record ModelOptions(string Device = "cpu", string DType = "float32
     };
 
     /// <summary>Checks the device exists and applies the thread setting; call once before building a model.</summary>
-    public void Apply()
+    public void Apply(long parameterCount)
     {
         if (TorchDevice.type == DeviceType.CUDA && !torch.cuda.is_available())
             throw new ArgumentException($"device '{Device}' was asked for but CUDA is not available on this machine");
         _ = ScalarType;
+        if (Threads < 0) throw new ArgumentException($"threads must be >= 0 (0: automatic), got {Threads}");
         if (Threads > 0) torch.set_num_threads(Threads);
+        else if (parameterCount < SmallModelParameters) torch.set_num_threads(1);
     }
 }

@@ -9,10 +9,53 @@ public class ModelTests
     private static LlamaModel Model => Stories260K.Model;
 
     [Fact]
-    public void Logits_after_BOS_match_the_fp64_reference()
+    public void Logits_after_BOS_match_the_fp64_reference() => AssertReferenceLogits(Model);
+
+    [Fact]
+    public void Greedy_decoding_from_BOS_reproduces_llama2c() => AssertReferenceGreedy(Model);
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(300_000L)]
+    public void The_model_converted_to_the_Hugging_Face_layout_gives_the_same_logits_and_text(long? shardBytes)
     {
-        using var cache = Model.CreateCache(1);
-        using var logits = Model.Step(cache, [0], [[Model.Config.BosId]]);
+        var directory = Path.Combine(Path.GetTempPath(), "spa-hf-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Spa.Model.Checkpoints.HuggingFaceConverter.FromLlama2c(SharedData.Stories260K, directory, shardBytes);
+            Assert.Equal(shardBytes is not null, File.Exists(Path.Combine(directory, "model.safetensors.index.json")));
+            using var converted = LlamaModel.Load(directory, new ModelOptions());
+            Assert.Equal(RopeStyle.RotateHalf, converted.Config.Rope);
+            AssertReferenceLogits(converted);
+            AssertReferenceGreedy(converted);
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("bfloat16")]
+    [InlineData("float16")]
+    public void Reduced_precision_stays_close_to_fp32(string dtype)
+    {
+        using var reduced = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: dtype));
+        var prompt = new[] { 1, 403, 407 };
+        using var cacheReduced = reduced.CreateCache(1);
+        using var cacheFull = Model.CreateCache(1);
+        using var low = reduced.Step(cacheReduced, [0], [prompt]);
+        using var full = Model.Step(cacheFull, [0], [prompt]);
+        var lowRow = low.data<float>().ToArray();
+        var fullRow = full.data<float>().ToArray();
+        Assert.Equal(Sampler.ArgMax(fullRow), Sampler.ArgMax(lowRow));
+        Assert.True(MaxAbsDifference(lowRow, fullRow) < 0.25f, $"{dtype}: max difference {MaxAbsDifference(lowRow, fullRow)}");
+    }
+
+    private static void AssertReferenceLogits(LlamaModel model)
+    {
+        using var cache = model.CreateCache(1);
+        using var logits = model.Step(cache, [0], [[model.Config.BosId]]);
         var row = logits.data<float>().ToArray();
         var (first8, top5) = Stories260K.ExpectedLogitsAfterBos();
         for (int i = 0; i < first8.Length; i++) Assert.True(Math.Abs(row[i] - first8[i]) <= 1e-4, $"logit {i}: {row[i]} vs {first8[i]}");
@@ -21,13 +64,12 @@ public class ModelTests
         Assert.Equal(top5.Select(t => t.Id), order);
     }
 
-    [Fact]
-    public void Greedy_decoding_from_BOS_reproduces_llama2c()
+    private static void AssertReferenceGreedy(LlamaModel model)
     {
-        var tokens = new Generator(Model).Decode([Model.Config.BosId], 140, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+        var tokens = new Generator(model).Decode([model.Config.BosId], 140, SamplingOptions.Greedy).Select(t => t.Id).ToList();
         Assert.Equal(140, tokens.Count);
-        var tokenizer = Spa.Model.Tokenizers.TokenizerLoader.Load(SharedData.Tok512, Model.Config.VocabSize);
-        Assert.Equal(Stories260K.ExpectedGreedyText.TrimEnd('\n'), tokenizer.Decode([Model.Config.BosId, .. tokens]).TrimEnd('\n'));
+        var tokenizer = Spa.Model.Tokenizers.TokenizerLoader.Load(SharedData.Tok512, model.Config.VocabSize);
+        Assert.Equal(Stories260K.ExpectedGreedyText.TrimEnd('\n'), tokenizer.Decode([model.Config.BosId, .. tokens]).TrimEnd('\n'));
     }
 
     [Fact]

@@ -22,20 +22,16 @@ public sealed class Llama2cTokenizer : ITokenizer
     // formats (a protobuf, JSON) read as an int32 fall outside it.
     private const int MaxTokenLengthLimit = 1 << 16;
 
-    private static readonly Comparer<(float Score, int Left)> BestMergeFirst = Comparer<(float Score, int Left)>.Create(
-        (a, b) => a.Score != b.Score ? b.Score.CompareTo(a.Score) : a.Left.CompareTo(b.Left));
-
     private readonly byte[][] _pieces;
-    private readonly float[] _scores;
     private readonly Dictionary<string, int> _ids;
-    private readonly Dictionary<(int Left, int Right), int> _merges = [];
+    private readonly Dictionary<long, int> _merges = [];
+    private readonly int[] _ranks;
     private readonly int _spaceId;
     private readonly PieceTable _decoding;
 
     private Llama2cTokenizer(byte[][] pieces, float[] scores, string name)
     {
         _pieces = pieces;
-        _scores = scores;
 
         // Keys hold one char per byte (Latin-1), so any byte string is a key and lookups are exact byte compares.
         // SentencePiece vocabularies have no duplicate pieces; should one, keep the lowest id (run.c's bsearch
@@ -43,6 +39,8 @@ public sealed class Llama2cTokenizer : ITokenizer
         _ids = new Dictionary<string, int>(pieces.Length, StringComparer.Ordinal);
         for (var id = 0; id < pieces.Length; id++) _ids.TryAdd(Encoding.Latin1.GetString(pieces[id]), id);
 
+        if (pieces.Length < FirstByteToken + 256)
+            throw new InvalidDataException($"{name} has only {pieces.Length} tokens; llama2.c's encoder needs bytes 0..255 at tokens 3..258");
         for (var b = 0; b < 256; b++)
         {
             var id = FirstByteToken + b;
@@ -57,12 +55,19 @@ public sealed class Llama2cTokenizer : ITokenizer
         var lookup = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
         foreach (var (piece, merged) in _ids)
         {
+            if (scores[merged] <= MergeFloor) continue;
             for (var split = 1; split < piece.Length; split++)
             {
                 if (lookup.TryGetValue(piece.AsSpan(0, split), out var left) && lookup.TryGetValue(piece.AsSpan(split), out var right))
-                    _merges[(left, right)] = merged;
+                    _merges[Pair(left, right)] = merged;
             }
         }
+
+        // Merges only compare scores, so rank them: 0 for the best score, equal scores sharing a rank.
+        var byScore = Enumerable.Range(0, pieces.Length).OrderByDescending(id => scores[id]).ToArray();
+        _ranks = new int[pieces.Length];
+        for (var i = 1; i < byScore.Length; i++)
+            _ranks[byScore[i]] = _ranks[byScore[i - 1]] + (scores[byScore[i]] < scores[byScore[i - 1]] ? 1 : 0);
 
         var decoded = new byte[pieces.Length][];
         for (var id = 0; id < pieces.Length; id++)
@@ -94,7 +99,7 @@ public sealed class Llama2cTokenizer : ITokenizer
     /// <summary>Parses a whole llama2.c tokenizer file; <paramref name="name"/> names it in error messages.</summary>
     internal static Llama2cTokenizer Parse(ReadOnlySpan<byte> data, int vocabSize, string name)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(vocabSize, FirstByteToken + 255, nameof(vocabSize));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vocabSize);
         if (data.Length < 4) throw new InvalidDataException($"{name} is too short ({data.Length} bytes) to be a llama2.c tokenizer file");
         var maxTokenLength = BinaryPrimitives.ReadInt32LittleEndian(data);
         if (maxTokenLength is <= 0 or > MaxTokenLengthLimit)
@@ -149,17 +154,18 @@ public sealed class Llama2cTokenizer : ITokenizer
         }
 
         // run.c merges whatever precedes, BOS included.
-        var merged = Merge(ids);
-        if (eos) merged.Add(Eos);
-        return merged;
+        Merge(ids);
+        if (eos) ids.Add(Eos);
+        return ids;
     }
 
     /// <summary>
     /// run.c's merge loop, which repeatedly merges the best-scoring adjacent pair (the leftmost among equals) until
-    /// none is left, takes quadratic time. This gives the same result with a queue of candidate pairs ordered by
-    /// (score, position) over a linked list of tokens; candidates made stale by an earlier merge are skipped.
+    /// none is left, takes quadratic time. This gives the same result with a queue of candidate pairs over a linked
+    /// list of tokens, keyed (rank of the merged token's score, position of the pair) so that the smallest key is
+    /// run.c's choice.
     /// </summary>
-    private List<int> Merge(List<int> ids)
+    private void Merge(List<int> ids)
     {
         var n = ids.Count;
         var next = new int[n];
@@ -170,29 +176,38 @@ public sealed class Llama2cTokenizer : ITokenizer
             prev[i] = i - 1;
         }
 
-        var candidates = new PriorityQueue<(int Left, int Right, int LeftId, int RightId, int Merged), (float, int)>(BestMergeFirst);
-        void Consider(int left)
+        bool TryMerge(int left, out int merged)
         {
+            merged = -1;
             var right = next[left];
-            if (right >= 0 && _merges.TryGetValue((ids[left], ids[right]), out var merged) && _scores[merged] > MergeFloor)
-                candidates.Enqueue((left, right, ids[left], ids[right], merged), (_scores[merged], left));
+            return right >= 0 && _merges.TryGetValue(Pair(ids[left], ids[right]), out merged);
         }
+        long Key(int merged, int left) => (long)_ranks[merged] << 32 | (uint)left;
 
-        for (var i = 0; i < n; i++) Consider(i);
-        while (candidates.TryDequeue(out var c, out _))
+        var initial = new List<(int, long)>(n);
+        for (var i = 0; i < n; i++)
         {
-            // A merge only ever lengthens a token, so unchanged ids at still-adjacent positions mean a live pair.
-            if (next[c.Left] != c.Right || ids[c.Left] != c.LeftId || ids[c.Right] != c.RightId) continue;
-            ids[c.Left] = c.Merged;
-            ids[c.Right] = -1;
-            next[c.Left] = next[c.Right];
-            if (next[c.Left] >= 0) prev[next[c.Left]] = c.Left;
-            if (prev[c.Left] >= 0) Consider(prev[c.Left]);
-            Consider(c.Left);
+            if (TryMerge(i, out var merged)) initial.Add((i, Key(merged, i)));
+        }
+        var candidates = new PriorityQueue<int, long>(initial);
+
+        while (candidates.TryDequeue(out var left, out var key))
+        {
+            // Earlier merges leave stale entries behind. The pair now at this position is still the one to merge
+            // if it merges with the same rank: it has an entry of exactly this key, the smallest in the queue.
+            if (ids[left] < 0 || !TryMerge(left, out var merged) || Key(merged, left) != key) continue;
+            var right = next[left];
+            ids[left] = merged;
+            ids[right] = -1;
+            next[left] = next[right];
+            if (next[left] >= 0) prev[next[left]] = left;
+            if (prev[left] >= 0 && TryMerge(prev[left], out var before)) candidates.Enqueue(prev[left], Key(before, prev[left]));
+            if (TryMerge(left, out var after)) candidates.Enqueue(left, Key(after, left));
         }
         ids.RemoveAll(id => id < 0);
-        return ids;
     }
+
+    private static long Pair(int left, int right) => (long)left << 32 | (uint)right;
 
     public string Decode(IEnumerable<int> ids) => _decoding.Decode(ids);
 
