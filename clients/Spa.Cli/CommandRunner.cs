@@ -13,7 +13,12 @@ public static class CommandRunner
     public const int BadUsage = 2;
     public const int Cancelled = 130;
 
-    public static void SetAction(this Command command, Func<ParseResult, CancellationToken, Task<int>> body) =>
+    /// <summary>
+    /// Sets <paramref name="body"/> as the command's action, wrapped in the error handling above. (Deliberately not
+    /// named SetAction: C# never picks an extension method over Command's own SetAction with the same signature, and
+    /// System.CommandLine's default handler prints "Unhandled exception" with the stack trace.)
+    /// </summary>
+    public static void SetGuardedAction(this Command command, Func<ParseResult, CancellationToken, Task<int>> body) =>
         command.SetAction(async (result, cancellation) =>
         {
             try
@@ -27,10 +32,33 @@ public static class CommandRunner
             }
             catch (Exception e) when (Environment.GetEnvironmentVariable("SPA_DEBUG") != "1")
             {
-                Console.Error.WriteLine($"spa {command.Name}: error: {Describe(e)}");
+                Console.Error.WriteLine($"{CommandPath(result)}: error: {Describe(e)}");
                 return e is UsageException or ArgumentException or ContextOverflowException ? BadUsage : Failed;
             }
         });
+
+    /// <summary>
+    /// The parse errors as one line, naming the command and where its help is. Errors about words that were not
+    /// understood come first: for "spa frobnicate" the typo explains more than the missing command does.
+    /// </summary>
+    public static string DescribeParseError(ParseResult result)
+    {
+        var command = CommandPath(result);
+        var messages = result.Errors
+            .Select(e => e.Message.ReplaceLineEndings(" ").Trim())
+            .Distinct()
+            .OrderBy(m => result.UnmatchedTokens.Any(t => m.Contains($"'{t}'", StringComparison.Ordinal)) ? 0 : 1);
+        return $"{command}: error: {string.Join(" ", messages)} (see {command} --help)";
+    }
+
+    /// <summary>"spa" followed by the subcommands the user typed, e.g. "spa bench decode".</summary>
+    private static string CommandPath(ParseResult result)
+    {
+        var names = new List<string>();
+        for (var node = result.CommandResult; node != null; node = node.Parent as System.CommandLine.Parsing.CommandResult)
+            if (node.Command is not RootCommand) names.Insert(0, node.Command.Name);
+        return string.Join(" ", ["spa", .. names]);
+    }
 
     private static string Describe(Exception e)
     {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using Spa.Cli;
 using Spa.Cli.Commands;
 
@@ -6,4 +7,12 @@ var root = new RootCommand("spa: SPA (Side Plugin Adaption) serving platform: ge
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+// System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every
+// other failure instead: one line on stderr, exit code 2. (--help still wins over a parse error.)
+if (parsed.Errors.Count > 0 && parsed.Action is ParseErrorAction)
+{
+    Console.Error.WriteLine(CommandRunner.DescribeParseError(parsed));
+    return CommandRunner.BadUsage;
+}
+return await parsed.InvokeAsync();

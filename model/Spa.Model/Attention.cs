@@ -16,11 +16,14 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
     public Tensor OutputWeight { get; } = outputWeight;
 
     /// <summary>x: [B, T, dim] (already normalised). Returns [B, T, dim].</summary>
-    public Tensor Forward(Tensor x, AttentionBatch batch)
+    public Tensor Forward(Tensor x, AttentionBatch batch, ILayerHook? hook = null)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var qkv = F.linear(x, QkvWeight).view(b, t, _heads + 2 * _kvHeads, _headDim);
+        var projected = F.linear(x, QkvWeight);
+        if (hook?.AttentionDelta(layer, x) is var (queryDelta, valueDelta))
+            projected = projected + cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1);
+        var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);
         var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeCos, batch.RopeSin); // q and k rotate together
         var q = rotated.narrow(2, 0, _heads);
         var k = rotated.narrow(2, _heads, _kvHeads);
@@ -31,6 +34,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
         var grouped = q.transpose(1, 2).reshape(b, _kvHeads, groups * t, _headDim); // query head h uses kv head h / groups
         var attended = F.scaled_dot_product_attention(grouped, keys, values, batch.Mask);
         var merged = attended.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
-        return F.linear(merged, OutputWeight).MoveToOuterDisposeScope();
+        var output = F.linear(merged, OutputWeight);
+        return (hook is null ? output : hook.AfterAttention(layer, output)).MoveToOuterDisposeScope();
     }
 }

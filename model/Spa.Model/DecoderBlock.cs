@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Spa.Model;
 
 /// <summary>One pre-norm decoder layer: h + attn(norm h), then + mlp(norm h).</summary>
-public sealed class DecoderBlock(RmsNorm attentionNorm, Attention attention, RmsNorm mlpNorm, Mlp mlp)
+public sealed class DecoderBlock(int layer, RmsNorm attentionNorm, Attention attention, RmsNorm mlpNorm, Mlp mlp)
 {
     public RmsNorm AttentionNorm { get; } = attentionNorm;
     public Attention Attention { get; } = attention;
@@ -12,10 +12,13 @@ public sealed class DecoderBlock(RmsNorm attentionNorm, Attention attention, Rms
     public Mlp Mlp { get; } = mlp;
 
     /// <summary>h: [B, T, dim], the residual stream. Returns the residual stream after this layer.</summary>
-    public Tensor Forward(Tensor h, AttentionBatch batch)
+    public Tensor Forward(Tensor h, AttentionBatch batch, ILayerHook? hook = null)
     {
         using var scope = NewDisposeScope();
-        var afterAttention = h + Attention.Forward(AttentionNorm.Forward(h), batch);
-        return afterAttention.add_(Mlp.Forward(MlpNorm.Forward(afterAttention))).MoveToOuterDisposeScope();
+        var afterAttention = h + Attention.Forward(AttentionNorm.Forward(h), batch, hook);
+        var mlpOutput = Mlp.Forward(MlpNorm.Forward(afterAttention));
+        if (hook is not null) mlpOutput = hook.AfterMlp(layer, mlpOutput);
+        // Not in place: with a hook the residual stream may carry gradients to a plugin.
+        return (afterAttention + mlpOutput).MoveToOuterDisposeScope();
     }
 }

@@ -32,7 +32,7 @@ public sealed class LlamaModel : IDisposable
         {
             var qkv = Own(cat([Take(w, WeightNames.Query(l)), Take(w, WeightNames.Key(l)), Take(w, WeightNames.Value(l))], 0));
             var gateUp = Own(cat([Take(w, WeightNames.Gate(l)), Take(w, WeightNames.Up(l))], 0));
-            blocks[l] = new DecoderBlock(
+            blocks[l] = new DecoderBlock(l,
                 new RmsNorm(Own(Take(w, WeightNames.AttentionNorm(l))), Config.NormEps),
                 new Attention(Config, l, qkv, Own(Take(w, WeightNames.Output(l))), Rope),
                 new RmsNorm(Own(Take(w, WeightNames.MlpNorm(l))), Config.NormEps),
@@ -68,12 +68,20 @@ public sealed class LlamaModel : IDisposable
     /// <summary>tokens: [B, T] int64. Returns the residual stream h_0: [B, T, dim].</summary>
     public Tensor Embed(Tensor tokens) => Embedding[tokens.to(Device)];
 
-    /// <summary>Runs layers [from, to) on the residual stream h: [B, T, dim].</summary>
-    public Tensor RunLayers(Tensor h, AttentionBatch batch, int from, int to)
+    /// <summary>
+    /// Runs layers [from, to) on the residual stream h: [B, T, dim]. When <paramref name="taps"/> is given, the
+    /// residual stream after each layer is appended to it; those tensors (the returned one among them) belong to the
+    /// caller's dispose scope.
+    /// </summary>
+    public Tensor RunLayers(Tensor h, AttentionBatch batch, int from, int to, ILayerHook? hook = null, IList<Tensor>? taps = null)
     {
         using var scope = NewDisposeScope();
-        for (int l = from; l < to; l++) h = Blocks[l].Forward(h, batch);
-        return h.MoveToOuterDisposeScope();
+        for (int l = from; l < to; l++)
+        {
+            h = Blocks[l].Forward(h, batch, hook);
+            taps?.Add(h.MoveToOuterDisposeScope());
+        }
+        return taps is null ? h.MoveToOuterDisposeScope() : h;
     }
 
     /// <summary>h: [..., dim], the residual stream after the last layer. Returns fp32 logits [..., vocab].</summary>
@@ -87,16 +95,42 @@ public sealed class LlamaModel : IDisposable
     /// Appends newTokens[i] to the sequence in cache slot slots[i] (decode when one token, prefill when many) and
     /// returns the fp32 logits after each sequence's last new token: [B, vocab].
     /// </summary>
-    public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens)
+    public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook = null)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        return Logits(StepHidden(cache, slots, newTokens, hook, null)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// As <see cref="Step"/>, but returns the residual stream at every layer for each sequence's last new token:
+    /// [L+1, B, d] (h_0..h_L, the taps a side network reads); the logits are <c>Logits(taps[L])</c>.
+    /// </summary>
+    public Tensor StepTaps(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook = null)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var taps = new List<Tensor>();
+        StepHidden(cache, slots, newTokens, hook, taps);
+        return stack(taps).MoveToOuterDisposeScope();
+    }
+
+    private Tensor StepHidden(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook, List<Tensor>? taps)
+    {
         using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
-        var h = RunLayers(Embed(PadTokens(newTokens, batch.NewLength)), batch, 0, Config.Layers);
-        batch.Commit();
         var last = tensor(newTokens.Select((t, b) => (long)b * batch.NewLength + t.Count - 1).ToArray(), device: Device);
-        var lastHidden = h.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]
-        return Logits(lastHidden).MoveToOuterDisposeScope();
+        Tensor AtLast(Tensor x) => x.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]
+
+        var embedded = Embed(PadTokens(newTokens, batch.NewLength));
+        var layerTaps = taps is null ? null : new List<Tensor>();
+        var h = RunLayers(embedded, batch, 0, Config.Layers, hook, layerTaps);
+        batch.Commit();
+        if (taps is not null)
+        {
+            taps.Add(AtLast(embedded));
+            taps.AddRange(layerTaps!.Select(AtLast));
+        }
+        return AtLast(h);
     }
 
     /// <summary>
@@ -107,9 +141,29 @@ public sealed class LlamaModel : IDisposable
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        return Logits(Hidden(tokens, lengths)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The residual stream after the last layer for whole sequences: [B, T, d]. Gradients flow when the caller has
+    /// not disabled them, which is how plugins inside the base (LoRA, adapters) train through the frozen weights.
+    /// </summary>
+    public Tensor Hidden(Tensor tokens, IReadOnlyList<int> lengths, ILayerHook? hook = null)
+    {
+        using var scope = NewDisposeScope();
         using var batch = AttentionBatch.Causal(Config, Rope, lengths, (int)tokens.shape[1], Device);
-        var h = RunLayers(Embed(tokens), batch, 0, Config.Layers);
-        return Logits(h).MoveToOuterDisposeScope();
+        return RunLayers(Embed(tokens), batch, 0, Config.Layers, hook).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The residual stream at every layer for whole sequences: [L+1, B, T, d] (h_0..h_L).</summary>
+    public Tensor Taps(Tensor tokens, IReadOnlyList<int> lengths, ILayerHook? hook = null)
+    {
+        using var scope = NewDisposeScope();
+        using var batch = AttentionBatch.Causal(Config, Rope, lengths, (int)tokens.shape[1], Device);
+        var embedded = Embed(tokens);
+        var taps = new List<Tensor> { embedded };
+        RunLayers(embedded, batch, 0, Config.Layers, hook, taps);
+        return stack(taps).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, T] int64 tokens, right-padded with 0.</summary>

@@ -31,7 +31,7 @@ public static class BenchCommand
         command.Options.Add(batches);
         command.Options.Add(repeats);
         command.Options.Add(json);
-        command.SetAction((result, cancellation) =>
+        command.SetGuardedAction((result, cancellation) =>
         {
             int length = result.GetValue(tokens);
             int runs = result.GetValue(repeats);

@@ -18,7 +18,7 @@ public static class ConvertCommand
         command.Options.Add(output);
         command.Options.Add(shardSize);
         command.Options.Add(force);
-        command.SetAction((result, _) =>
+        command.SetGuardedAction((result, _) =>
         {
             var source = model.ResolvePath(result);
             var destination = result.GetValue(output)!;

@@ -21,7 +21,7 @@ public static class GenerateCommand
         command.Options.Add(maxTokens);
         sampling.AddTo(command);
         command.Options.Add(noEcho);
-        command.SetAction((result, cancellation) =>
+        command.SetGuardedAction((result, cancellation) =>
         {
             int budget = result.GetValue(maxTokens);
             if (budget <= 0) throw new UsageException($"--max-tokens must be positive, got {budget}");
@@ -30,6 +30,7 @@ public static class GenerateCommand
             using var llama = model.LoadModel(result);
             var generator = new TextGenerator(llama, model.LoadTokenizer(result, llama));
             var text = result.GetValue(prompt) ?? "";
+            generator.EncodePrompt(text); // reject a prompt that does not fit before echoing it
 
             var stdout = Console.Out;
             if (!result.GetValue(noEcho))
