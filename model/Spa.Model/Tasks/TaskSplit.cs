@@ -1,0 +1,8 @@
+namespace Spa.Model.Tasks;
+
+public enum TaskSplit
+{
+    Train,
+    Validation,
+    Test,
+}
