@@ -10,13 +10,14 @@ namespace Spa.Model;
 /// Inference only; parameters never require gradients. The pieces are public so that a caller can run a range of
 /// layers (a shard) or read the residual stream between layers (the taps a side network consumes).
 /// </summary>
-public sealed class LlamaModel : IDisposable
+public sealed class LlamaModel : ITokenStepper, IDisposable
 {
     private readonly List<Tensor> _owned = [];
 
     public LlamaModel(Checkpoint checkpoint, ModelOptions options)
     {
         ParameterCount = checkpoint.Tensors.Values.Sum(t => t.NumberOfElements);
+        Identity = ComputeIdentity(checkpoint);
         options.Apply(ParameterCount);
         using var scope = NewDisposeScope(); // frees the per-tensor copies made while fusing and moving weights
         Config = checkpoint.Config;
@@ -44,6 +45,17 @@ public sealed class LlamaModel : IDisposable
     }
 
     public LlamaConfig Config { get; }
+
+    LlamaModel ITokenStepper.Model => this;
+
+    Tensor ITokenStepper.Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens) => Step(cache, slots, newTokens);
+
+    /// <summary>
+    /// A content hash of the weights ("sha256:..."), recorded in every plugin trained on this model so that a plugin
+    /// is never run on another base. The q and k projections are left out: the two RoPE layouts permute their rows
+    /// without changing the function, so a llama2.c checkpoint and its Hugging Face conversion share one identity.
+    /// </summary>
+    public string Identity { get; }
 
     /// <summary>Parameters in the checkpoint (the tied LM head counted once).</summary>
     public long ParameterCount { get; }
@@ -180,6 +192,20 @@ public sealed class LlamaModel : IDisposable
             }
         }
         return tensor(flat, [sequences.Count, length], device: Device);
+    }
+
+    private static string ComputeIdentity(Checkpoint checkpoint)
+    {
+        var c = checkpoint.Config;
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{c.Dim} {c.HiddenDim} {c.Layers} {c.Heads} {c.KvHeads} {c.VocabSize} {c.TiedEmbedding}"));
+        foreach (var (name, _) in WeightNames.Expected(c))
+        {
+            if (Enumerable.Range(0, c.Layers).Any(l => name == WeightNames.Query(l) || name == WeightNames.Key(l))) continue;
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            hash.AppendData(checkpoint.Tensors[name].bytes);
+        }
+        return "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private Tensor Take(IReadOnlyDictionary<string, Tensor> weights, string name) =>

@@ -24,7 +24,7 @@ public sealed class BeamSearch(Generator generator)
         using var cache = model.CreateCache(2 * width, capacity);
 
         var live = new List<Beam> { new(0, [], 0) };
-        float[] logits = StepAll(model, cache, [0], [prompt]);
+        float[] logits = StepAll(generator.Stepper, cache, [0], [prompt]);
         var finished = new List<BeamHypothesis>();
         double Score(double logProbability, int length) => logProbability / Math.Pow(length, lengthPenalty);
 
@@ -71,7 +71,7 @@ public sealed class BeamSearch(Generator generator)
                 children.Add(new Beam(half + k, [.. next[k].Parent.Tokens, next[k].Token], next[k].LogProbability));
             }
             live = children;
-            logits = StepAll(model, cache, live.Select(b => b.Slot).ToArray(), live.Select(b => (IReadOnlyList<int>)[b.Tokens[^1]]).ToArray());
+            logits = StepAll(generator.Stepper, cache, live.Select(b => b.Slot).ToArray(), live.Select(b => (IReadOnlyList<int>)[b.Tokens[^1]]).ToArray());
         }
         return finished.OrderByDescending(h => h.Score).First();
     }
@@ -84,9 +84,9 @@ public sealed class BeamSearch(Generator generator)
         return score(next[0].LogProbability, length) <= worstKept;
     }
 
-    private static float[] StepAll(LlamaModel model, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> tokens)
+    private static float[] StepAll(ITokenStepper stepper, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> tokens)
     {
-        using var logits = model.Step(cache, slots, tokens);
+        using var logits = stepper.Step(cache, slots, tokens);
         return logits.cpu().data<float>().ToArray();
     }
 

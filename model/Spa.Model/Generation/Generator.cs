@@ -8,13 +8,14 @@ namespace Spa.Model.Generation;
 public readonly record struct DecodedToken(int Id, float LogProbability);
 
 /// <summary>
-/// Token-level decoding on a <see cref="LlamaModel"/>: one sequence, or many sequences stepping together in one
+/// Token-level decoding with any <see cref="ITokenStepper"/> (the base, or the base with a plugin): one sequence, or many sequences stepping together in one
 /// forward per step (each prefills its own prompt, then decodes). Stops at end of sequence, at the token budget or
 /// when the context is full.
 /// </summary>
-public sealed class Generator(LlamaModel model)
+public sealed class Generator(ITokenStepper stepper)
 {
-    public LlamaModel Model { get; } = model;
+    public ITokenStepper Stepper { get; } = stepper;
+    public LlamaModel Model => Stepper.Model;
 
     /// <summary>A token that ends a generation: EOS, and BOS, which llama2.c-trained models emit between documents.</summary>
     public bool IsEndOfSequence(int id) => id == Model.Config.EosId || id == Model.Config.BosId;
@@ -65,7 +66,7 @@ public sealed class Generator(LlamaModel model)
         {
             cancellation.ThrowIfCancellationRequested();
             float[] logits;
-            using (var rows = Model.Step(cache, active, active.Select(s => inputs[s]).ToArray()))
+            using (var rows = Stepper.Step(cache, active, active.Select(s => inputs[s]).ToArray()))
                 logits = rows.cpu().data<float>().ToArray();
             int vocab = Model.Config.VocabSize;
             var stillActive = new List<int>();
@@ -85,7 +86,7 @@ public sealed class Generator(LlamaModel model)
 
     private float[] StepOne(KvCache cache, IReadOnlyList<int> tokens)
     {
-        using var logits = Model.Step(cache, [0], [tokens]);
+        using var logits = Stepper.Step(cache, [0], [tokens]);
         return logits.cpu().data<float>().ToArray();
     }
 }

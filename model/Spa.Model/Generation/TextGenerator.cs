@@ -5,11 +5,11 @@ using Spa.Model.Tokenizers;
 namespace Spa.Model.Generation;
 
 /// <summary>Text in, text out: encodes the prompt, decodes or beam-searches, streams text and cuts at stop strings.</summary>
-public sealed class TextGenerator(LlamaModel model, ITokenizer tokenizer)
+public sealed class TextGenerator(ITokenStepper stepper, ITokenizer tokenizer)
 {
-    private readonly Generator _generator = new(model);
+    private readonly Generator _generator = new(stepper);
 
-    public LlamaModel Model => model;
+    public LlamaModel Model => stepper.Model;
     public ITokenizer Tokenizer => tokenizer;
 
     /// <summary>The prompt's tokens as the model sees them: BOS, then the encoded text.</summary>

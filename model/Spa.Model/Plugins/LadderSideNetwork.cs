@@ -35,9 +35,9 @@ public sealed class LadderSideNetwork : nn.Module<Tensor, Tensor>
         SideDim = sideDim;
         AdapterDim = adapterDim;
         input = nn.Linear(dim, sideDim);
-        downs = new ModuleList<Linear>(Enumerable.Range(0, layers).Select(_ => nn.Linear(dim, sideDim)).ToArray());
-        adapterIn = new ModuleList<Linear>(Enumerable.Range(0, layers).Select(_ => nn.Linear(sideDim, adapterDim)).ToArray());
-        adapterOut = new ModuleList<Linear>(Enumerable.Range(0, layers).Select(_ => nn.Linear(adapterDim, sideDim)).ToArray());
+        downs = PerLayer.Modules(layers, () => nn.Linear(dim, sideDim));
+        adapterIn = PerLayer.Modules(layers, () => nn.Linear(sideDim, adapterDim));
+        adapterOut = PerLayer.Modules(layers, () => nn.Linear(adapterDim, sideDim));
         output = nn.Linear(sideDim, dim);
         dropout = nn.Dropout(dropoutRate);
         RegisterComponents();

@@ -23,6 +23,7 @@ internal sealed class JsonlRow
     /// <summary>The objects of <paramref name="path"/>, one per line; blank lines are skipped.</summary>
     public static IEnumerable<JsonlRow> Read(string path)
     {
+        if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"task data {path} does not exist", path);
         var line = 0;
         foreach (var text in System.IO.File.ReadLines(path))
         {

@@ -1,0 +1,114 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Spa.Model.Plugins;
+
+/// <summary>One gate decision: the probability the gate gave and whether the edge was asked.</summary>
+public readonly record struct GateDecision(double Probability, bool Sent);
+
+/// <summary>
+/// Decoding steps of a base with a personal plugin in a combination mode, split between cloud and edge exactly as a
+/// deployment splits them: the cloud runs the base and the gate; whatever the edge computes crosses an
+/// <see cref="EdgeTransport"/>, which counts round trips and bytes from what is really sent. Works for any batch of
+/// sequences; each sequence has its own gate policy (a fixed tau, or a round-trip budget).
+/// </summary>
+public sealed class PluginStepper : ITokenStepper
+{
+    private readonly PersonalPlugin _plugin;
+    private readonly CombinationMode _mode;
+    private readonly TapPlacement _placement;
+    private readonly Func<IGatePolicy> _newPolicy;
+    private readonly ConditionalWeakTable<KvCache, Dictionary<int, IGatePolicy>> _policies = new();
+
+    public PluginStepper(LlamaModel model, PersonalPlugin plugin, CombinationMode mode, EdgeTransport transport,
+        TapPlacement placement = TapPlacement.Edge, Func<IGatePolicy>? gatePolicy = null)
+    {
+        PersonalPlugin.CheckModeFits(plugin.Kind, mode);
+        if (mode is CombinationMode.Switch or CombinationMode.Spa && plugin.Gate is null)
+            throw new ArgumentException($"mode '{PluginNames.Name(mode)}' needs a gate, and this plugin was trained without one (mode '{PluginNames.Name(plugin.Mode)}')");
+        Model = model;
+        _plugin = plugin;
+        _mode = mode;
+        Transport = transport;
+        _placement = placement;
+        _newPolicy = gatePolicy ?? (() => new ThresholdPolicy(plugin.GateSettings?.Tau ?? 0.5));
+    }
+
+    public LlamaModel Model { get; }
+    public EdgeTransport Transport { get; }
+
+    /// <summary>Token positions that produced a next-token distribution: the denominator of M.</summary>
+    public long Tokens { get; private set; }
+
+    /// <summary>Every gate decision so far, in order (switch and spa only).</summary>
+    public List<GateDecision> Decisions { get; } = [];
+
+    public double RoundTripsPerToken => Tokens == 0 ? 0 : (double)Transport.RoundTrips / Tokens;
+
+    public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens)
+    {
+        Tokens += slots.Count;
+        if (_mode == CombinationMode.Base) return Model.Step(cache, slots, newTokens);
+        if (_plugin.Hook is { } hook)
+        {
+            SetTransport(Transport);
+            try
+            {
+                return Model.Step(cache, slots, newTokens, hook);
+            }
+            finally
+            {
+                SetTransport(null);
+            }
+        }
+
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var taps = Model.StepTaps(cache, slots, newTokens);                 // [L+1, B, d]
+        var normed = Model.FinalNorm.Forward(taps[Model.Config.Layers]);    // [B, d]
+        var logits = F.linear(normed, Model.LmHead).to(ScalarType.Float32); // the base's own logits
+        var sent = SentRows(cache, slots, normed);
+        if (sent.Length == 0) return logits.MoveToOuterDisposeScope();
+
+        var rows = tensor(sent.Select(r => (long)r).ToArray(), device: Model.Device);
+        var output = AskEdge(taps.index_select(1, rows));
+        var combined = PluginForward.Combine(Model, _mode, normed.index_select(0, rows), output);
+        return logits.index_copy_(0, rows, combined).MoveToOuterDisposeScope();
+    }
+
+    private int[] SentRows(KvCache cache, IReadOnlyList<int> slots, Tensor normed)
+    {
+        if (_mode is CombinationMode.Side or CombinationMode.Parallel) return Enumerable.Range(0, slots.Count).ToArray();
+        using var probabilities = _plugin.Gate!.forward(normed).to(ScalarType.Float64).cpu();
+        var p = probabilities.data<double>().ToArray();
+        var policies = _policies.GetOrCreateValue(cache);
+        var sent = new List<int>();
+        for (int b = 0; b < slots.Count; b++)
+        {
+            if (!policies.TryGetValue(slots[b], out var policy)) policies[slots[b]] = policy = _newPolicy();
+            bool send = policy.Decide(p[b]);
+            Decisions.Add(new GateDecision(p[b], send));
+            if (send) sent.Add(b);
+        }
+        return sent.ToArray();
+    }
+
+    // One round trip per sequence: the taps (or their projections) up, the side network's output down.
+    private Tensor AskEdge(Tensor taps)
+    {
+        var side = _plugin.Side!;
+        Transport.RoundTrip(taps.shape[1]);
+        var output = _placement == TapPlacement.Edge
+            ? side.forward(Transport.ToEdge(taps))
+            : side.Combine(Transport.ToEdge(side.Project(taps)));
+        return Transport.ToCloud(output);
+    }
+
+    private void SetTransport(EdgeTransport? transport)
+    {
+        if (_plugin.Lora is { } lora) lora.Transport = transport;
+        if (_plugin.Adapter is { } adapter) adapter.Transport = transport;
+    }
+}

@@ -1,0 +1,247 @@
+using Spa.Model.Generation;
+using Spa.Model.Plugins;
+using Spa.Model.Sampling;
+using Spa.Model.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using Generator = Spa.Model.Generation.Generator;
+
+namespace Spa.Model.Tests;
+
+public class PluginTests
+{
+    private static LlamaModel Model => Stories260K.Model;
+    private static LlamaConfig Config => Model.Config;
+    private static readonly int[] Prompt = [1, 403, 407, 261, 378];
+
+    private static PersonalPlugin RandomPlugin(PluginKind kind, CombinationMode mode, int seed = 1)
+    {
+        var plugin = PersonalPlugin.Create(Model, kind, mode, PluginDimensions.For(Config), seed: seed);
+        using (no_grad())
+            foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
+        return plugin;
+    }
+
+    [Fact]
+    public void The_ladder_matches_a_slow_computation_of_its_equations()
+    {
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Parallel);
+        var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
+        using var taps = randn(Config.Layers + 1, 3, Config.Dim);
+        using var fast = plugin.Side!.forward(taps);
+        for (int n = 0; n < 3; n++)
+        {
+            // s_0 = W_in h_0 + b_in; s_l = D_l h_l + b_l + A_l(ReLU(s_{l-1})); out = W_out ReLU(s_L) + b_out
+            var s = MatVec(w["side.input.weight"], taps[0, n]) + w["side.input.bias"];
+            for (int l = 1; l <= Config.Layers; l++)
+            {
+                var z = s.relu();
+                var adapter = z + MatVec(w[$"side.adapterOut.{l - 1}.weight"], (MatVec(w[$"side.adapterIn.{l - 1}.weight"], z) + w[$"side.adapterIn.{l - 1}.bias"]).relu()) + w[$"side.adapterOut.{l - 1}.bias"];
+                s = MatVec(w[$"side.downs.{l - 1}.weight"], taps[l, n]) + w[$"side.downs.{l - 1}.bias"] + adapter;
+            }
+            var slow = MatVec(w["side.output.weight"], s.relu()) + w["side.output.bias"];
+            Assert.True((slow - fast[n]).abs().max().item<float>() < 1e-5);
+        }
+    }
+
+    [Fact]
+    public void LoRA_equals_the_base_with_merged_weights()
+    {
+        using var plugin = RandomPlugin(PluginKind.Lora, CombinationMode.Parallel);
+        var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
+        using var checkpoint = Stories260K.ReadCheckpoint();
+        double scale = plugin.Dimensions.LoraAlpha / plugin.Dimensions.LoraRank;
+        var merged = new Dictionary<string, Tensor>(checkpoint.Tensors);
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            merged[Checkpoints.WeightNames.Query(l)] = checkpoint.Tensors[Checkpoints.WeightNames.Query(l)] + scale * w[$"lora.queryUp.{l}.weight"].matmul(w[$"lora.queryDown.{l}.weight"]);
+            merged[Checkpoints.WeightNames.Value(l)] = checkpoint.Tensors[Checkpoints.WeightNames.Value(l)] + scale * w[$"lora.valueUp.{l}.weight"].matmul(w[$"lora.valueDown.{l}.weight"]);
+        }
+        using var mergedModel = new LlamaModel(new Checkpoints.Checkpoint(Config, merged, "merged"), new ModelOptions());
+        using var tokens = Model.PadTokens([Prompt], Prompt.Length);
+        using var expected = mergedModel.Forward(tokens, [Prompt.Length]);
+        using var outputs = new PluginForward(Model, plugin).Run(tokens, [Prompt.Length], CombinationMode.Parallel);
+        Assert.True((expected - outputs.PluginLogits).abs().max().item<float>() < 1e-4);
+    }
+
+    [Fact]
+    public void An_adapter_computes_x_plus_U_relu_V_x()
+    {
+        using var plugin = RandomPlugin(PluginKind.Adapter, CombinationMode.Parallel);
+        var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
+        using var x = randn(2, 3, Config.Dim);
+        using var fast = plugin.Adapter!.AfterMlp(2, x);
+        var slow = x + (x.matmul(w["adapter.mlpDown.2.weight"].t()) + w["adapter.mlpDown.2.bias"]).relu().matmul(w["adapter.mlpUp.2.weight"].t()) + w["adapter.mlpUp.2.bias"];
+        Assert.True((slow - fast).abs().max().item<float>() < 1e-5);
+    }
+
+    [Theory]
+    [InlineData(CombinationMode.Parallel)]
+    [InlineData(CombinationMode.Spa)]
+    public void A_fresh_ladder_with_its_zero_output_projection_equals_the_base(CombinationMode mode)
+    {
+        using var plugin = PersonalPlugin.Create(Model, PluginKind.Ladder, mode, PluginDimensions.For(Config), seed: 3);
+        var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0));
+        Assert.Equal(Greedy(Model, 40), Greedy(stepper, 40));
+    }
+
+    [Fact]
+    public void The_gate_at_tau_zero_is_parallel_and_at_tau_one_is_the_base()
+    {
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+        var parallel = Greedy(new PluginStepper(Model, plugin, CombinationMode.Parallel, new EdgeTransport(ActivationType.Fp32)), 40);
+        var tauZero = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0));
+        var tauOne = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(1));
+        Assert.Equal(parallel, Greedy(tauZero, 40));
+        Assert.Equal(Greedy(Model, 40), Greedy(tauOne, 40));
+        Assert.Equal(1.0, tauZero.RoundTripsPerToken);
+        Assert.Equal(0.0, tauOne.RoundTripsPerToken);
+        Assert.NotEqual(parallel, Greedy(Model, 40));
+    }
+
+    [Theory]
+    [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
+    [InlineData(PluginKind.Adapter, CombinationMode.Parallel)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Side)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Parallel)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Switch)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
+    public void M_is_counted_from_real_calls(PluginKind kind, CombinationMode mode)
+    {
+        using var plugin = RandomPlugin(kind, mode);
+        var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0.5));
+        int generated = Greedy(stepper, 30).Count;
+        Assert.Equal(generated, stepper.Tokens);
+        double expected = (kind, mode) switch
+        {
+            (PluginKind.Lora, _) => Config.Layers,
+            (PluginKind.Adapter, _) => 2 * Config.Layers,
+            (_, CombinationMode.Side or CombinationMode.Parallel) => 1,
+            _ => stepper.Decisions.Count(d => d.Sent) / (double)stepper.Decisions.Count, // the measured gate rate
+        };
+        Assert.Equal(expected, stepper.RoundTripsPerToken, 9);
+        if (mode is CombinationMode.Switch or CombinationMode.Spa)
+        {
+            Assert.Equal(generated, stepper.Decisions.Count);
+            Assert.All(stepper.Decisions, d => Assert.Equal(d.Probability > 0.5, d.Sent));
+        }
+    }
+
+    [Theory]
+    [InlineData(TapPlacement.Edge, ActivationType.Fp32, 6 * 64 * 4, 64 * 4)]
+    [InlineData(TapPlacement.Edge, ActivationType.Int8, 6 * (64 + 4), 64 + 4)]
+    [InlineData(TapPlacement.Cloud, ActivationType.Fp16, 6 * 32 * 2, 64 * 2)]
+    public void Bytes_per_round_trip_follow_what_is_sent(TapPlacement placement, ActivationType activation, long up, long down)
+    {
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Parallel);
+        var transport = new EdgeTransport(activation);
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Parallel, transport, placement);
+        Greedy(stepper, 10);
+        Assert.Equal(up * transport.RoundTrips, transport.BytesUp);
+        Assert.Equal(down * transport.RoundTrips, transport.BytesDown);
+    }
+
+    [Fact]
+    public void A_round_trip_budget_holds_M_at_or_under_it()
+    {
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new BudgetPolicy(0.2, 0.0));
+        Greedy(stepper, 60);
+        Assert.True(stepper.RoundTripsPerToken <= 0.2 + 1e-9, $"M = {stepper.RoundTripsPerToken}");
+        Assert.True(stepper.RoundTripsPerToken > 0.1, $"the budget went unused: M = {stepper.RoundTripsPerToken}");
+        int sent = 0;
+        for (int i = 0; i < stepper.Decisions.Count; i++)
+        {
+            if (stepper.Decisions[i].Sent) sent++;
+            Assert.True(sent <= 0.2 * (i + 1) + 1e-9, $"after {i + 1} tokens {sent} were sent");
+        }
+    }
+
+    [Theory]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
+    [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
+    [InlineData(PluginKind.Adapter, CombinationMode.Parallel)]
+    public void A_saved_plugin_loads_back_identical(PluginKind kind, CombinationMode mode)
+    {
+        var directory = TempDirectory();
+        try
+        {
+            using var plugin = RandomPlugin(kind, mode);
+            plugin.Save(directory);
+            using var loaded = PersonalPlugin.Load(directory, Model);
+            Assert.Equal(plugin.Kind, loaded.Kind);
+            Assert.Equal(plugin.Mode, loaded.Mode);
+            var original = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
+            foreach (var (name, parameter) in loaded.NamedParameters())
+                Assert.True(original[name].bytes.SequenceEqual(parameter.bytes), name);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Bad_plugin_files_are_refused_with_clear_errors()
+    {
+        var directory = TempDirectory();
+        try
+        {
+            using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+            plugin.Save(directory);
+            var manifestPath = Path.Combine(directory, PluginManifest.FileName);
+            var manifest = File.ReadAllText(manifestPath);
+
+            File.WriteAllText(manifestPath, manifest.Replace(Model.Identity, "sha256:0000"));
+            Assert.Contains("another base model", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);
+
+            File.WriteAllText(manifestPath, manifest.Replace("\"side_dim\": 32", "\"side_dim\": 16"));
+            Assert.Contains("shape", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);
+
+            File.WriteAllText(manifestPath, "{ not json");
+            Assert.Contains("not a valid plugin manifest", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);
+
+            File.WriteAllText(manifestPath, manifest);
+            using (no_grad()) plugin.Side!.NamedParametersOf("output.weight").fill_(float.NaN);
+            plugin.Save(directory);
+            Assert.Contains("NaN", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message, StringComparison.OrdinalIgnoreCase);
+
+            File.Delete(Path.Combine(directory, PluginManifest.WeightsFileName));
+            Assert.Throws<FileNotFoundException>(() => PersonalPlugin.Load(directory, Model));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData(PluginKind.Ladder, CombinationMode.Parallel, "joint")]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa, "joint")]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa, "two-stage")]
+    [InlineData(PluginKind.Lora, CombinationMode.Parallel, "joint")]
+    public void Training_for_a_few_steps_lowers_the_loss(PluginKind kind, CombinationMode mode, string objective)
+    {
+        using var plugin = PersonalPlugin.Create(Model, kind, mode, PluginDimensions.For(Config), seed: 5);
+        var data = Enumerable.Range(0, 16).Select(i => new TrainingSequence([1, 403, 407, 261, 378, 11, 20 + i % 4, 30, 40, 50, 60], 1)).ToArray();
+        var options = new TrainingOptions { Epochs = 4, BatchSize = 8, LearningRate = 1e-2, GateObjective = objective };
+        var trainer = new PluginTrainer(Model, plugin, options);
+        var before = trainer.Evaluate(data, mode == CombinationMode.Spa && objective == "two-stage" ? CombinationMode.Parallel : mode, LossKind.Plugin);
+        var report = trainer.Train(data, data);
+        var after = trainer.Evaluate(data, mode == CombinationMode.Spa && objective == "two-stage" ? CombinationMode.Parallel : mode, LossKind.Plugin);
+        Assert.True(after < before - 0.1, $"loss {before} -> {after}");
+        Assert.True(report.Steps > 0);
+    }
+
+    private static List<int> Greedy(ITokenStepper stepper, int tokens) =>
+        new Generator(stepper).Decode(Prompt, tokens, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+
+    private static Tensor MatVec(Tensor matrix, Tensor vector) => matrix.matmul(vector);
+
+    private static string TempDirectory() => Path.Combine(Path.GetTempPath(), "spa-plugin-" + Guid.NewGuid().ToString("N"));
+}
+
+internal static class ModuleExtensions
+{
+    public static Tensor NamedParametersOf(this nn.Module module, string name) => module.named_parameters().Single(p => p.name == name).parameter;
+}
