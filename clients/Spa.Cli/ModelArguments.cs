@@ -68,15 +68,8 @@ public sealed class ModelArguments
         if (!string.IsNullOrWhiteSpace(named)) return named;
         var fromEnvironment = Environment.GetEnvironmentVariable(ModelVariable);
         if (!string.IsNullOrWhiteSpace(fromEnvironment)) return fromEnvironment;
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
-            {
-                if (!File.Exists(Path.Combine(dir.FullName, "SpaOrleans.sln"))) continue;
-                var beside = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data", "models", "stories260K"));
-                if (Directory.Exists(beside)) return beside;
-            }
-        }
+        var beside = SharedData.Find(Path.Combine("models", "stories260K"));
+        if (beside is not null) return beside;
         throw new UsageException($"no model given and none found: pass --model PATH (a llama2.c .bin or a Hugging Face directory) or set ${ModelVariable}");
     }
 }

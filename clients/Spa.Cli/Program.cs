@@ -7,6 +7,9 @@ var root = new RootCommand("spa: SPA (Side Plugin Adaption) serving platform: ge
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(DataCommand.Create());
 var parsed = root.Parse(args);
 // System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every
 // other failure instead: one line on stderr, exit code 2. (--help still wins over a parse error.)

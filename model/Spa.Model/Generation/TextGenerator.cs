@@ -25,11 +25,16 @@ public sealed class TextGenerator(ITokenStepper stepper, ITokenizer tokenizer)
     /// continuation as it becomes final (beam search delivers it at the end, in one piece).
     /// </summary>
     public GenerationResult Generate(string prompt, int maxTokens, SamplingOptions sampling, IReadOnlyList<string>? stopStrings = null,
+        Action<string>? onText = null, CancellationToken cancellation = default) =>
+        Generate(EncodePrompt(prompt), maxTokens, sampling, stopStrings, onText, cancellation);
+
+    /// <summary>As above, from prompt tokens (BOS first) that the caller has already encoded and fitted to the context.</summary>
+    public GenerationResult Generate(IReadOnlyList<int> promptTokens, int maxTokens, SamplingOptions sampling, IReadOnlyList<string>? stopStrings = null,
         Action<string>? onText = null, CancellationToken cancellation = default)
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), $"max tokens must be positive, got {maxTokens}");
         sampling.Validate();
-        var promptTokens = EncodePrompt(prompt);
+        _generator.CheckPrompt(promptTokens);
         var clock = Stopwatch.StartNew();
         TimeSpan firstToken = default;
         var decoder = tokenizer.CreateStreamDecoder();

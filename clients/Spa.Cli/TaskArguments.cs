@@ -1,0 +1,71 @@
+using System.CommandLine;
+using Spa.Model;
+using Spa.Model.Tasks;
+using Spa.Model.Tokenizers;
+using Spa.Model.Training;
+
+namespace Spa.Cli;
+
+/// <summary>Options naming a task and its data, shared by train and eval; "personal" is a user corpus from `spa data personal`.</summary>
+public sealed class TaskArguments
+{
+    public const string Personal = "personal";
+
+    public Option<string> Task { get; } = new("--task")
+    {
+        Description = $"Task: {string.Join(", ", TaskCatalog.Names)} or {Personal} (a corpus written by `spa data personal`, given with --data).",
+        Required = true,
+    };
+
+    public Option<string?> Data { get; } = new("--data") { Description = "The task's data file (JSONL). Default: the task's file under ../shared/data/tasks." };
+
+    public Option<int> MaxTargetTokens { get; } = new("--max-target-tokens") { Description = "Longest target kept per example, in tokens.", DefaultValueFactory = _ => 48 };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Task);
+        command.Options.Add(Data);
+        command.Options.Add(MaxTargetTokens);
+    }
+
+    public string Name(ParseResult result) => result.GetValue(Task)!.Trim().ToLowerInvariant();
+
+    public bool IsPersonal(ParseResult result) => Name(result) == Personal;
+
+    public IReadOnlyList<PersonalStory> PersonalStories(ParseResult result) =>
+        PersonalCorpus.Load(result.GetValue(Data) ?? throw new UsageException("--task personal needs --data FILE (a corpus written by `spa data personal`)"));
+
+    public TaskDataset Dataset(ParseResult result)
+    {
+        var name = Name(result);
+        if (!TaskCatalog.Names.Contains(name)) throw new UsageException($"unknown task '{name}': use one of {string.Join(", ", TaskCatalog.Names)}, {Personal}");
+        return TaskCatalog.Load(name, result.GetValue(Data), SharedData.Find("tasks"));
+    }
+
+    /// <summary>Personal stories split deterministically by their text, as task files without splits are.</summary>
+    public static IReadOnlyList<PersonalStory> Split(IReadOnlyList<PersonalStory> stories, TaskSplit split) =>
+        stories.Where(s => SplitFractions.Default.Assign(s.Text) == split).ToArray();
+
+    /// <summary>Training and validation sequences: BOS, prompt and target, the loss on the target only.</summary>
+    public (IReadOnlyList<TrainingSequence> Train, IReadOnlyList<TrainingSequence> Validation) TrainingData(ParseResult result, ITokenizer tokenizer, LlamaModel model, int? limit)
+    {
+        int context = model.Config.MaxSeqLen;
+        int maxTarget = result.GetValue(MaxTargetTokens);
+        if (maxTarget <= 0 || maxTarget >= context) throw new UsageException($"--max-target-tokens must be in 1..{context - 1}, got {maxTarget}");
+        if (IsPersonal(result))
+        {
+            var stories = PersonalStories(result);
+            TrainingSequence FromStory(PersonalStory s) => new(tokenizer.Encode(s.Text, bos: true, eos: true).Take(context).ToArray(), 1);
+            return (Take(Split(stories, TaskSplit.Train), limit).Select(FromStory).ToArray(), Split(stories, TaskSplit.Validation).Select(FromStory).ToArray());
+        }
+        var dataset = Dataset(result);
+        TrainingSequence FromExample(TaskExample e)
+        {
+            var (prompt, target) = TokenizedExample.Tokenize(tokenizer, e, context, maxTarget);
+            return new TrainingSequence([.. prompt, .. target], prompt.Length);
+        }
+        return (Take(dataset.Split(TaskSplit.Train), limit).Select(FromExample).ToArray(), dataset.Split(TaskSplit.Validation).Take(200).Select(FromExample).ToArray());
+    }
+
+    private static IEnumerable<T> Take<T>(IEnumerable<T> items, int? limit) => limit is { } n ? items.Take(n) : items;
+}
