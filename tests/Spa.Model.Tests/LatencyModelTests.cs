@@ -9,9 +9,36 @@ public sealed class LatencyModelTests
     private static readonly LlamaConfig Stories = new(
         Dim: 64, HiddenDim: 172, Layers: 5, Heads: 8, KvHeads: 4, VocabSize: 512, MaxSeqLen: 512, TiedEmbedding: true, Rope: RopeStyle.Interleaved);
 
-    private static readonly PluginSizes Ladder32x64 = new(SideDim: 32, LadderAdapterDim: 64);
+    private static readonly PluginDimensions Ladder32x64 = new(SideDim: 32, AdapterDim: 64, LoraRank: 8, LoraAlpha: 16, AdapterBottleneck: 64, LstReduction: 8);
+
+    // Side width 32 (d/2), adapter width 64 (d), LoRA rank 8 (alpha 16), adapter bottleneck 64, LST reduction 8.
+    private static readonly PluginDimensions Conventional = PluginDimensions.Conventional(Stories);
 
     private const double Tolerance = 1e-9;
+
+    // ---- dimensions ----
+
+    [Fact]
+    public void ConventionalDimensions_AreTheUsualProjectionSizes()
+    {
+        Assert.Equal(Ladder32x64, Conventional);
+        Assert.Equal(new PluginDimensions(32, 4096, 8, 16, 64, 8), PluginDimensions.Conventional(ModelDimensions.Llama7B));
+        // The side width is capped at half the model's.
+        Assert.Equal(16, PluginDimensions.Conventional(Stories with { Dim = 32 }).SideDim);
+        Assert.Equal((8, 21), (Conventional.LstDimFor(Stories), Conventional.LstHiddenDimFor(Stories)));
+    }
+
+    [Fact]
+    public void Dimensions_RejectSizesThatAreNotPositive()
+    {
+        Assert.Contains("SideDim", Assert.Throws<ArgumentException>(() => Ladder32x64 with { SideDim = 0 }).Message);
+        Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 0, 8, 16, 64));
+        Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 64, -1, 16, 64));
+        Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 64, 8, double.NaN, 64));
+        Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 64, 8, 16, 0));
+        Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 64, 8, 16, 64, LstReduction: 0));
+        Assert.Contains("must divide", Assert.Throws<ArgumentException>(() => (Ladder32x64 with { LstReduction = 3 }).LstDimFor(Stories)).Message);
+    }
 
     // ---- traffic ----
 
@@ -41,7 +68,7 @@ public sealed class LatencyModelTests
     [Fact]
     public void Ladder_AdapterWidthDefaultsToTheModelWidth()
     {
-        var byDefault = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Ladder, PluginSizes.Default, TapPlacement.Cloud, ActivationType.Fp32);
+        var byDefault = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Ladder, PluginDimensions.Conventional(ModelDimensions.Llama7B), TapPlacement.Cloud, ActivationType.Fp32);
         // 32 layers * 2 * d_s 32 * a 4096 + W_out 32 * 4096.
         Assert.Equal(2.0 * (32 * 2 * 32 * 4096 + 32 * 4096), byDefault.EdgeFlops);
     }
@@ -49,7 +76,7 @@ public sealed class LatencyModelTests
     [Fact]
     public void Lora_CallsOncePerLayer_SendingTheAttentionInputAndReceivingDeltaQAndDeltaV()
     {
-        var fp32 = PluginTraffic.For(Stories, PluginKind.Lora, PluginSizes.Default, TapPlacement.Edge, ActivationType.Fp32);
+        var fp32 = PluginTraffic.For(Stories, PluginKind.Lora, Conventional, TapPlacement.Edge, ActivationType.Fp32);
         Assert.Equal(Stories.Layers, fp32.RoundTripsPerToken);
         Assert.Equal(64 * 4, fp32.BytesUp);
         Assert.Equal((64 + 32) * 4, fp32.BytesDown);
@@ -57,14 +84,14 @@ public sealed class LatencyModelTests
         Assert.Equal(2.0 * (8 * 128 + 8 * 96), fp32.EdgeFlops);
 
         // Delta q and delta v travel joined, as one vector with one scale.
-        var int8 = PluginTraffic.For(Stories, PluginKind.Lora, PluginSizes.Default, TapPlacement.Edge, ActivationType.Int8);
+        var int8 = PluginTraffic.For(Stories, PluginKind.Lora, Conventional, TapPlacement.Edge, ActivationType.Int8);
         Assert.Equal(64 + 32 + 4, int8.BytesDown);
     }
 
     [Fact]
     public void Adapter_CallsTwicePerLayer()
     {
-        var traffic = PluginTraffic.For(Stories, PluginKind.Adapter, PluginSizes.Default, TapPlacement.Edge, ActivationType.Fp16);
+        var traffic = PluginTraffic.For(Stories, PluginKind.Adapter, Conventional, TapPlacement.Edge, ActivationType.Fp16);
         Assert.Equal(2 * Stories.Layers, traffic.RoundTripsPerToken);
         Assert.Equal((128.0, 128.0), (traffic.BytesUp, traffic.BytesDown));
         Assert.Equal(2.0 * 2 * 64 * 64, traffic.EdgeFlops);
@@ -75,16 +102,16 @@ public sealed class LatencyModelTests
     {
         // r = 8: width 8, MLP 172 / 8 = 21. Context 10.
         // Multiply-adds: ladders 6 * 64 * 8 = 3072; blocks 5 * (4 * 8^2 + 3 * 8 * 21 + 2 * 8 * 10) = 4600; U 8 * 64 = 512.
-        var every = PluginTraffic.For(Stories, PluginKind.Lst, PluginSizes.Default, TapPlacement.Edge, ActivationType.Fp32, contextTokens: 10);
+        var every = PluginTraffic.For(Stories, PluginKind.Lst, Conventional, TapPlacement.Edge, ActivationType.Fp32, contextTokens: 10);
         Assert.Equal((1.0, 6.0 * 64 * 4, 64.0 * 4), (every.RoundTripsPerToken, every.BytesUp, every.BytesDown));
         Assert.Equal(2.0 * (3072 + 4600 + 512), every.EdgeFlops);
 
         // Called for every second token: each round trip carries two tokens' taps and runs both through the blocks.
-        var half = PluginTraffic.For(Stories, PluginKind.Lst, PluginSizes.Default, TapPlacement.Edge, ActivationType.Fp32, contextTokens: 10, roundTripsPerToken: 0.5);
+        var half = PluginTraffic.For(Stories, PluginKind.Lst, Conventional, TapPlacement.Edge, ActivationType.Fp32, contextTokens: 10, roundTripsPerToken: 0.5);
         Assert.Equal((0.5, 2 * 6.0 * 64 * 4, 64.0 * 4), (half.RoundTripsPerToken, half.BytesUp, half.BytesDown));
         Assert.Equal(2.0 * (2 * (3072 + 4600) + 512), half.EdgeFlops);
 
-        var cloudTaps = PluginTraffic.For(Stories, PluginKind.Lst, PluginSizes.Default, TapPlacement.Cloud, ActivationType.Fp32, contextTokens: 10);
+        var cloudTaps = PluginTraffic.For(Stories, PluginKind.Lst, Conventional, TapPlacement.Cloud, ActivationType.Fp32, contextTokens: 10);
         Assert.Equal(6.0 * 8 * 4, cloudTaps.BytesUp);
         Assert.Equal(2.0 * (4600 + 512), cloudTaps.EdgeFlops);
     }
@@ -133,7 +160,7 @@ public sealed class LatencyModelTests
     [Fact]
     public void Predict_LoraOn7B_PaysTheRoundTripTimeOncePerLayer()
     {
-        var traffic = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Lora, PluginSizes.Default, TapPlacement.Edge, ActivationType.Fp16);
+        var traffic = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Lora, PluginDimensions.Conventional(ModelDimensions.Llama7B), TapPlacement.Edge, ActivationType.Fp16);
         var latency = LatencyModel.Predict(0, traffic.RoundTripsPerToken, traffic, Profiles.Laptop, Profiles.Wifi);
         // Per layer: 10 ms + 8192 B up at 100 Mbit/s (0.65536 ms) + 16384 B down at 300 Mbit/s (0.436907 ms).
         Assert.Equal(32 * (10 + 0.65536 + 16384 * 8 / 300e3), latency.NetworkMs, 1e-6);

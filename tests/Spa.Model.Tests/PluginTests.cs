@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Spa.Model.Generation;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
@@ -171,9 +173,46 @@ public class PluginTests
             using var loaded = PersonalPlugin.Load(directory, Model);
             Assert.Equal(plugin.Kind, loaded.Kind);
             Assert.Equal(plugin.Mode, loaded.Mode);
+            Assert.Equal(plugin.Dimensions, loaded.Dimensions);
             var original = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
             foreach (var (name, parameter) in loaded.NamedParameters())
                 Assert.True(original[name].bytes.SequenceEqual(parameter.bytes), name);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Dimensions_are_saved_in_snake_case_and_an_older_manifest_without_lst_reduction_gets_the_default()
+    {
+        var dimensions = new PluginDimensions(SideDim: 32, AdapterDim: 64, LoraRank: 9, LoraAlpha: 18, AdapterBottleneck: 70, LstReduction: 4);
+        var json = JsonSerializer.Serialize(dimensions, PluginManifest.Json);
+        Assert.Contains("\"lst_reduction\": 4", json);
+        Assert.Equal(dimensions, JsonSerializer.Deserialize<PluginDimensions>(json, PluginManifest.Json));
+
+        const string older = """{ "side_dim": 32, "adapter_dim": 64, "lora_rank": 9, "lora_alpha": 18, "adapter_bottleneck": 70 }""";
+        var loaded = JsonSerializer.Deserialize<PluginDimensions>(older, PluginManifest.Json);
+        Assert.Equal(dimensions with { LstReduction = PluginDimensions.DefaultLstReduction }, loaded);
+        Assert.Equal(8, loaded!.LstReduction);
+    }
+
+    [Fact]
+    public void A_plugin_saved_before_lst_reduction_existed_still_loads()
+    {
+        var directory = TempDirectory();
+        try
+        {
+            using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+            plugin.Save(directory);
+            var manifestPath = Path.Combine(directory, PluginManifest.FileName);
+            var manifest = JsonNode.Parse(File.ReadAllText(manifestPath))!;
+            Assert.True(manifest["dimensions"]!.AsObject().Remove("lst_reduction"));
+            File.WriteAllText(manifestPath, manifest.ToJsonString());
+            using var loaded = PersonalPlugin.Load(directory, Model);
+            Assert.Equal(plugin.Dimensions, loaded.Dimensions);
+            Assert.Equal(PluginDimensions.DefaultLstReduction, loaded.Dimensions.LstReduction);
         }
         finally
         {
@@ -197,6 +236,9 @@ public class PluginTests
 
             File.WriteAllText(manifestPath, manifest.Replace("\"side_dim\": 32", "\"side_dim\": 16"));
             Assert.Contains("shape", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);
+
+            File.WriteAllText(manifestPath, manifest.Replace("\"side_dim\": 32", "\"side_dim\": 0"));
+            Assert.Contains("SideDim must be positive", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);
 
             File.WriteAllText(manifestPath, "{ not json");
             Assert.Contains("not a valid plugin manifest", Assert.Throws<InvalidDataException>(() => PersonalPlugin.Load(directory, Model)).Message);

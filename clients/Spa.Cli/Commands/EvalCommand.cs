@@ -88,7 +88,7 @@ public static class EvalCommand
                             Console.Error.WriteLine($"skipping {directory} in mode {PluginNames.Name(mode)}: {skip}");
                             continue;
                         }
-                        rows.Add(evaluate(plugin, mode, settings));
+                        rows.Add(evaluate(plugin, mode, settings) with { Plugin = Path.GetFileName(Path.TrimEndingDirectorySeparator(directory)) });
                     }
                 }
 
@@ -148,7 +148,7 @@ public static class EvalCommand
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(rows.Select(r =>
-            $"| {r.Task} | {r.Mode} | {r.Kind ?? "-"} | {F(r.ParametersPercent, "F1")} | {F(r.Score)} | {F(r.Rouge1)} | {F(r.Rouge2)} | {F(r.RougeL)} | " +
+            $"| {r.Task} | {r.Mode} | {(r.Kind is null ? "-" : r.Plugin is null ? r.Kind : $"{r.Kind} ({r.Plugin})")} | {F(r.ParametersPercent, "F1")} | {F(r.Score)} | {F(r.Rouge1)} | {F(r.Rouge2)} | {F(r.RougeL)} | " +
             $"{F(r.PrivateTokenAccuracy)} | {F(r.GateRecall, "F3")} | {F(r.GatePrecision, "F3")} | {F(r.M, "F3")} | {F(r.BytesUpPerToken, "F0")} | {F(r.BytesDownPerToken, "F0")} |"));
         return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }

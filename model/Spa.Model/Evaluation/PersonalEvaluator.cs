@@ -41,7 +41,7 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
         double m = plugin is null || mode == CombinationMode.Base ? 0
             : plugin.Hook is not null ? PluginTraffic.FixedRoundTripsPerToken(model.Config, plugin.Kind)
             : mode is CombinationMode.Side or CombinationMode.Parallel ? 1 : metrics.M;
-        var traffic = plugin is null || m == 0 ? null : PluginTraffic.For(model.Config, plugin.Kind, Sizes(plugin), settings.Placement, settings.Activation);
+        var traffic = plugin is null || m == 0 ? null : PluginTraffic.For(model.Config, plugin.Kind, plugin.Dimensions, settings.Placement, settings.Activation);
         bool gated = mode is CombinationMode.Switch or CombinationMode.Spa;
         return new EvaluationRow("personal", TaskEvaluator.ModeName(mode, settings), plugin is null ? null : PluginNames.Name(plugin.Kind),
             100 * metrics.PrivateAccuracy, null, m,
@@ -78,7 +78,4 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
         using var best = logits.argmax(-1).cpu();
         return best.data<long>().ToArray().Select(i => (int)i).ToArray();
     }
-
-    private static PluginSizes Sizes(PersonalPlugin plugin) => new(plugin.Dimensions.SideDim, plugin.Dimensions.AdapterDim,
-        LoraRank: plugin.Dimensions.LoraRank, AdapterBottleneck: plugin.Dimensions.AdapterBottleneck);
 }

@@ -27,7 +27,8 @@ public sealed record EvaluationRow(
     double? MBudget = null,
     double? ParametersPercent = null,
     int Examples = 0,
-    long Tokens = 0);
+    long Tokens = 0,
+    string? Plugin = null);
 
 /// <summary>How generation tasks are evaluated.</summary>
 public sealed record EvaluationSettings

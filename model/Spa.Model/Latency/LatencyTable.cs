@@ -20,7 +20,7 @@ public static class LatencyTable
     /// <param name="contextTokens">Mean context while generating; only LST's edge time depends on it.</param>
     public static IReadOnlyList<LatencyRow> Build(
         LlamaConfig config,
-        PluginSizes sizes,
+        PluginDimensions dimensions,
         TapPlacement placement,
         ActivationType activation,
         int contextTokens,
@@ -35,8 +35,8 @@ public static class LatencyTable
         foreach (var scenario in scenarios)
         {
             double m = RoundTripsPerToken(config, scenario);
-            var traffic = PluginTraffic.For(config, scenario.Kind, sizes, placement, activation, contextTokens, m);
-            double paramsPercent = 100.0 * PluginParameters.ForMode(config, scenario.Kind, scenario.Mode, sizes) / baseParameters;
+            var traffic = PluginTraffic.For(config, scenario.Kind, dimensions, placement, activation, contextTokens, m);
+            double paramsPercent = 100.0 * PluginParameters.ForMode(config, scenario.Kind, scenario.Mode, dimensions) / baseParameters;
             foreach (var device in devices)
             foreach (var link in linkList)
             {

@@ -42,7 +42,7 @@ public sealed record PluginTraffic(PluginKind Kind, double RoundTripsPerToken, d
     public static PluginTraffic For(
         LlamaConfig config,
         PluginKind kind,
-        PluginSizes sizes,
+        PluginDimensions dimensions,
         TapPlacement placement,
         ActivationType activation,
         int contextTokens = 0,
@@ -60,13 +60,13 @@ public sealed record PluginTraffic(PluginKind Kind, double RoundTripsPerToken, d
         {
             case PluginKind.Ladder:
             {
-                long sideDim = sizes.SideDim, adapterDim = sizes.AdapterDimFor(config);
+                long sideDim = dimensions.SideDim, adapterDim = dimensions.AdapterDim;
                 double multiplyAdds = (edgeTaps ? (layers + 1) * d * sideDim : 0) + layers * 2 * sideDim * adapterDim + sideDim * d;
                 return new(kind, m, (layers + 1) * VectorBytes(edgeTaps ? d : sideDim, activation), VectorBytes(d, activation), 2 * multiplyAdds);
             }
             case PluginKind.Lst:
             {
-                long width = sizes.LstDimFor(config), hidden = sizes.LstHiddenDimFor(config);
+                long width = dimensions.LstDimFor(config), hidden = dimensions.LstHiddenDimFor(config);
                 // A round trip carries the sent token plus the ones skipped since the last; with m = 0 none happens.
                 double tokensPerRoundTrip = m > 0 ? fixedRate / m : 1;
                 double ladders = edgeTaps ? (layers + 1) * d * width : 0;
@@ -80,13 +80,13 @@ public sealed record PluginTraffic(PluginKind Kind, double RoundTripsPerToken, d
             {
                 // The normalised attention input goes up; delta q (d values) and delta v (kvDim values) come back
                 // joined into one vector, so int8 carries a single scale for both (as LoraPlugin sends them).
-                long rank = sizes.LoraRank;
+                long rank = dimensions.LoraRank;
                 double multiplyAdds = rank * (d + d) + rank * (d + kvDim);
                 return new(kind, m, VectorBytes(d, activation), VectorBytes(d + kvDim, activation), 2 * multiplyAdds);
             }
             case PluginKind.Adapter:
             {
-                long bottleneck = sizes.AdapterBottleneck;
+                long bottleneck = dimensions.AdapterBottleneck;
                 return new(kind, m, VectorBytes(d, activation), VectorBytes(d, activation), 2 * (2 * d * bottleneck));
             }
             default:

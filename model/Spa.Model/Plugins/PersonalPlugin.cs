@@ -123,8 +123,9 @@ public sealed class PersonalPlugin : IDisposable
             manifest = JsonSerializer.Deserialize<PluginManifest>(File.ReadAllText(json), PluginManifest.Json)
                 ?? throw new InvalidDataException("empty manifest");
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or ArgumentException)
         {
+            // ArgumentException: sizes PluginDimensions refuses, such as a zero width.
             throw new InvalidDataException($"{json}: not a valid plugin manifest ({e.Message})");
         }
         if (manifest.Format != PluginManifest.CurrentFormat)
