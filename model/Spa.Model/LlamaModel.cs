@@ -46,6 +46,9 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
 
     public LlamaConfig Config { get; }
 
+    /// <summary>Every weight tensor the model holds (fused as it runs them); frozen unless a caller fine-tunes them.</summary>
+    public IReadOnlyList<Tensor> Weights => _owned;
+
     LlamaModel ITokenStepper.Model => this;
 
     Tensor ITokenStepper.Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens) => Step(cache, slots, newTokens);
@@ -124,6 +127,23 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
         using var scope = NewDisposeScope();
         var taps = new List<Tensor>();
         StepHidden(cache, slots, newTokens, hook, taps);
+        return stack(taps).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// As <see cref="StepTaps"/>, but at every new position: [L+1, B, T, d], right-padded to the longest new-token list
+    /// (row b's first newTokens[b].Count positions are real). A side network with attention of its own (LST) needs
+    /// every position, a prompt's included.
+    /// </summary>
+    public Tensor StepTapsAtEveryPosition(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook = null)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
+        var embedded = Embed(PadTokens(newTokens, batch.NewLength));
+        var taps = new List<Tensor> { embedded };
+        RunLayers(embedded, batch, 0, Config.Layers, hook, taps);
+        batch.Commit();
         return stack(taps).MoveToOuterDisposeScope();
     }
 

@@ -14,6 +14,7 @@ public static class BenchCommand
     {
         var bench = new Command("bench", "Benchmarks.");
         bench.Subcommands.Add(Decode());
+        bench.Subcommands.Add(BenchTrainCommand.Create());
         return bench;
     }
 

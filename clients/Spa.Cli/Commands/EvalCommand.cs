@@ -144,12 +144,12 @@ public static class EvalCommand
         static string F(double? v, string format = "F2") => v is { } x && double.IsFinite(x) ? x.ToString(format, CultureInfo.InvariantCulture) : "-";
         var lines = new List<string>
         {
-            "| task | mode | plugin | params % | score | ROUGE-1 | ROUGE-2 | ROUGE-L | private acc. | gate recall | gate precision | M | bytes up/token | bytes down/token |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| task | mode | plugin | params % | score | ROUGE-1 | ROUGE-2 | ROUGE-L | private acc. | token acc. | gate recall | gate precision | M | bytes up/token | bytes down/token |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(rows.Select(r =>
             $"| {r.Task} | {r.Mode} | {(r.Kind is null ? "-" : r.Plugin is null ? r.Kind : $"{r.Kind} ({r.Plugin})")} | {F(r.ParametersPercent, "F1")} | {F(r.Score)} | {F(r.Rouge1)} | {F(r.Rouge2)} | {F(r.RougeL)} | " +
-            $"{F(r.PrivateTokenAccuracy)} | {F(r.GateRecall, "F3")} | {F(r.GatePrecision, "F3")} | {F(r.M, "F3")} | {F(r.BytesUpPerToken, "F0")} | {F(r.BytesDownPerToken, "F0")} |"));
+            $"{F(r.PrivateTokenAccuracy)} | {F(r.TokenAccuracy)} | {F(r.GateRecall, "F3")} | {F(r.GatePrecision, "F3")} | {F(r.M, "F3")} | {F(r.BytesUpPerToken, "F0")} | {F(r.BytesDownPerToken, "F0")} |"));
         return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }
 }

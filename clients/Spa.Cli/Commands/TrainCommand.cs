@@ -16,9 +16,9 @@ public static class TrainCommand
         var output = new Option<string>("--out", "-o") { Description = "Directory for the plugin and its checkpoints.", Required = true };
         var epochs = new Option<int>("--epochs") { Description = "Passes over the training split.", DefaultValueFactory = _ => 3 };
         var lambda = new Option<double>("--lambda") { Description = "Price of one round trip in the joint gate objective (nats).", DefaultValueFactory = _ => 0.05 };
-        var objective = new Option<string>("--gate-objective") { Description = "joint (gate and side network together) or two-stage (parallel first, then the gate).", DefaultValueFactory = _ => "joint" };
-        var delta = new Option<double>("--delta") { Description = "Two-stage label threshold on log P_parallel(y) - log P_base(y).", DefaultValueFactory = _ => 0.0 };
-        var tau = new Option<double>("--tau") { Description = "The gate threshold stored with the plugin.", DefaultValueFactory = _ => 0.5 };
+        var objective = new Option<string>("--gate-objective") { Description = "two-stage (parallel first, then the gate) or joint (gate and side network together).", DefaultValueFactory = _ => "two-stage" };
+        var delta = new Option<double>("--delta") { Description = "Two-stage label threshold on log P_parallel(y) - log P_base(y).", DefaultValueFactory = _ => 1.0 };
+        var tau = new Option<double>("--tau") { Description = "The gate threshold stored with the plugin.", DefaultValueFactory = _ => 0.2 };
         var seed = new Option<int>("--seed") { Description = "Seed for initialisation and shuffling.", DefaultValueFactory = _ => 0 };
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => 8 };
         var learningRate = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warm-up then cosine).", DefaultValueFactory = _ => 3e-3 };
@@ -76,8 +76,16 @@ public static class TrainCommand
                     $"loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s ETA {ProgressLine.Duration(p.Remaining)}"));
                 report = new PluginTrainer(llama, plugin, options).Train(train, validation, directory, resuming, progress, cancellation);
             }
-            plugin.Training = new TrainingRecord(task.Name(result), options.Epochs, report.Steps, report.Tokens, report.FinalLoss,
+            if (report.Steps == 0)
+            {
+                // --resume of a run that had already finished: the checkpoint in --out is the plugin; keep it and its record.
+                Console.Error.WriteLine($"nothing left to train: {directory} already holds the plugin trained for {options.Epochs} epochs (pass more --epochs to continue)");
+                return Task.FromResult(0);
+            }
+            var record = new TrainingRecord(task.Name(result), options.Epochs, report.Steps, report.Tokens, report.FinalLoss,
                 report.ValidationLosses.LastOrDefault(double.NaN), options.Seed);
+            // JSON has no NaN: with an empty validation split there is no validation loss, and the record cannot say so.
+            plugin.Training = double.IsFinite(record.FinalLoss) && double.IsFinite(record.ValidationLoss) ? record : null;
             plugin.Save(directory);
             Console.Error.WriteLine($"trained in {ProgressLine.Duration(report.Elapsed)}: {report.Steps} steps, {report.Tokens:N0} target tokens, " +
                 $"loss {report.FirstLoss:F3} -> {report.FinalLoss:F3}, validation {string.Join(" ", report.ValidationLosses.Select(v => v.ToString("F3")))}; plugin written to {directory}");

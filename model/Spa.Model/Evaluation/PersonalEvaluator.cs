@@ -50,7 +50,7 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
             GateRecall: gated ? metrics.GateRecall : null, GatePrecision: gated ? metrics.GatePrecision : null,
             Tau: gated && settings.MBudget is null ? settings.Tau ?? plugin?.GateSettings?.Tau : null, MBudget: settings.MBudget,
             ParametersPercent: plugin is null ? null : 100.0 * plugin.DeviceParameterCount / model.ParameterCount,
-            Examples: stories.Count, Tokens: metrics.Positions);
+            Examples: stories.Count, Tokens: metrics.Positions, TokenAccuracy: 100 * metrics.Accuracy);
     }
 
     // Per position: the edge is asked where the mode always asks, or where the gate policy says so; the prediction

@@ -28,7 +28,8 @@ public sealed record EvaluationRow(
     double? ParametersPercent = null,
     int Examples = 0,
     long Tokens = 0,
-    string? Plugin = null);
+    string? Plugin = null,
+    double? TokenAccuracy = null);
 
 /// <summary>How generation tasks are evaluated.</summary>
 public sealed record EvaluationSettings

@@ -61,9 +61,14 @@ public sealed class EdgeTransport(ActivationType activation)
         return result.MoveToOuterDisposeScope();
     }
 
+    // Held Scalars, not per-call implicit conversions: see RmsNorm.
+    private static readonly Scalar Levels = 127.0.ToScalar();
+    private static readonly Scalar NegativeLevels = (-127.0).ToScalar();
+    private static readonly Scalar Tiny = 1e-12.ToScalar();
+
     private static Tensor QuantiseInt8(Tensor x)
     {
-        var scale = x.abs().amax([-1L], keepdim: true).div_(127.0).clamp_min_(1e-12);
-        return x.div(scale).round_().clamp_(-127, 127).mul_(scale);
+        var scale = x.abs().amax([-1L], keepdim: true).div_(Levels).clamp_min_(Tiny);
+        return x.div(scale).round_().clamp_(NegativeLevels, Levels).mul_(scale);
     }
 }

@@ -17,13 +17,13 @@ public sealed class ThresholdPolicy(double tau) : IGatePolicy
 
 /// <summary>
 /// A round-trip budget: keeps the sequence's M (round trips per generated token) at or under <see cref="Budget"/>
-/// at every prefix. tau moves online, up when the sequence spends faster than its budget and down when it spends
-/// slower, so the budget goes to the tokens the gate is surest about; a token is sent only if sending it keeps M
-/// within the budget.
+/// at every prefix. tau tracks the (1 - budget) quantile of the gate's probabilities online (a Robbins-Monro step:
+/// up by rate * (1 - budget) when p exceeds it, down by rate * budget otherwise), so the budget goes to the tokens the
+/// gate is surest about; a token is sent only if sending it keeps M within the budget.
 /// </summary>
 public sealed class BudgetPolicy : IGatePolicy
 {
-    private const double Step = 0.05;
+    private const double Rate = 0.05;
     private long _tokens;
     private long _sent;
 
@@ -40,11 +40,10 @@ public sealed class BudgetPolicy : IGatePolicy
     public bool Decide(double p)
     {
         _tokens++;
-        bool affordable = _sent + 1 <= Budget * _tokens;
-        bool send = affordable && p > Tau;
+        bool wanted = p > Tau;
+        Tau = Math.Clamp(Tau + Rate * ((wanted ? 1 : 0) - Budget), 0, 1);
+        bool send = wanted && _sent + 1 <= Budget * _tokens;
         if (send) _sent++;
-        double rate = (double)_sent / _tokens;
-        Tau = Math.Clamp(Tau + Step * (rate - Budget) / Math.Max(Budget, 1e-6), 0, 1);
         return send;
     }
 }

@@ -15,14 +15,14 @@ public sealed class LoraPlugin : nn.Module, ILayerHook
     private readonly ModuleList<Linear> queryUp;
     private readonly ModuleList<Linear> valueDown;
     private readonly ModuleList<Linear> valueUp;
-    private readonly double _scale;
+    private readonly Scalar _scale; // held, not converted per call: see RmsNorm
 
     public LoraPlugin(LlamaConfig config, int rank, double alpha) : base(nameof(LoraPlugin))
     {
         if (rank <= 0) throw new ArgumentException($"LoRA rank must be positive, got {rank}");
         Rank = rank;
         Alpha = alpha;
-        _scale = alpha / rank;
+        _scale = (alpha / rank).ToScalar();
         int kvDim = config.KvHeads * config.HeadDim;
         queryDown = PerLayer.Modules(config.Layers, () => nn.Linear(config.Dim, rank, hasBias: false));
         queryUp = PerLayer.Modules(config.Layers, () => nn.Linear(rank, config.Dim, hasBias: false));

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Spa.Model.Plugins;
 
 /// <summary>
-/// A user's private plugin for one base model: the side network (ladder) or the in-base networks (LoRA, adapters),
+/// A user's private plugin for one base model: the side network (ladder, LST) or the in-base networks (LoRA, adapters),
 /// the gate where the mode has one, and the manifest that ties them to their base. Saved as plugin.json plus
 /// plugin.safetensors; loading checks the base's identity, every shape and every value before anything runs.
 /// </summary>
@@ -26,6 +26,9 @@ public sealed class PersonalPlugin : IDisposable
             case PluginKind.Ladder:
                 Side = new LadderSideNetwork(c.Dim, c.Layers, dimensions.SideDim, dimensions.AdapterDim);
                 break;
+            case PluginKind.Lst:
+                Lst = new LstSideNetwork(c, dimensions.LstDimFor(c), dimensions.LstHiddenDimFor(c));
+                break;
             case PluginKind.Lora:
                 Lora = new LoraPlugin(c, dimensions.LoraRank, dimensions.LoraAlpha);
                 break;
@@ -33,7 +36,7 @@ public sealed class PersonalPlugin : IDisposable
                 Adapter = new AdapterPlugin(c, dimensions.AdapterBottleneck);
                 break;
             default:
-                throw new ArgumentException($"plugin kind '{PluginNames.Name(kind)}' is not supported yet: use ladder, lora or adapter");
+                throw new ArgumentException($"plugin kind '{PluginNames.Name(kind)}' is not supported: use ladder, lst, lora or adapter");
         }
         if (mode is CombinationMode.Switch or CombinationMode.Spa) Gate = new Gate(c.Dim);
         foreach (var (_, p) in NamedParameters()) p.requires_grad = false;
@@ -54,6 +57,7 @@ public sealed class PersonalPlugin : IDisposable
     public TrainingRecord? Training { get; set; }
 
     public LadderSideNetwork? Side { get; }
+    public LstSideNetwork? Lst { get; }
     public Gate? Gate { get; }
     public LoraPlugin? Lora { get; }
     public AdapterPlugin? Adapter { get; }
@@ -61,14 +65,14 @@ public sealed class PersonalPlugin : IDisposable
     /// <summary>The in-base hook of a LoRA or adapter plugin; null for side networks.</summary>
     public ILayerHook? Hook => (ILayerHook?)Lora ?? Adapter;
 
-    /// <summary>True for plugins that read the base's taps from outside (ladder), false for plugins inside the base.</summary>
-    public bool IsSideNetwork => Side is not null;
+    /// <summary>True for plugins that read the base's taps from outside (ladder, LST), false for plugins inside the base.</summary>
+    public bool IsSideNetwork => Side is not null || Lst is not null;
 
     public static PersonalPlugin Create(LlamaModel model, PluginKind kind, CombinationMode mode, PluginDimensions dimensions, GateSettings? gate = null, int seed = 0)
     {
         CheckModeFits(kind, mode);
         torch.manual_seed(seed);
-        return new PersonalPlugin(kind, mode, dimensions, model, mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("joint", 0.05, 0.5, 0.0) : null);
+        return new PersonalPlugin(kind, mode, dimensions, model, mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
     }
 
     /// <summary>Throws a clear error when the kind cannot run in the mode.</summary>
@@ -79,7 +83,7 @@ public sealed class PersonalPlugin : IDisposable
             throw new ArgumentException($"a {PluginNames.Name(kind)} plugin sits inside the base: it runs in mode 'parallel' (or 'base' without it), not '{PluginNames.Name(mode)}'");
     }
 
-    /// <summary>Every trainable tensor, named as in plugin.safetensors ("side.", "gate.", "lora.", "adapter." prefixes).</summary>
+    /// <summary>Every trainable tensor, named as in plugin.safetensors ("side.", "lst.", "gate.", "lora.", "adapter." prefixes).</summary>
     public IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> NamedParameters()
     {
         foreach (var (prefix, module) in PrefixedModules())
@@ -168,6 +172,7 @@ public sealed class PersonalPlugin : IDisposable
     private IEnumerable<(string Prefix, nn.Module Module)> PrefixedModules()
     {
         if (Side is not null) yield return ("side", Side);
+        if (Lst is not null) yield return ("lst", Lst);
         if (Lora is not null) yield return ("lora", Lora);
         if (Adapter is not null) yield return ("adapter", Adapter);
         if (Gate is not null) yield return ("gate", Gate);

@@ -40,7 +40,6 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
         }
         else
         {
-            var side = plugin.Side!;
             Tensor taps, normed;
             using (no_grad())
             {
@@ -49,8 +48,9 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
                 baseLogits = F.linear(normed, model.LmHead).to(ScalarType.Float32);
             }
             long b = tokens.shape[0], t = tokens.shape[1];
-            var flatTaps = taps.reshape(model.Config.Layers + 1, b * t, model.Config.Dim);
-            var output = side.forward(flatTaps).reshape(b, t, model.Config.Dim);
+            var output = plugin.Lst is { } lst
+                ? lst.ForwardSequence(taps, lengths) // attends over each sequence's earlier positions
+                : plugin.Side!.forward(taps.reshape(model.Config.Layers + 1, b * t, model.Config.Dim)).reshape(b, t, model.Config.Dim);
             pluginLogits = Combine(model, mode, normed, output);
             if (plugin.Gate is { } gate) (logEdge, logBase) = gate.LogProbabilities(normed);
         }

@@ -12,7 +12,9 @@ public readonly record struct GateDecision(double Probability, bool Sent);
 /// Decoding steps of a base with a personal plugin in a combination mode, split between cloud and edge exactly as a
 /// deployment splits them: the cloud runs the base and the gate; whatever the edge computes crosses an
 /// <see cref="EdgeTransport"/>, which counts round trips and bytes from what is really sent. Works for any batch of
-/// sequences; each sequence has its own gate policy (a fixed tau, or a round-trip budget).
+/// sequences; each sequence has its own gate policy (a fixed tau, or a round-trip budget). An LST plugin keeps its own
+/// KV cache on the device, so it must see every position: the taps of positions the gate kept in the cloud wait there
+/// and ride along with the sequence's next round trip (bytes, not extra round trips).
 /// </summary>
 public sealed class PluginStepper : ITokenStepper
 {
@@ -21,6 +23,7 @@ public sealed class PluginStepper : ITokenStepper
     private readonly TapPlacement _placement;
     private readonly Func<IGatePolicy> _newPolicy;
     private readonly ConditionalWeakTable<KvCache, Dictionary<int, IGatePolicy>> _policies = new();
+    private readonly ConditionalWeakTable<KvCache, LstDecodingState> _lstStates = new();
 
     public PluginStepper(LlamaModel model, PersonalPlugin plugin, CombinationMode mode, EdgeTransport transport,
         TapPlacement placement = TapPlacement.Edge, Func<IGatePolicy>? gatePolicy = null)
@@ -64,6 +67,8 @@ public sealed class PluginStepper : ITokenStepper
             }
         }
 
+        if (_plugin.Lst is { } lst) return StepLst(lst, cache, slots, newTokens);
+
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var taps = Model.StepTaps(cache, slots, newTokens);                 // [L+1, B, d]
@@ -75,6 +80,34 @@ public sealed class PluginStepper : ITokenStepper
         var rows = tensor(sent.Select(r => (long)r).ToArray(), device: Model.Device);
         var output = AskEdge(taps.index_select(1, rows));
         var combined = PluginForward.Combine(Model, _mode, normed.index_select(0, rows), output);
+        return logits.index_copy_(0, rows, combined).MoveToOuterDisposeScope();
+    }
+
+    // LST: the taps of every new position are buffered per sequence; a round trip sends all that the sequence's LST has
+    // not seen (skipped tokens first, in order), which the device runs through its cache before answering for the last.
+    private Tensor StepLst(LstSideNetwork lst, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var state = _lstStates.GetValue(cache, c => new LstDecodingState(lst, c, Model.Device, Model.DType));
+        state.Follow(cache, slots);
+        var taps = Model.StepTapsAtEveryPosition(cache, slots, newTokens);  // [L+1, B, T, d]
+        long length = taps.shape[2];
+        var last = tensor(newTokens.Select((t, b) => b * length + t.Count - 1).ToArray(), device: Model.Device);
+        var normed = Model.FinalNorm.Forward(taps[Model.Config.Layers].reshape(-1, Model.Config.Dim).index_select(0, last)); // [B, d]
+        var logits = F.linear(normed, Model.LmHead).to(ScalarType.Float32); // the base's own logits
+        var sent = SentRows(cache, slots, normed);
+        for (int b = 0; b < slots.Count; b++) state.Buffer(slots[b], taps.select(1, b).narrow(1, 0, newTokens[b].Count));
+        if (sent.Length == 0) return logits.MoveToOuterDisposeScope();
+
+        var sentSlots = sent.Select(b => slots[b]).ToArray();
+        var (pending, counts) = state.Take(sentSlots);                     // [L+1, N, d], N = every unseen position
+        Transport.RoundTrip(sent.Length);
+        var output = _placement == TapPlacement.Edge
+            ? lst.Step(lst.Project(Transport.ToEdge(pending)), state.Cache, sentSlots, counts)
+            : lst.Step(Transport.ToEdge(lst.Project(pending)), state.Cache, sentSlots, counts);
+        var rows = tensor(sent.Select(r => (long)r).ToArray(), device: Model.Device);
+        var combined = PluginForward.Combine(Model, _mode, normed.index_select(0, rows), Transport.ToCloud(output));
         return logits.index_copy_(0, rows, combined).MoveToOuterDisposeScope();
     }
 

@@ -24,6 +24,10 @@ public static class PluginLoss
     public static Tensor Compute(PluginOutputs outputs, Tensor targets, Tensor mask, LossKind kind, double lambda, double delta)
     {
         using var scope = NewDisposeScope();
+        // Explicit Scalars, disposed here: implicit conversions are left to the finalizer (see RmsNorm).
+        using var price = lambda.ToScalar();
+        using var threshold = delta.ToScalar();
+        using var one = 1.0.ToScalar();
         var index = targets.unsqueeze(-1);
         var logPlugin = outputs.PluginLogits.log_softmax(-1).gather(-1, index).squeeze(-1); // [B, T]
         Tensor perPosition;
@@ -36,19 +40,19 @@ public static class PluginLoss
             {
                 var logBase = outputs.BaseLogits.log_softmax(-1).gather(-1, index).squeeze(-1);
                 var mixture = logaddexp(outputs.GateLogEdge! + logPlugin, outputs.GateLogBase! + logBase);
-                perPosition = -mixture + lambda * outputs.GateLogEdge!.exp();
+                perPosition = outputs.GateLogEdge!.exp().mul(price) - mixture; // not in place: exp keeps its output for the backward pass
                 break;
             }
             case LossKind.GateOnly:
             {
                 var logBase = outputs.BaseLogits.log_softmax(-1).gather(-1, index).squeeze(-1);
-                var needsEdge = ((logPlugin - logBase) > delta).to(ScalarType.Float32).detach();
-                perPosition = -(needsEdge * outputs.GateLogEdge! + (1 - needsEdge) * outputs.GateLogBase!);
+                var needsEdge = (logPlugin - logBase).gt(threshold).to(ScalarType.Float32).detach();
+                perPosition = -(needsEdge * outputs.GateLogEdge! + needsEdge.neg().add_(one) * outputs.GateLogBase!);
                 break;
             }
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind));
         }
-        return ((perPosition * mask).sum() / mask.sum().clamp_min(1)).MoveToOuterDisposeScope();
+        return ((perPosition * mask).sum() / mask.sum().clamp_min(one)).MoveToOuterDisposeScope();
     }
 }

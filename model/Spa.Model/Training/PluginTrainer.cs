@@ -59,16 +59,23 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
                     int step = epoch * stepsPerEpoch + batchStart / options.BatchSize;
                     SetLearningRate(optimizer, step, stageSteps);
                     var batch = order.Skip(batchStart).Take(options.BatchSize).Select(i => train[i]).ToArray();
-                    using var scope = NewDisposeScope();
-                    var (loss, batchTokens) = Loss(batch, mode, kind);
-                    double value = loss.item<float>();
+                    var (value, batchTokens) = NoCollection.Run(() =>
+                    {
+                        using var scope = NewDisposeScope();
+                        var (loss, counted) = Loss(batch, mode, kind);
+                        double lossValue = loss.item<float>();
+                        if (double.IsFinite(lossValue))
+                        {
+                            optimizer.zero_grad();
+                            loss.backward();
+                            nn.utils.clip_grad_norm_(parameters, options.ClipNorm);
+                            optimizer.step();
+                        }
+                        return (lossValue, counted);
+                    });
                     if (!double.IsFinite(value))
                         throw new TrainingDivergedException($"the loss became {value} at epoch {epoch + 1}, step {step + 1}; lower the learning rate" +
                             (checkpointDirectory is null ? "" : $" (the last good checkpoint is kept in {checkpointDirectory})"));
-                    optimizer.zero_grad();
-                    loss.backward();
-                    nn.utils.clip_grad_norm_(parameters, options.ClipNorm);
-                    optimizer.step();
                     tokens += batchTokens;
                     totalSteps++;
                     if (double.IsNaN(firstLoss)) firstLoss = value;
@@ -98,9 +105,13 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
         long count = 0;
         foreach (var batch in data.Chunk(options.BatchSize))
         {
-            using var scope = NewDisposeScope();
-            var (loss, batchTokens) = Loss(batch, mode, kind);
-            total += loss.item<float>() * batchTokens;
+            var (value, batchTokens) = NoCollection.Run(() =>
+            {
+                using var scope = NewDisposeScope();
+                var (loss, counted) = Loss(batch, mode, kind);
+                return ((double)loss.item<float>(), counted);
+            });
+            total += value * batchTokens;
             count += batchTokens;
         }
         return count == 0 ? double.NaN : total / count;

@@ -1,0 +1,196 @@
+using Spa.Model.Generation;
+using Spa.Model.Latency;
+using Spa.Model.Plugins;
+using Spa.Model.Sampling;
+using Spa.Model.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+using Generator = Spa.Model.Generation.Generator;
+
+namespace Spa.Model.Tests;
+
+public class LstTests
+{
+    private static LlamaModel Model => Stories260K.Model;
+    private static LlamaConfig Config => Model.Config;
+    private static readonly int[] Prompt = [1, 403, 407, 261, 378];
+    private static readonly int[] ShortPrompt = [1, 365, 301];
+
+    // Random weights from a generator of the test's own: test classes run in parallel and share torch's global one.
+    private static PersonalPlugin RandomLst(CombinationMode mode, ulong seed = 1)
+    {
+        var plugin = PersonalPlugin.Create(Model, PluginKind.Lst, mode, PluginDimensions.For(Config), seed: (int)seed);
+        using var generator = new torch.Generator(seed);
+        using var scale = 0.2.ToScalar();
+        using (no_grad())
+        {
+            foreach (var (_, p) in plugin.NamedParameters())
+            {
+                using var values = randn(p.shape, generator: generator);
+                p.copy_(values.mul_(scale));
+            }
+        }
+        return plugin;
+    }
+
+    [Fact]
+    public void The_side_transformer_is_d_over_r_wide_and_its_parameters_are_the_latency_models_count()
+    {
+        using var plugin = RandomLst(CombinationMode.Spa);
+        var lst = plugin.Lst!;
+        Assert.Equal(Config.Dim / 8, lst.Config.Dim);
+        Assert.Equal(Math.Max(1, Config.Heads / 8), lst.Config.Heads);
+        Assert.Equal(lst.Config.Heads, lst.Config.KvHeads);
+        Assert.Equal(Config.HiddenDim / 8, lst.Config.HiddenDim);
+        Assert.Equal(RopeStyle.RotateHalf, lst.Config.Rope);
+        Assert.All(plugin.NamedParameters(), p => Assert.True(p.Name.StartsWith("lst.") || p.Name.StartsWith("gate."), p.Name));
+        Assert.Equal(PluginParameters.Count(Config, PluginKind.Lst, plugin.Dimensions), plugin.DeviceParameterCount);
+        Assert.True(plugin.IsSideNetwork);
+    }
+
+    [Theory]
+    [InlineData(CombinationMode.Parallel)]
+    [InlineData(CombinationMode.Spa)]
+    public void A_fresh_LST_with_its_zero_up_projection_equals_the_base(CombinationMode mode)
+    {
+        using var plugin = PersonalPlugin.Create(Model, PluginKind.Lst, mode, PluginDimensions.For(Config), seed: 3);
+        var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0));
+        Assert.Equal(Greedy(Model, Prompt, 30), Greedy(stepper, Prompt, 30));
+        Assert.Equal(1.0, stepper.RoundTripsPerToken);
+    }
+
+    [Theory]
+    [InlineData(TapPlacement.Edge)]
+    [InlineData(TapPlacement.Cloud)]
+    public void Cached_decoding_equals_recomputing_the_whole_sequence_at_every_step(TapPlacement placement)
+    {
+        using var plugin = RandomLst(CombinationMode.Side);
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Side, new EdgeTransport(ActivationType.Fp32), placement);
+        var expected = Recomputed(plugin, Prompt, 30);
+        Assert.NotEqual(Greedy(Model, Prompt, 30), expected); // the random LST really changes the text
+        Assert.Equal(expected, Greedy(stepper, Prompt, 30));
+
+        // Many sequences in one batch: prompts of different lengths prefill together (padded), then decode together,
+        // and sequences that end leave the batch.
+        var batched = new Generator(stepper).DecodeBatchGreedy([Prompt, ShortPrompt, [1]], 20);
+        Assert.Equal(Recomputed(plugin, Prompt, 20), batched[0]);
+        Assert.Equal(Recomputed(plugin, ShortPrompt, 20), batched[1]);
+        Assert.Equal(Recomputed(plugin, [1], 20), batched[2]);
+    }
+
+    [Fact]
+    public void In_spa_mode_skipped_tokens_ride_along_with_the_next_round_trip()
+    {
+        using var plugin = RandomLst(CombinationMode.Spa, seed: 2);
+        var transport = new EdgeTransport(ActivationType.Fp32);
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, transport, gatePolicy: () => new ThresholdPolicy(0.5));
+        var generated = Greedy(stepper, Prompt, 40);
+        var decisions = stepper.Decisions;
+        Assert.Equal(generated.Count, decisions.Count);
+
+        // The seed gives what the test is about: tokens skipped before a round trip, and tokens skipped after the last.
+        int sent = decisions.Count(d => d.Sent);
+        int lastSent = decisions.FindLastIndex(d => d.Sent);
+        Assert.True(lastSent > 0 && decisions.Take(lastSent).Any(d => !d.Sent), "no skipped token rides along");
+        Assert.True(lastSent < decisions.Count - 1, "the sequence ends with a round trip");
+
+        // M is the measured gate rate; each round trip returns one out vector.
+        Assert.Equal(sent, transport.RoundTrips);
+        Assert.Equal((double)sent / decisions.Count, stepper.RoundTripsPerToken, 12);
+        Assert.Equal(sent * Config.Dim * 4L, transport.BytesDown);
+
+        // Every position up to the last round trip went up exactly once (the prompt with the first step, skipped tokens
+        // with the next round trip); the positions after it are still buffered in the cloud. Step k ends at position
+        // prompt + k - 1, so the last round trip carried positions 0 .. prompt + lastSent - 1.
+        long positionsSent = Prompt.Length + lastSent;
+        Assert.Equal(positionsSent * (Config.Layers + 1) * Config.Dim * 4, transport.BytesUp);
+
+        // And what the device answered is what the LST computes over the whole sequence: teacher forcing agrees with
+        // every token the cached, ride-along decoding chose.
+        int[] sequence = [.. Prompt, .. generated[..^1]];
+        using var tokens = Model.PadTokens([sequence], sequence.Length);
+        using var outputs = new PluginForward(Model, plugin).Run(tokens, [sequence.Length], CombinationMode.Spa);
+        using var probabilities = outputs.GateLogEdge!.exp();
+        for (int k = 0; k < generated.Count; k++)
+        {
+            int position = Prompt.Length - 1 + k;
+            Assert.Equal(decisions[k].Probability, probabilities[0, position].item<float>(), 4);
+            var logits = decisions[k].Sent ? outputs.PluginLogits : outputs.BaseLogits;
+            Assert.Equal(generated[k], (int)logits[0, position].argmax().item<long>());
+        }
+    }
+
+    [Fact]
+    public void Beam_search_which_copies_cache_slots_is_refused_clearly()
+    {
+        using var plugin = RandomLst(CombinationMode.Parallel);
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Parallel, new EdgeTransport(ActivationType.Fp32));
+        var error = Assert.Throws<InvalidOperationException>(() => new BeamSearch(new Generator(stepper)).Run(Prompt, 10, 2, 1.0));
+        Assert.Contains("beam search", error.Message);
+    }
+
+    [Fact]
+    public void A_saved_LST_loads_back_identical()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "spa-lst-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using var plugin = RandomLst(CombinationMode.Spa);
+            plugin.Save(directory);
+            using var loaded = PersonalPlugin.Load(directory, Model);
+            Assert.Equal(PluginKind.Lst, loaded.Kind);
+            Assert.Equal(CombinationMode.Spa, loaded.Mode);
+            Assert.Equal(plugin.Dimensions, loaded.Dimensions);
+            var original = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
+            Assert.Equal(original.Keys.Order(), loaded.NamedParameters().Select(p => p.Name).Order());
+            foreach (var (name, parameter) in loaded.NamedParameters())
+                Assert.True(original[name].bytes.SequenceEqual(parameter.bytes), name);
+            Assert.Equal(
+                Greedy(new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32)), Prompt, 20),
+                Greedy(new PluginStepper(Model, loaded, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32)), Prompt, 20));
+        }
+        finally
+        {
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData(CombinationMode.Parallel, "joint")]
+    [InlineData(CombinationMode.Spa, "joint")]
+    public void Training_for_a_few_steps_lowers_the_loss(CombinationMode mode, string objective)
+    {
+        using var plugin = PersonalPlugin.Create(Model, PluginKind.Lst, mode, PluginDimensions.For(Config), seed: 5);
+        var data = Enumerable.Range(0, 16).Select(i => new TrainingSequence([1, 403, 407, 261, 378, 11, 20 + i % 4, 30, 40, 50, 60], 1)).ToArray();
+        var options = new TrainingOptions { Epochs = 4, BatchSize = 8, LearningRate = 1e-2, GateObjective = objective };
+        var trainer = new PluginTrainer(Model, plugin, options);
+        var before = trainer.Evaluate(data, mode, LossKind.Plugin);
+        var report = trainer.Train(data, data);
+        var after = trainer.Evaluate(data, mode, LossKind.Plugin);
+        Assert.True(after < before - 0.1, $"loss {before} -> {after}");
+        Assert.True(report.Steps > 0);
+    }
+
+    // Greedy decoding in side mode with no cache: the LST over the whole sequence so far, at every step.
+    private static List<int> Recomputed(PersonalPlugin plugin, int[] prompt, int tokens)
+    {
+        var sequence = new List<int>(prompt);
+        var generated = new List<int>();
+        using var noGrad = no_grad();
+        while (generated.Count < tokens)
+        {
+            using var scope = NewDisposeScope();
+            var input = Model.PadTokens([sequence], sequence.Count);
+            var output = plugin.Lst!.ForwardSequence(Model.Taps(input, [sequence.Count]), [sequence.Count]); // [1, T, d]
+            int next = (int)F.linear(output[0, sequence.Count - 1], Model.LmHead).argmax().item<long>();
+            generated.Add(next);
+            sequence.Add(next);
+            if (next == Config.EosId || next == Config.BosId) break;
+        }
+        return generated;
+    }
+
+    private static List<int> Greedy(ITokenStepper stepper, int[] prompt, int tokens) =>
+        new Generator(stepper).Decode(prompt, tokens, SamplingOptions.Greedy).Select(t => t.Id).ToList();
+}
