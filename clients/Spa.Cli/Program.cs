@@ -10,6 +10,7 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(SweepTauCommand.Create());
+root.Subcommands.Add(LatencyCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
 var parsed = root.Parse(args);
 // System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every

@@ -46,10 +46,13 @@ public sealed class TaskArguments
     public static IReadOnlyList<PersonalStory> Split(IReadOnlyList<PersonalStory> stories, TaskSplit split) =>
         stories.Where(s => SplitFractions.Default.Assign(s.Text) == split).ToArray();
 
-    /// <summary>Training and validation sequences: BOS, prompt and target, the loss on the target only.</summary>
-    public (IReadOnlyList<TrainingSequence> Train, IReadOnlyList<TrainingSequence> Validation) TrainingData(ParseResult result, ITokenizer tokenizer, LlamaModel model, int? limit)
+    /// <summary>
+    /// Training and validation sequences of at most <paramref name="maxLength"/> tokens: BOS, prompt and target, the
+    /// loss on the target only. Prompts are cut from the left to fit, so every sequence keeps its target.
+    /// </summary>
+    public (IReadOnlyList<TrainingSequence> Train, IReadOnlyList<TrainingSequence> Validation) TrainingData(ParseResult result, ITokenizer tokenizer, LlamaModel model, int? limit, int maxLength)
     {
-        int context = model.Config.MaxSeqLen;
+        int context = Math.Min(model.Config.MaxSeqLen, maxLength);
         int maxTarget = result.GetValue(MaxTargetTokens);
         if (maxTarget <= 0 || maxTarget >= context) throw new UsageException($"--max-target-tokens must be in 1..{context - 1}, got {maxTarget}");
         if (IsPersonal(result))

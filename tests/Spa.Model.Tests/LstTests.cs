@@ -79,13 +79,16 @@ public class LstTests
         Assert.Equal(Recomputed(plugin, [1], 20), batched[2]);
     }
 
-    [Fact]
-    public void In_spa_mode_skipped_tokens_ride_along_with_the_next_round_trip()
+    [Theory]
+    [InlineData(CombinationMode.Spa)]
+    [InlineData(CombinationMode.Switch)]
+    public void Skipped_tokens_ride_along_with_the_next_round_trip(CombinationMode mode)
     {
-        using var plugin = RandomLst(CombinationMode.Spa, seed: 2);
+        using var plugin = RandomLst(mode, seed: 2);
         var transport = new EdgeTransport(ActivationType.Fp32);
-        var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, transport, gatePolicy: () => new ThresholdPolicy(0.5));
-        var generated = Greedy(stepper, Prompt, 40);
+        var stepper = new PluginStepper(Model, plugin, mode, transport, gatePolicy: () => new ThresholdPolicy(0.5));
+        var decoded = new Generator(stepper).Decode(Prompt, 40, SamplingOptions.Greedy).ToList();
+        var generated = decoded.Select(t => t.Id).ToList();
         var decisions = stepper.Decisions;
         Assert.Equal(generated.Count, decisions.Count);
 
@@ -106,18 +109,22 @@ public class LstTests
         long positionsSent = Prompt.Length + lastSent;
         Assert.Equal(positionsSent * (Config.Layers + 1) * Config.Dim * 4, transport.BytesUp);
 
-        // And what the device answered is what the LST computes over the whole sequence: teacher forcing agrees with
-        // every token the cached, ride-along decoding chose.
+        // And what the device answered is what the LST computes over the whole sequence: under teacher forcing the
+        // chosen tokens and their log-probabilities are those of the cached, ride-along decoding (the plugin's
+        // logits where the gate sent the token, the base's elsewhere).
         int[] sequence = [.. Prompt, .. generated[..^1]];
         using var tokens = Model.PadTokens([sequence], sequence.Length);
-        using var outputs = new PluginForward(Model, plugin).Run(tokens, [sequence.Length], CombinationMode.Spa);
+        using var outputs = new PluginForward(Model, plugin).Run(tokens, [sequence.Length], mode);
         using var probabilities = outputs.GateLogEdge!.exp();
+        using var pluginLogProbabilities = outputs.PluginLogits.log_softmax(-1);
+        using var baseLogProbabilities = outputs.BaseLogits.log_softmax(-1);
         for (int k = 0; k < generated.Count; k++)
         {
             int position = Prompt.Length - 1 + k;
             Assert.Equal(decisions[k].Probability, probabilities[0, position].item<float>(), 4);
-            var logits = decisions[k].Sent ? outputs.PluginLogits : outputs.BaseLogits;
-            Assert.Equal(generated[k], (int)logits[0, position].argmax().item<long>());
+            var logProbabilities = decisions[k].Sent ? pluginLogProbabilities : baseLogProbabilities;
+            Assert.Equal(generated[k], (int)logProbabilities[0, position].argmax().item<long>());
+            Assert.Equal(decoded[k].LogProbability, logProbabilities[0, position, generated[k]].item<float>(), 4);
         }
     }
 
@@ -157,6 +164,7 @@ public class LstTests
     }
 
     [Theory]
+    [InlineData(CombinationMode.Side, "joint")]
     [InlineData(CombinationMode.Parallel, "joint")]
     [InlineData(CombinationMode.Spa, "joint")]
     public void Training_for_a_few_steps_lowers_the_loss(CombinationMode mode, string objective)

@@ -111,28 +111,44 @@ public static class BenchTrainCommand
         var clock = new Stopwatch();
         if (kind == Full)
         {
-            var parameters = model.Weights.Select(w => new Parameter(w, requires_grad: true)).ToArray();
-            using var optimizer = optim.AdamW(parameters, 1e-4);
-            for (int step = 0; step < steps + 3; step++)
+            // Every base weight trains, with Adam's two moment buffers per weight (as AdamW keeps for a plugin). The update is
+            // written out because TorchSharp's optimisers take Parameters, and wrapping the model's tensors would take them over.
+            var weights = model.Weights;
+            foreach (var w in weights) w.requires_grad_(true);
+            var moments = weights.Select(w => (First: zeros_like(w).DetachFromDisposeScope(), Second: zeros_like(w).DetachFromDisposeScope())).ToArray();
+            using var beta1 = 0.9.ToScalar();
+            using var oneMinusBeta1 = 0.1.ToScalar();
+            using var beta2 = 0.999.ToScalar();
+            using var oneMinusBeta2 = 0.001.ToScalar();
+            using var epsilon = 1e-8.ToScalar();
+            using var step = (-1e-4).ToScalar();
+            for (int s = 0; s < steps + 3; s++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                if (step == 3) clock.Start();
-                var batch = sequences.Skip(step * batchSize).Take(batchSize).ToArray();
+                if (s == 3) clock.Start();
+                var batch = sequences.Skip(s * batchSize).Take(batchSize).ToArray();
                 losses.Add(NoCollection.Run(() =>
                 {
                     using var scope = NewDisposeScope();
                     var (input, targets, mask, _) = Batch(model, batch);
-                    var logits = model.Logits(model.Hidden(input, batch.Select(s => s.Tokens.Length).ToArray()));
+                    var logits = model.Logits(model.Hidden(input, batch.Select(x => x.Tokens.Length).ToArray()));
                     var loss = -(logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask).sum() / mask.sum();
-                    optimizer.zero_grad();
                     loss.backward();
-                    optimizer.step();
+                    using (no_grad())
+                        for (int i = 0; i < weights.Count; i++)
+                        {
+                            var gradient = weights[i].grad!;
+                            moments[i].First.mul_(beta1).add_(gradient, oneMinusBeta1);
+                            moments[i].Second.mul_(beta2).addcmul_(gradient, gradient, oneMinusBeta2);
+                            weights[i].addcdiv_(moments[i].First, moments[i].Second.sqrt().add_(epsilon), step);
+                            gradient.zero_();
+                        }
                     return (double)loss.item<float>();
                 }));
-                if (step >= 3) tokens += batch.Sum(s => s.Tokens.Length);
+                if (s >= 3) tokens += batch.Sum(x => x.Tokens.Length);
             }
             clock.Stop();
-            return new TrainFigure(kind, tokens / clock.Elapsed.TotalSeconds, ResidentMegabytes("VmHWM"), loadedRss, parameters.Sum(p => p.NumberOfElements), losses[0], losses[^1]);
+            return new TrainFigure(kind, tokens / clock.Elapsed.TotalSeconds, ResidentMegabytes("VmHWM"), loadedRss, weights.Sum(w => w.NumberOfElements), losses[0], losses[^1]);
         }
 
         using var plugin = PersonalPlugin.Create(model, PluginNames.ParseKind(kind), CombinationMode.Parallel, PluginDimensions.For(model.Config));

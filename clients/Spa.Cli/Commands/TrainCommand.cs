@@ -60,7 +60,7 @@ public static class TrainCommand
 
             using var llama = model.LoadModel(result);
             var tokenizer = model.LoadTokenizer(result, llama);
-            var (train, validation) = task.TrainingData(result, tokenizer, llama, result.GetValue(limit));
+            var (train, validation) = task.TrainingData(result, tokenizer, llama, result.GetValue(limit), options.MaxSequenceLength);
             var dimensions = PluginDimensions.For(llama.Config, result.GetValue(sideDim), result.GetValue(rank), result.GetValue(bottleneck));
             var gate = new GateSettings(options.GateObjective, options.Lambda, result.GetValue(tau), options.Delta);
             using var plugin = PersonalPlugin.Create(llama, pluginKind, pluginMode, dimensions, gate, options.Seed);
@@ -82,10 +82,9 @@ public static class TrainCommand
                 Console.Error.WriteLine($"nothing left to train: {directory} already holds the plugin trained for {options.Epochs} epochs (pass more --epochs to continue)");
                 return Task.FromResult(0);
             }
-            var record = new TrainingRecord(task.Name(result), options.Epochs, report.Steps, report.Tokens, report.FinalLoss,
-                report.ValidationLosses.LastOrDefault(double.NaN), options.Seed);
-            // JSON has no NaN: with an empty validation split there is no validation loss, and the record cannot say so.
-            plugin.Training = double.IsFinite(record.FinalLoss) && double.IsFinite(record.ValidationLoss) ? record : null;
+            double lastValidation = report.ValidationLosses.LastOrDefault(double.NaN);
+            plugin.Training = new TrainingRecord(task.Name(result), options.Epochs, report.Steps, report.Tokens, report.FinalLoss,
+                double.IsFinite(lastValidation) ? lastValidation : null, options.Seed);
             plugin.Save(directory);
             Console.Error.WriteLine($"trained in {ProgressLine.Duration(report.Elapsed)}: {report.Steps} steps, {report.Tokens:N0} target tokens, " +
                 $"loss {report.FirstLoss:F3} -> {report.FinalLoss:F3}, validation {string.Join(" ", report.ValidationLosses.Select(v => v.ToString("F3")))}; plugin written to {directory}");

@@ -132,6 +132,7 @@ public sealed class LstSideNetwork : nn.Module
             .view(Layers + 1, sequences, longest, width);
         using var batch = AttentionBatch.ForCache(Config, built.Rope, cache, slots, counts, projected.device);
         var s = Side(built, padded, batch);
+        batch.Commit();
         var atLast = s.reshape(-1, width).index_select(0, tensor(last, device: projected.device));
         return Output(built, atLast).MoveToOuterDisposeScope();
     }

@@ -108,8 +108,9 @@ public sealed class PersonalPlugin : IDisposable
             tensors.ToDictionary(t => t.Key, t => t.Value.shape), Training);
         var weights = Path.Combine(directory, PluginManifest.WeightsFileName);
         var json = Path.Combine(directory, PluginManifest.FileName);
+        var text = JsonSerializer.Serialize(manifest, PluginManifest.Json); // first: a manifest that cannot be written leaves no file behind
         SafetensorsFile.Write(weights + ".tmp", tensors);
-        File.WriteAllText(json + ".tmp", JsonSerializer.Serialize(manifest, PluginManifest.Json));
+        File.WriteAllText(json + ".tmp", text);
         File.Move(weights + ".tmp", weights, overwrite: true);
         File.Move(json + ".tmp", json, overwrite: true);
     }

@@ -6,8 +6,8 @@ namespace Spa.Model.Plugins;
 /// <summary>The gate's training objective and its settings.</summary>
 public sealed record GateSettings(string Objective, double Lambda, double Tau, double Delta);
 
-/// <summary>What training produced: for the record, and to resume.</summary>
-public sealed record TrainingRecord(string Task, int Epochs, int Steps, long Tokens, double FinalLoss, double ValidationLoss, int Seed);
+/// <summary>What training produced; a validation loss is null when there was no validation split.</summary>
+public sealed record TrainingRecord(string Task, int Epochs, int Steps, long Tokens, double FinalLoss, double? ValidationLoss, int Seed);
 
 /// <summary>plugin.json: everything needed to rebuild a plugin and to refuse it on the wrong base.</summary>
 public sealed record PluginManifest(
