@@ -10,6 +10,12 @@ using Generator = Spa.Model.Generation.Generator;
 
 namespace Spa.Model.Tests;
 
+// Not in parallel with other classes: PersonalPlugin.Create seeds torch's global generator, and a plugin created here
+// while another class builds its own would change that one's initial weights (PluginTests' training test depends on its seed).
+[CollectionDefinition(nameof(LstTests), DisableParallelization = true)]
+public sealed class LstTestsCollection;
+
+[Collection(nameof(LstTests))]
 public class LstTests
 {
     private static LlamaModel Model => Stories260K.Model;

@@ -133,7 +133,7 @@ public static class EvalCommand
 
     private static string? Unsupported(PersonalPlugin plugin, CombinationMode mode)
     {
-        if (plugin.Hook is not null && mode != CombinationMode.Parallel) return $"a {PluginNames.Name(plugin.Kind)} plugin runs only in parallel";
+        if (plugin.Hook is not null && mode != CombinationMode.Parallel) return $"{PluginNames.Name(plugin.Kind)} plugins run only in parallel";
         if (mode is CombinationMode.Switch or CombinationMode.Spa && plugin.Gate is null) return "the plugin has no gate";
         return null;
     }

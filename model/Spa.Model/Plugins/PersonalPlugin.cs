@@ -71,9 +71,16 @@ public sealed class PersonalPlugin : IDisposable
     public static PersonalPlugin Create(LlamaModel model, PluginKind kind, CombinationMode mode, PluginDimensions dimensions, GateSettings? gate = null, int seed = 0)
     {
         CheckModeFits(kind, mode);
-        torch.manual_seed(seed);
-        return new PersonalPlugin(kind, mode, dimensions, model, mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
+        // Initialisation draws from torch's one global generator: seeding and drawing must not interleave with another
+        // thread's, or the same seed would not give the same plugin.
+        lock (SeedLock)
+        {
+            torch.manual_seed(seed);
+            return new PersonalPlugin(kind, mode, dimensions, model, mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
+        }
     }
+
+    private static readonly Lock SeedLock = new();
 
     /// <summary>Throws a clear error when the kind cannot run in the mode.</summary>
     public static void CheckModeFits(PluginKind kind, CombinationMode mode)
