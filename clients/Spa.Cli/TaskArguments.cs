@@ -1,5 +1,7 @@
 using System.CommandLine;
 using Spa.Model;
+using Spa.Model.Evaluation;
+using Spa.Model.Plugins;
 using Spa.Model.Tasks;
 using Spa.Model.Tokenizers;
 using Spa.Model.Training;
@@ -40,6 +42,31 @@ public sealed class TaskArguments
         var name = Name(result);
         if (!TaskCatalog.Names.Contains(name)) throw new UsageException($"unknown task '{name}': use one of {string.Join(", ", TaskCatalog.Names)}, {Personal}");
         return TaskCatalog.Load(name, result.GetValue(Data), SharedData.Find("tasks"));
+    }
+
+    /// <summary>
+    /// Scores the base or a plugin in a mode on at most <paramref name="count"/> test examples: teacher-forced for the
+    /// personal task, by generation (with a progress line) for the others.
+    /// </summary>
+    public Func<PersonalPlugin?, CombinationMode, EvaluationSettings, EvaluationRow> TestEvaluator(ParseResult result, LlamaModel model, ITokenizer tokenizer,
+        int count, CancellationToken cancellation)
+    {
+        if (IsPersonal(result))
+        {
+            var stories = Split(PersonalStories(result), TaskSplit.Test).Take(count).ToArray();
+            var personal = new PersonalEvaluator(model, tokenizer);
+            return (plugin, mode, settings) => personal.Evaluate(stories, plugin, mode, settings, cancellation);
+        }
+        var dataset = Dataset(result);
+        var examples = dataset.Split(TaskSplit.Test).Take(count).ToArray();
+        var evaluator = new TaskEvaluator(model, tokenizer);
+        return (plugin, mode, settings) =>
+        {
+            using var line = new ProgressLine();
+            var label = $"{dataset.Name} {TaskEvaluator.ModeName(mode, settings)}{(plugin is null ? "" : " " + PluginNames.Name(plugin.Kind))}";
+            return evaluator.Evaluate(dataset.Name, examples, plugin, mode, settings,
+                new SynchronousProgress<int>(done => line.Update($"{label}: {done}/{examples.Length}")), cancellation);
+        };
     }
 
     /// <summary>Personal stories split deterministically by their text, as task files without splits are.</summary>

@@ -50,26 +50,7 @@ public static class EvalCommand
             try
             {
                 var rows = new List<EvaluationRow>();
-                Func<PersonalPlugin?, CombinationMode, EvaluationSettings, EvaluationRow> evaluate;
-                if (task.IsPersonal(result))
-                {
-                    var stories = TaskArguments.Split(task.PersonalStories(result), TaskSplit.Test).Take(count).ToArray();
-                    var evaluator = new PersonalEvaluator(llama, tokenizer);
-                    evaluate = (plugin, mode, settings) => evaluator.Evaluate(stories, plugin, mode, settings, cancellation);
-                }
-                else
-                {
-                    var dataset = task.Dataset(result);
-                    var examples = dataset.Split(TaskSplit.Test).Take(count).ToArray();
-                    var evaluator = new TaskEvaluator(llama, tokenizer);
-                    evaluate = (plugin, mode, settings) =>
-                    {
-                        using var line = new ProgressLine();
-                        var label = $"{dataset.Name} {TaskEvaluator.ModeName(mode, settings)}{(plugin is null ? "" : " " + PluginNames.Name(plugin.Kind))}";
-                        return evaluator.Evaluate(dataset.Name, examples, plugin, mode, settings,
-                            new SynchronousProgress<int>(done => line.Update($"{label}: {done}/{examples.Length}")), cancellation);
-                    };
-                }
+                var evaluate = task.TestEvaluator(result, llama, tokenizer, count, cancellation);
 
                 foreach (var (mode, budget) in requested)
                 {

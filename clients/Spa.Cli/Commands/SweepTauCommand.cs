@@ -46,21 +46,7 @@ public static class SweepTauCommand
                 throw new UsageException("sweep-tau needs a plugin with a gate, evaluated in mode spa or switch");
             var settings = new EvaluationSettings { Beams = result.GetValue(beams) };
 
-            Func<PersonalPlugin?, CombinationMode, EvaluationSettings, EvaluationRow> evaluate;
-            if (task.IsPersonal(result))
-            {
-                var stories = TaskArguments.Split(task.PersonalStories(result), TaskSplit.Test).Take(count).ToArray();
-                var evaluator = new PersonalEvaluator(llama, tokenizer);
-                evaluate = (p, md, s) => evaluator.Evaluate(stories, p, md, s, cancellation);
-            }
-            else
-            {
-                var dataset = task.Dataset(result);
-                var examples = dataset.Split(TaskSplit.Test).Take(count).ToArray();
-                var evaluator = new TaskEvaluator(llama, tokenizer);
-                evaluate = (p, md, s) => evaluator.Evaluate(dataset.Name, examples, p, md, s, cancellation: cancellation);
-            }
-
+            var evaluate = task.TestEvaluator(result, llama, tokenizer, count, cancellation);
             var baseline = evaluate(null, CombinationMode.Base, settings);
             var parallel = evaluate(gated, gatedMode == CombinationMode.Spa ? CombinationMode.Parallel : CombinationMode.Side, settings);
             var curve = new List<EvaluationRow>();

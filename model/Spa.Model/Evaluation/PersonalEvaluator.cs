@@ -41,7 +41,7 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
         double m = plugin is null || mode == CombinationMode.Base ? 0
             : plugin.Hook is not null ? PluginTraffic.FixedRoundTripsPerToken(model.Config, plugin.Kind)
             : mode is CombinationMode.Side or CombinationMode.Parallel ? 1 : metrics.M;
-        var traffic = plugin is null || m == 0 ? null : PluginTraffic.For(model.Config, plugin.Kind, plugin.Dimensions, settings.Placement, settings.Activation);
+        var traffic = plugin is null || m == 0 ? null : PluginTraffic.For(model.Config, plugin.Kind, plugin.Dimensions, settings.Placement, settings.Activation, roundTripsPerToken: m);
         bool gated = mode is CombinationMode.Switch or CombinationMode.Spa;
         return new EvaluationRow("personal", TaskEvaluator.ModeName(mode, settings), plugin is null ? null : PluginNames.Name(plugin.Kind),
             100 * metrics.PrivateAccuracy, null, m,

@@ -55,14 +55,7 @@ public sealed class LadderSideNetwork : nn.Module<Tensor, Tensor>
     public int AdapterDim { get; }
 
     /// <summary>taps: [L+1, N, d] (h_0..h_L of N positions). Returns the projected taps [L+1, N, d_s].</summary>
-    public Tensor Project(Tensor taps)
-    {
-        using var scope = NewDisposeScope();
-        var projected = new Tensor[Layers + 1];
-        projected[0] = input.forward(taps[0]);
-        for (int l = 1; l <= Layers; l++) projected[l] = downs[l - 1].forward(taps[l]);
-        return stack(projected).MoveToOuterDisposeScope();
-    }
+    public Tensor Project(Tensor taps) => PerLayer.Project(input, downs, taps);
 
     /// <summary>projected: [L+1, N, d_s] from <see cref="Project"/>. Returns out: [N, d].</summary>
     public Tensor Combine(Tensor projected)

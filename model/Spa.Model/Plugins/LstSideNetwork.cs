@@ -87,14 +87,7 @@ public sealed class LstSideNetwork : nn.Module
     public KvCache CreateCache(int slots, int capacity, Device device, ScalarType dtype) => new(Config, slots, capacity, device, dtype);
 
     /// <summary>taps: [L+1, ..., d] (h_0..h_L). Returns the ladders' projections [L+1, ..., d']: W_0 h_0, D_1 h_1, ..., D_L h_L.</summary>
-    public Tensor Project(Tensor taps)
-    {
-        using var scope = NewDisposeScope();
-        var projected = new Tensor[Layers + 1];
-        projected[0] = input.forward(taps[0]);
-        for (int l = 1; l <= Layers; l++) projected[l] = downs[l - 1].forward(taps[l]);
-        return stack(projected).MoveToOuterDisposeScope();
-    }
+    public Tensor Project(Tensor taps) => PerLayer.Project(input, downs, taps);
 
     /// <summary>
     /// Whole sequences from position 0 with no cache (training, teacher forcing). taps: [L+1, B, T, d], right-padded;
