@@ -1,0 +1,26 @@
+namespace Spa.Grains;
+
+/// <summary>One generation, keyed by the session id. Owns the token history; drives the shards token by token.</summary>
+[Alias("spa.IDecodingSessionGrain")]
+public interface IDecodingSessionGrain : IGrainWithStringKey
+{
+    /// <summary>Starts a new generation from the prompt (any earlier one of this session is dropped) and runs it.</summary>
+    [Alias("Generate")]
+    ValueTask<GenerationResult> Generate(GenerationRequest request);
+
+    /// <summary>Generates up to <paramref name="maxTokens"/> more tokens of the current generation.</summary>
+    [Alias("Continue")]
+    ValueTask<GenerationResult> Continue(int maxTokens);
+
+    /// <summary>As <see cref="Generate"/>, but yields each token as soon as it is chosen.</summary>
+    [Alias("GenerateStream")]
+    IAsyncEnumerable<int> GenerateStream(GenerationRequest request);
+
+    /// <summary>The session's whole token sequence (prompt and generated tokens).</summary>
+    [Alias("GetHistory")]
+    ValueTask<int[]> GetHistory();
+
+    /// <summary>Ends the session: frees its KV-cache slots on every shard and forgets its history.</summary>
+    [Alias("End")]
+    ValueTask End();
+}
