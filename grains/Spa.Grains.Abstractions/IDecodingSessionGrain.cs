@@ -14,7 +14,7 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
 
     /// <summary>As <see cref="Generate"/>, but yields each token as soon as it is chosen.</summary>
     [Alias("GenerateStream")]
-    IAsyncEnumerable<int> GenerateStream(GenerationRequest request);
+    IAsyncEnumerable<int> GenerateStream(GenerationRequest request, CancellationToken cancellation = default);
 
     /// <summary>The session's whole token sequence (prompt and generated tokens).</summary>
     [Alias("GetHistory")]

@@ -9,33 +9,30 @@ public sealed record Activations([property: Id(0)] float[] Data, [property: Id(1
 
 /// <summary>
 /// One step of one session through one shard: append the positions [StartPosition, TotalLength) of the session's
-/// sequence to the shard's KV cache and return what the next shard (or the sampler) needs.
-/// The first shard reads the tokens from <see cref="History"/> (the session's whole sequence, so that it can replay
-/// it when its cache was evicted); the other shards read <see cref="Hidden"/> (the previous shard's output for
-/// exactly those positions). StartPosition 0 means "start the sequence afresh": the shard clears what it held.
+/// sequence to the shard's KV cache and return what the next shard (or the sampler) needs. The first shard reads
+/// <see cref="Tokens"/> (the tokens at exactly those positions); the other shards read <see cref="Hidden"/> (the
+/// previous shard's output for those positions). StartPosition 0 means "the sequence from its start": the shard
+/// drops whatever it held for the session, which is how a session replays its whole history.
 /// </summary>
 [GenerateSerializer, Alias("spa.ShardStepRequest")]
 public sealed record ShardStepRequest(
     [property: Id(0)] string SessionId,
     [property: Id(1)] int StartPosition,
     [property: Id(2)] int TotalLength,
-    [property: Id(3)] int[]? History,
+    [property: Id(3)] int[]? Tokens,
     [property: Id(4)] Activations? Hidden);
 
 /// <summary>
-/// A shard's answer. When the shard no longer holds the session's earlier positions (its cache was evicted or the
-/// grain was re-activated) and cannot rebuild them from its input, <see cref="NeedsReplay"/> is set and nothing was
-/// computed: the session replays its whole history from the first shard. Otherwise <see cref="StartPosition"/> says
-/// which positions were computed (0 when the first shard replayed the history itself), <see cref="Hidden"/> holds
-/// their activations for the next shard, and the last shard also returns the fp32 <see cref="Logits"/> after the
-/// last position.
+/// A shard's answer. When the shard does not hold the session's positions before StartPosition (its cache slot was
+/// evicted, or the grain was re-activated), <see cref="NeedsReplay"/> is set and nothing was computed: the session
+/// sends its whole history again from position 0. Otherwise <see cref="Hidden"/> holds the activations of the new
+/// positions for the next shard, and the last shard returns instead the fp32 <see cref="Logits"/> after the last one.
 /// </summary>
 [GenerateSerializer, Alias("spa.ShardStepResult")]
 public sealed record ShardStepResult(
     [property: Id(0)] bool NeedsReplay,
-    [property: Id(1)] int StartPosition,
-    [property: Id(2)] Activations? Hidden,
-    [property: Id(3)] float[]? Logits);
+    [property: Id(1)] Activations? Hidden,
+    [property: Id(2)] float[]? Logits);
 
 /// <summary>What a shard serves and the model facts a session needs to drive a generation.</summary>
 [GenerateSerializer, Alias("spa.ShardDescription")]
@@ -51,7 +48,10 @@ public sealed record ShardDescription(
     [property: Id(8)] int BosId,
     [property: Id(9)] int EosId);
 
-/// <summary>A shard's KV-cache counters.</summary>
+/// <summary>
+/// A shard's KV-cache counters. Evictions: slots taken from the least recently used session for another one;
+/// ReplayRequests: steps answered with <see cref="ShardStepResult.NeedsReplay"/>.
+/// </summary>
 [GenerateSerializer, Alias("spa.ShardStats")]
 public sealed record ShardStats(
     [property: Id(0)] int Slots,
@@ -59,8 +59,7 @@ public sealed record ShardStats(
     [property: Id(2)] long KvCacheBytes,
     [property: Id(3)] long Steps,
     [property: Id(4)] long Evictions,
-    [property: Id(5)] long Replays,
-    [property: Id(6)] long ReplayRequests);
+    [property: Id(5)] long ReplayRequests);
 
 /// <summary>
 /// A greedy generation in base mode. <see cref="Shards"/> picks the shard count (0: the configured default);

@@ -1,0 +1,159 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Options;
+using Spa.Model.Sampling;
+
+namespace Spa.Grains;
+
+/// <summary>The persisted part of a session: what it generates from and every token so far.</summary>
+[GenerateSerializer, Alias("spa.SessionState")]
+public sealed class SessionState
+{
+    [Id(0)] public List<int> History { get; set; } = [];
+    [Id(1)] public int PromptLength { get; set; }
+    [Id(2)] public string Model { get; set; } = "";
+    [Id(3)] public int Shards { get; set; }
+    [Id(4)] public int MaxSequenceLength { get; set; }
+    [Id(5)] public int BosId { get; set; }
+    [Id(6)] public int EosId { get; set; }
+    [Id(7)] public bool Finished { get; set; }
+    [Id(8)] public string StopReason { get; set; } = "";
+}
+
+/// <summary>
+/// Greedy generation in base mode: each step sends the new token(s) through shards 0..N-1 in order (activations as
+/// float arrays between them) and takes the argmax of the last shard's logits. The token history lives in grain
+/// storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first step replays the
+/// whole history, as it does when a shard reports that it lost the session's cache.
+/// </summary>
+public sealed class DecodingSessionGrain(
+    [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
+    IOptions<SpaModelOptions> options) : Grain, IDecodingSessionGrain
+{
+    private int _fed;
+    private int _replays;
+
+    private SessionState S => state.State;
+
+    public async ValueTask<GenerationResult> Generate(GenerationRequest request)
+    {
+        await Start(request);
+        return await Run(request.MaxTokens);
+    }
+
+    public async ValueTask<GenerationResult> Continue(int maxTokens)
+    {
+        if (S.History.Count == 0) throw new InvalidOperationException("the session has no generation to continue: call Generate first");
+        return await Run(maxTokens);
+    }
+
+    public async IAsyncEnumerable<int> GenerateStream(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        await Start(request);
+        try
+        {
+            for (int produced = 0; produced < request.MaxTokens && !S.Finished; produced++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                yield return await NextToken();
+            }
+        }
+        finally
+        {
+            await state.WriteStateAsync();
+        }
+    }
+
+    public ValueTask<int[]> GetHistory() => ValueTask.FromResult(S.History.ToArray());
+
+    public async ValueTask End()
+    {
+        if (S.Shards > 0)
+        {
+            var id = this.GetPrimaryKeyString();
+            await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(k => Shard(k).Release(id).AsTask()));
+        }
+        await state.ClearStateAsync();
+        state.State = new SessionState();
+        _fed = 0;
+    }
+
+    private async Task Start(GenerationRequest request)
+    {
+        if (request.PromptTokens is not { Length: > 0 }) throw new ArgumentException("the prompt has no tokens");
+        if (request.MaxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(request), "max tokens must be positive");
+        int shards = request.Shards > 0 ? request.Shards : options.Value.Shards;
+        var model = string.IsNullOrEmpty(request.Model) ? options.Value.EffectiveModelName : request.Model;
+        var description = await Shard(model, shards - 1, shards).Describe();
+        if (request.PromptTokens.Length >= description.MaxSequenceLength)
+            throw new ArgumentException($"the prompt has {request.PromptTokens.Length} tokens but the model's context holds {description.MaxSequenceLength}, leaving no room to generate");
+        if (request.PromptTokens.Any(t => (uint)t >= (uint)description.VocabSize))
+            throw new ArgumentException($"a prompt token is outside the vocabulary of {description.VocabSize}");
+        state.State = new SessionState
+        {
+            Model = model,
+            Shards = shards,
+            MaxSequenceLength = description.MaxSequenceLength,
+            BosId = description.BosId,
+            EosId = description.EosId,
+            History = [.. request.PromptTokens],
+            PromptLength = request.PromptTokens.Length,
+        };
+        _fed = 0;
+        _replays = 0;
+    }
+
+    private async Task<GenerationResult> Run(int maxTokens)
+    {
+        if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
+        var produced = new List<int>();
+        while (produced.Count < maxTokens && !S.Finished)
+            produced.Add(await NextToken());
+        await state.WriteStateAsync();
+        return new GenerationResult([.. produced], S.Finished ? S.StopReason : "length", S.History.Count, _replays);
+    }
+
+    /// <summary>
+    /// Feeds the history the shards have not seen, picks the next token and appends it. Stops the generation at end of
+    /// sequence (EOS, or BOS which llama2.c models emit between stories) or when the context is full, as the
+    /// in-process <see cref="Spa.Model.Generation.Generator"/> does.
+    /// </summary>
+    private async Task<int> NextToken()
+    {
+        var history = S.History.ToArray();
+        var logits = await Pipeline(history, _fed);
+        if (logits is null)
+        {
+            _replays++;
+            logits = await Pipeline(history, 0)
+                ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
+        }
+        _fed = history.Length;
+        int next = Sampler.ArgMax(logits);
+        S.History.Add(next);
+        if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
+        else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
+        return next;
+    }
+
+    /// <summary>Positions [start, history.Length) through every shard; null when a shard needs a replay.</summary>
+    private async Task<float[]?> Pipeline(int[] history, int start)
+    {
+        var id = this.GetPrimaryKeyString();
+        Activations? hidden = null;
+        for (int k = 0; k < S.Shards; k++)
+        {
+            var request = new ShardStepRequest(id, start, history.Length, k == 0 ? history[start..] : null, hidden);
+            var result = await Shard(k).Step(request);
+            if (result.NeedsReplay) return null;
+            if (k == S.Shards - 1)
+                return result.Logits ?? throw new InvalidOperationException("the last shard returned no logits");
+            hidden = result.Hidden ?? throw new InvalidOperationException($"shard {k} returned no activations");
+        }
+        throw new InvalidOperationException("a session needs at least one shard");
+    }
+
+    private IBaseModelShardGrain Shard(int k) => Shard(S.Model, k, S.Shards);
+
+    private IBaseModelShardGrain Shard(string model, int k, int shardCount) =>
+        GrainFactory.GetGrain<IBaseModelShardGrain>(ShardKey.Format(model, k, shardCount));
+}

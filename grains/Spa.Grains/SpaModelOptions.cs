@@ -1,0 +1,29 @@
+namespace Spa.Grains;
+
+/// <summary>The base model a silo serves. Bound from the configuration section <see cref="Section"/>.</summary>
+public sealed class SpaModelOptions
+{
+    public const string Section = "Spa:Model";
+
+    /// <summary>A llama2.c .bin file, a directory holding one, or a Hugging Face directory.</summary>
+    public string ModelPath { get; set; } = "";
+
+    /// <summary>The name clients use (shard keys start with it); empty: the file or directory name of <see cref="ModelPath"/>.</summary>
+    public string ModelName { get; set; } = "";
+
+    /// <summary>Shards a session uses when its request does not say.</summary>
+    public int Shards { get; set; } = 1;
+
+    /// <summary>Memory for the KV caches of one shard grain; it holds as many session slots as fit, and at least one.</summary>
+    public long KvCacheBytesPerShard { get; set; } = 256L * 1024 * 1024;
+
+    public string Device { get; set; } = "cpu";
+    public string DType { get; set; } = "float32";
+
+    /// <summary>Torch intra-op threads (0: automatic, see <see cref="Spa.Model.ModelOptions"/>).</summary>
+    public int Threads { get; set; }
+
+    public string EffectiveModelName =>
+        !string.IsNullOrWhiteSpace(ModelName) ? ModelName
+        : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(ModelPath));
+}

@@ -1,0 +1,45 @@
+using System.Collections.Concurrent;
+
+namespace Spa.Grains;
+
+/// <summary>
+/// A dedicated thread that runs torch work one item at a time, so that no tensor operation runs on the Orleans
+/// scheduler (a grain awaits the returned task; its continuation goes back to the grain's scheduler). One per process:
+/// with one accelerator, forwards run one after another anyway, and torch objects stay on one thread.
+/// </summary>
+public sealed class TorchWorker
+{
+    private readonly BlockingCollection<Action> _queue = [];
+
+    [ThreadStatic] private static bool _onWorker;
+
+    /// <summary>True on a torch worker's thread; tensor code checks it so that it never runs on the Orleans scheduler.</summary>
+    public static bool OnWorkerThread => _onWorker;
+
+    public static TorchWorker Shared { get; } = new("spa-torch");
+
+    private TorchWorker(string name)
+    {
+        var thread = new Thread(Loop) { IsBackground = true, Name = name };
+        thread.Start();
+    }
+
+    public Task<T> Run<T>(Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add(() =>
+        {
+            try { done.SetResult(work()); }
+            catch (Exception e) { done.SetException(e); }
+        });
+        return done.Task;
+    }
+
+    public Task Run(Action work) => Run(() => { work(); return true; });
+
+    private void Loop()
+    {
+        _onWorker = true;
+        foreach (var work in _queue.GetConsumingEnumerable()) work();
+    }
+}

@@ -1,0 +1,77 @@
+using Orleans.Hosting;
+using Orleans.TestingHost;
+using Spa.Model;
+using Spa.Model.Generation;
+using Spa.Model.Sampling;
+using Spa.Model.Tests;
+using Spa.Model.Tokenizers;
+
+namespace Spa.Grains.Tests;
+
+/// <summary>
+/// A one-silo in-process cluster serving stories260K, with memory storage for sessions. Subclasses pick the KV-cache
+/// budget of each shard grain.
+/// </summary>
+public abstract class ClusterFixture : IAsyncLifetime
+{
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+    public IGrainFactory Grains => Cluster.Client;
+
+    protected abstract long KvCacheBytesPerShard { get; }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new InProcessTestClusterBuilder(1);
+        long budget = KvCacheBytesPerShard;
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.AddSpaModel(o =>
+            {
+                o.ModelPath = SharedData.Stories260K;
+                o.KvCacheBytesPerShard = budget;
+            });
+            silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
+        });
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+public sealed class DefaultBudgetCluster : ClusterFixture
+{
+    protected override long KvCacheBytesPerShard => 64L * 1024 * 1024;
+}
+
+/// <summary>
+/// A budget that gives the 2-layer shard of a 2-shard split two session slots and the 3-layer shard one
+/// (stories260K: 512 positions x 4 KV heads x 8 dims x fp32 x keys and values = 128 KiB per layer and slot).
+/// </summary>
+public sealed class SmallBudgetCluster : ClusterFixture
+{
+    public const long BytesPerLayerSlot = 2L * 512 * 4 * 8 * 4;
+    protected override long KvCacheBytesPerShard => 4 * BytesPerLayerSlot;
+}
+
+[CollectionDefinition(Name)]
+public sealed class ClusterCollection
+{
+    public const string Name = "cluster"; // one cluster at a time: the machine has few cores
+}
+
+/// <summary>The in-process engine's greedy output, the reference the cluster must reproduce token for token.</summary>
+public static class Reference
+{
+    private static readonly Lazy<LlamaModel> Model = new(() => LlamaModel.Load(SharedData.Stories260K, new ModelOptions()));
+    private static readonly Lazy<ITokenizer> Tokenizer = new(() => TokenizerLoader.Load(SharedData.Tok512, 512));
+    private static readonly object Gate = new();
+
+    public static int[] Encode(string text) => [.. Tokenizer.Value.Encode(text, bos: true, eos: false)];
+
+    public static int[] Greedy(int[] prompt, int maxTokens)
+    {
+        lock (Gate)
+            return [.. new Generator(Model.Value).Decode(prompt, maxTokens, SamplingOptions.Greedy).Select(t => t.Id)];
+    }
+}
