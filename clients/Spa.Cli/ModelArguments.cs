@@ -8,7 +8,7 @@ namespace Spa.Cli;
 /// <summary>The options every command that loads a model shares, and where the model comes from when none is named.</summary>
 public sealed class ModelArguments
 {
-    public const string ModelVariable = "SPA_MODEL";
+    public const string ModelVariable = ModelLocator.ModelVariable;
 
     public Option<string?> Model { get; } = new("--model", "-m")
     {
@@ -62,16 +62,9 @@ public sealed class ModelArguments
     }
 
     /// <summary>The model path: the option, else $SPA_MODEL, else stories260K in the shared data beside the repository.</summary>
-    public string ResolvePath(ParseResult result)
-    {
-        var named = result.GetValue(Model);
-        if (!string.IsNullOrWhiteSpace(named)) return named;
-        var fromEnvironment = Environment.GetEnvironmentVariable(ModelVariable);
-        if (!string.IsNullOrWhiteSpace(fromEnvironment)) return fromEnvironment;
-        var beside = SharedData.Find(Path.Combine("models", "stories260K"));
-        if (beside is not null) return beside;
-        throw new UsageException($"no model given and none found: pass --model PATH (a llama2.c .bin or a Hugging Face directory) or set ${ModelVariable}");
-    }
+    public string ResolvePath(ParseResult result) =>
+        ModelLocator.Resolve(result.GetValue(Model))
+        ?? throw new UsageException($"no model given and none found: pass --model PATH (a llama2.c .bin or a Hugging Face directory) or set ${ModelVariable}");
 }
 
 /// <summary>A mistake in how the command was called; reported as one line, exit code 2.</summary>

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 using Orleans.Placement;
 using Spa.Model;
 using TorchSharp;
@@ -12,22 +14,47 @@ namespace Spa.Grains;
 /// session loses its slot. A session whose slot is gone (or whose shard was re-activated) is told to replay its
 /// history from position 0, which rebuilds the cache in one prefill. All tensor work runs on the torch worker.
 /// The grain keeps its activation (its cache is its value) and is not moved by the rebalancer or repartitioner.
+/// <para>
+/// Batching: the grain is reentrant, so step requests of many sessions wait together. The first request of a batch
+/// opens a collection window of <see cref="SpaModelOptions.BatchWindowMs"/>; the batch goes to the torch worker when
+/// the window ends, when it holds <see cref="SpaModelOptions.MaxBatch"/> requests, or as soon as every session that
+/// stepped here recently (and is not in a forward already) is in it, so that a lone session never waits. Requests with
+/// the same number of new positions run as one forward over their cache slots (no padding: a row's result does not
+/// depend on the others, so the tokens are those of unbatched decoding). A slot in a batch being formed or run is never
+/// evicted or freed.
+/// </para>
 /// </summary>
 [KeepAlive]
+[Reentrant]
 [Immovable(ImmovableKind.Any)]
 public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGrain> logger) : Grain, IBaseModelShardGrain
 {
+    /// <summary>A session that stepped within this time is expected to step again soon; a batch waits for it.</summary>
+    private static readonly long ActiveHorizon = Stopwatch.Frequency; // one second
+
     private readonly Dictionary<string, (LinkedListNode<string> Node, int Slot)> _sessions = new(StringComparer.Ordinal);
     private readonly LinkedList<string> _recent = new(); // most recently used first
     private readonly Stack<int> _freeSlots = new();
+    private readonly Dictionary<string, long> _lastStep = new(StringComparer.Ordinal); // session -> Stopwatch timestamp
+    private readonly HashSet<string> _pinned = new(StringComparer.Ordinal); // sessions in a batch being formed or run
+    private readonly HashSet<string> _releaseAfterBatch = new(StringComparer.Ordinal);
+    private List<PendingStep> _pending = [];
+    private TaskCompletionSource? _wake; // wakes the batch being collected to look at it again
+    private bool _forceFlush; // a step waits for a slot: the batch being collected goes now
+    private TaskCompletionSource _batchEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _inForward; // requests handed to the torch worker and not yet answered
     private LlamaModel _model = null!;
     private KvCache _cache = null!;
     private string _modelName = "";
     private int _shard, _shardCount, _from, _to;
-    private long _steps, _evictions, _replayRequests;
+    private long _steps, _evictions, _replayRequests, _forwards, _forwardedSteps;
+    private int _largestBatch;
 
     private bool IsFirst => _shard == 0;
     private bool IsLast => _shard == _shardCount - 1;
+    private int MaxBatch => Math.Max(1, Math.Min(host.Options.MaxBatch, _cache.Slots));
+
+    private sealed record PendingStep(ShardStepRequest Request, int Slot, int Count, TaskCompletionSource<ShardStepResult> Done);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -42,8 +69,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
         int from = _from;
         _cache = await host.Worker.Run(() => new KvCache(model.Config, slots, model.Config.MaxSeqLen, model.Device, model.DType, from, layers));
         for (int s = slots - 1; s >= 0; s--) _freeSlots.Push(s);
-        logger.LogInformation("shard {Key}: layers [{From}, {To}), {Slots} session slots, {Bytes} bytes of KV cache",
-            this.GetPrimaryKeyString(), _from, _to, slots, _cache.Bytes);
+        logger.LogInformation("shard {Key}: layers [{From}, {To}), {Slots} session slots, {Bytes} bytes of KV cache, batches of up to {MaxBatch} within {Window} ms",
+            this.GetPrimaryKeyString(), _from, _to, slots, _cache.Bytes, MaxBatch, host.Options.BatchWindowMs);
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -59,15 +86,14 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
     }
 
     public ValueTask<ShardStats> GetStats() =>
-        ValueTask.FromResult(new ShardStats(_cache.Slots, _sessions.Count, _cache.Bytes, _steps, _evictions, _replayRequests));
+        ValueTask.FromResult(new ShardStats(_cache.Slots, _sessions.Count, _cache.Bytes, _steps, _evictions, _replayRequests,
+            _forwards, _largestBatch, _forwards == 0 ? 0 : (double)_forwardedSteps / _forwards));
 
     public ValueTask Release(string sessionId)
     {
-        if (_sessions.Remove(sessionId, out var held))
-        {
-            _recent.Remove(held.Node);
-            _freeSlots.Push(held.Slot);
-        }
+        _lastStep.Remove(sessionId);
+        if (_pinned.Contains(sessionId)) _releaseAfterBatch.Add(sessionId); // its slot is in a forward: free it after
+        else Free(sessionId);
         return ValueTask.CompletedTask;
     }
 
@@ -82,67 +108,204 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
             throw new ArgumentException($"the first shard needs the {count} tokens at positions [{start}, {request.TotalLength})");
         if (!IsFirst && (request.Hidden is not { } h || h.Shape is not [var rows, var cols] || rows != count || cols != dim || h.Data.Length != count * dim))
             throw new ArgumentException($"shard {_shard} needs activations of shape [{count}, {dim}]");
+        var session = request.SessionId;
+        if (_pinned.Contains(session))
+            throw new InvalidOperationException($"session '{session}' sent a step to shard {_shard} while its previous step there is still running");
         _steps++;
+        _releaseAfterBatch.Remove(session);
+        _lastStep[session] = Stopwatch.GetTimestamp();
 
-        bool held = _sessions.TryGetValue(request.SessionId, out var entry);
-        int cached = held ? _cache.Length(entry.Slot) : 0;
-        if (start != 0 && start != cached)
+        int slot;
+        while (true)
         {
-            _replayRequests++;
-            return new ShardStepResult(true, null, null);
+            bool held = _sessions.TryGetValue(session, out var entry);
+            int cached = held ? _cache.Length(entry.Slot) : 0;
+            if (start != 0 && start != cached)
+            {
+                _replayRequests++;
+                return new ShardStepResult(true, null, null);
+            }
+            slot = held ? Touch(entry) : Acquire(session);
+            if (slot >= 0) break;
+            // Every slot belongs to a session in a batch being formed or run: send the forming batch on and wait.
+            if (_pending.Count > 0) { _forceFlush = true; _wake?.TrySetResult(); }
+            await _batchEnded.Task;
+            if (_pinned.Contains(session))
+                throw new InvalidOperationException($"session '{session}' sent a step to shard {_shard} while its previous step there is still running");
         }
-        int slot = held ? Touch(request.SessionId, entry) : Acquire(request.SessionId);
 
+        var pending = new PendingStep(request, slot, count, new TaskCompletionSource<ShardStepResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+        _pinned.Add(session);
+        _pending.Add(pending);
+        if (_pending.Count == 1) _ = CollectAndRun(); // opens the window; it runs until its first wait
+        else _wake?.TrySetResult();
+        return await pending.Done.Task;
+    }
+
+    /// <summary>True when the forming batch should go now: it is full, or no session expected to join it is missing.</summary>
+    private bool BatchIsComplete()
+    {
+        if (_pending.Count >= MaxBatch) return true;
+        long now = Stopwatch.GetTimestamp();
+        int expected = 0;
+        List<string>? stale = null;
+        foreach (var (session, at) in _lastStep)
+        {
+            if (now - at <= ActiveHorizon) expected++;
+            else (stale ??= []).Add(session);
+        }
+        if (stale is not null) foreach (var s in stale) _lastStep.Remove(s);
+        return _pending.Count >= expected - _inForward;
+    }
+
+    /// <summary>
+    /// Collects the batch the first pending request opened, then runs it. While a forward of this shard runs, the batch
+    /// waits for it (the worker is busy anyway) and then gives that forward's sessions a window to join, so that
+    /// sessions that fell into two batches merge again. It goes at once when full or when slots run out.
+    /// </summary>
+    private async Task CollectAndRun()
+    {
+        var window = TimeSpan.FromMilliseconds(Math.Max(0, host.Options.BatchWindowMs));
+        var deadline = Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency);
+        Task? delay = null;
+        while (!_forceFlush && _pending.Count < MaxBatch)
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (_inForward == 0 && (BatchIsComplete() || now >= deadline)) break;
+            var wake = _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (_inForward > 0)
+            {
+                await Task.WhenAny(wake.Task, _batchEnded.Task);
+                if (_inForward == 0) (deadline, delay) = (Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency), null);
+            }
+            else
+            {
+                delay ??= Task.Delay(TimeSpan.FromSeconds((double)(deadline - now) / Stopwatch.Frequency));
+                await Task.WhenAny(wake.Task, delay);
+            }
+        }
+        _wake = null;
+        _forceFlush = false;
+        var batch = _pending;
+        _pending = [];
+        _inForward += batch.Count;
+        // One forward per number of new positions: decode steps together, a prefill or replay with its equals.
+        foreach (var group in batch.GroupBy(p => p.Count))
+            await RunForward([.. group]);
+    }
+
+    /// <summary>Runs one group on the torch worker; its sessions leave the batch before they get their answers.</summary>
+    private async Task RunForward(PendingStep[] group)
+    {
+        _forwards++;
+        _forwardedSteps += group.Length;
+        _largestBatch = Math.Max(_largestBatch, group.Length);
         var model = _model;
         var cache = _cache;
         int from = _from, to = _to;
         bool first = IsFirst, last = IsLast;
-        return await host.Worker.Run(() => Forward(model, cache, slot, from, to, first, last, start, count, request.Tokens, request.Hidden));
+        ShardStepResult[]? results = null;
+        Exception? failure = null;
+        try
+        {
+            results = await host.Worker.Run(() => Forward(model, cache, from, to, first, last, group));
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        _inForward -= group.Length;
+        foreach (var p in group)
+        {
+            var session = p.Request.SessionId;
+            _pinned.Remove(session);
+            if (_releaseAfterBatch.Remove(session)) Free(session);
+        }
+        var ended = _batchEnded;
+        _batchEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ended.SetResult();
+        for (int i = 0; i < group.Length; i++)
+        {
+            if (results is not null) group[i].Done.TrySetResult(results[i]);
+            else group[i].Done.TrySetException(failure!);
+        }
     }
 
-    /// <summary>Runs on the torch worker.</summary>
-    private static ShardStepResult Forward(LlamaModel model, KvCache cache, int slot, int from, int to, bool first, bool last,
-        int start, int count, int[]? tokens, Activations? input)
+    /// <summary>Runs on the torch worker: one forward over the slots of a group of steps with the same new-position count.</summary>
+    private static ShardStepResult[] Forward(LlamaModel model, KvCache cache, int from, int to, bool first, bool last, PendingStep[] group)
     {
         if (!TorchWorker.OnWorkerThread) throw new InvalidOperationException("tensor work must run on the torch worker, not on the Orleans scheduler");
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        int dim = model.Config.Dim;
-        if (start == 0) cache.Clear(slot);
-        using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, [slot], [count], model.Device);
-        var h = first
-            ? model.Embed(model.PadTokens([tokens!], count))
-            : tensor(input!.Data, [1L, count, dim]).to(model.DType, model.Device);
+        int dim = model.Config.Dim, count = group[0].Count, rows = group.Length;
+        var slots = new int[rows];
+        for (int b = 0; b < rows; b++)
+        {
+            slots[b] = group[b].Slot;
+            if (group[b].Request.StartPosition == 0) cache.Clear(slots[b]);
+        }
+        using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, slots, Enumerable.Repeat(count, rows).ToArray(), model.Device);
+        Tensor h;
+        if (first)
+        {
+            h = model.Embed(model.PadTokens(group.Select(p => (IReadOnlyList<int>)p.Request.Tokens!).ToArray(), count));
+        }
+        else
+        {
+            var input = new float[rows * count * dim];
+            for (int b = 0; b < rows; b++) group[b].Request.Hidden!.Data.CopyTo(input, b * count * dim);
+            h = tensor(input, [(long)rows, count, dim]).to(model.DType, model.Device);
+        }
         h = model.RunLayers(h, batch, from, to);
         batch.Commit();
+
+        var results = new ShardStepResult[rows];
         if (last)
         {
-            var lastRow = h.reshape(-1, dim).index_select(0, tensor(new long[] { count - 1 }, device: model.Device));
-            return new ShardStepResult(false, null, model.Logits(lastRow).cpu().data<float>().ToArray());
+            var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
+            var logits = model.Logits(h.reshape(-1, dim).index_select(0, lastRows)).cpu().contiguous().data<float>().ToArray();
+            int vocab = model.Config.VocabSize;
+            for (int b = 0; b < rows; b++) results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray());
+            return results;
         }
         var data = h.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
-        return new ShardStepResult(false, new Activations(data, [count, dim]), null);
+        int size = count * dim;
+        for (int b = 0; b < rows; b++)
+            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null);
+        return results;
     }
 
-    private int Touch(string session, (LinkedListNode<string> Node, int Slot) entry)
+    private int Touch((LinkedListNode<string> Node, int Slot) entry)
     {
         _recent.Remove(entry.Node);
         _recent.AddFirst(entry.Node);
         return entry.Slot;
     }
 
+    /// <summary>A slot for a new session: a free one, else the least recently used session's that is in no batch; -1 if none.</summary>
     private int Acquire(string session)
     {
         if (!_freeSlots.TryPop(out int slot))
         {
-            var victim = _recent.Last!;
-            _recent.RemoveLast();
+            var victim = _recent.Last;
+            while (victim is not null && _pinned.Contains(victim.Value)) victim = victim.Previous;
+            if (victim is null) return -1;
+            _recent.Remove(victim);
             slot = _sessions[victim.Value].Slot;
             _sessions.Remove(victim.Value);
             _evictions++;
         }
         _sessions[session] = (_recent.AddFirst(session), slot);
         return slot;
+    }
+
+    private void Free(string session)
+    {
+        if (_sessions.Remove(session, out var held))
+        {
+            _recent.Remove(held.Node);
+            _freeSlots.Push(held.Slot);
+        }
     }
 
     private static int ElementSize(ScalarType type) => type switch

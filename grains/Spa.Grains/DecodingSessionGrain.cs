@@ -17,11 +17,18 @@ public sealed class SessionState
     [Id(6)] public int EosId { get; set; }
     [Id(7)] public bool Finished { get; set; }
     [Id(8)] public string StopReason { get; set; } = "";
+    [Id(9)] public double Temperature { get; set; }
+    [Id(10)] public double TopP { get; set; } = 1.0;
+    [Id(11)] public int TopK { get; set; }
+    [Id(12)] public ulong Seed { get; set; } = SamplingOptions.Greedy.Seed;
+    [Id(13)] public double RepetitionPenalty { get; set; } = 1.0;
 }
 
 /// <summary>
-/// Greedy generation in base mode: each step sends the new token(s) through shards 0..N-1 in order (activations as
-/// float arrays between them) and takes the argmax of the last shard's logits. The token history lives in grain
+/// Generation in base mode: each step sends the new token(s) through shards 0..N-1 in order (activations as float
+/// arrays between them) and picks the next token from the last shard's logits with one <see cref="Sampler"/> per
+/// generation (greedy, or temperature/top-k/top-p from the request's seed), one draw per token, exactly as the
+/// in-process <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history lives in grain
 /// storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first step replays the
 /// whole history, as it does when a shard reports that it lost the session's cache.
 /// </summary>
@@ -31,6 +38,8 @@ public sealed class DecodingSessionGrain(
 {
     private int _fed;
     private int _replays;
+    private Sampler? _sampler; // null after a re-activation: rebuilt from the stored settings and history
+
 
     private SessionState S => state.State;
 
@@ -75,6 +84,7 @@ public sealed class DecodingSessionGrain(
         await state.ClearStateAsync();
         state.State = new SessionState();
         _fed = 0;
+        _sampler = null;
     }
 
     private async Task Start(GenerationRequest request)
@@ -88,6 +98,15 @@ public sealed class DecodingSessionGrain(
             throw new ArgumentException($"the prompt has {request.PromptTokens.Length} tokens but the model's context holds {description.MaxSequenceLength}, leaving no room to generate");
         if (request.PromptTokens.Any(t => (uint)t >= (uint)description.VocabSize))
             throw new ArgumentException($"a prompt token is outside the vocabulary of {description.VocabSize}");
+        var sampling = new SamplingOptions
+        {
+            Temperature = request.Temperature,
+            TopP = request.TopP,
+            TopK = request.TopK,
+            Seed = request.Seed is { } seed ? unchecked((ulong)seed) : SamplingOptions.Greedy.Seed,
+            RepetitionPenalty = request.RepetitionPenalty,
+        };
+        sampling.Validate();
         state.State = new SessionState
         {
             Model = model,
@@ -97,9 +116,15 @@ public sealed class DecodingSessionGrain(
             EosId = description.EosId,
             History = [.. request.PromptTokens],
             PromptLength = request.PromptTokens.Length,
+            Temperature = sampling.Temperature,
+            TopP = sampling.TopP,
+            TopK = sampling.TopK,
+            Seed = sampling.Seed,
+            RepetitionPenalty = sampling.RepetitionPenalty,
         };
         _fed = 0;
         _replays = 0;
+        _sampler = new Sampler(sampling);
     }
 
     private async Task<GenerationResult> Run(int maxTokens)
@@ -128,11 +153,34 @@ public sealed class DecodingSessionGrain(
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
         _fed = history.Length;
-        int next = Sampler.ArgMax(logits);
+        int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
         return next;
+    }
+
+    /// <summary>
+    /// The sampler of the stored generation after a re-activation, at the point of its random sequence where it was: a
+    /// stochastic <see cref="Sampler.Next"/> draws exactly one number per token, so the draws of the tokens generated
+    /// so far are replayed on a one-token row (which draws and changes nothing else).
+    /// </summary>
+    private Sampler RestoreSampler()
+    {
+        var sampler = new Sampler(new SamplingOptions
+        {
+            Temperature = S.Temperature,
+            TopP = S.TopP,
+            TopK = S.TopK,
+            Seed = S.Seed,
+            RepetitionPenalty = S.RepetitionPenalty,
+        });
+        if (S.Temperature > 0)
+        {
+            ReadOnlySpan<float> one = [0f];
+            for (int i = S.PromptLength; i < S.History.Count; i++) sampler.Next(one, []);
+        }
+        return sampler;
     }
 
     /// <summary>Positions [start, history.Length) through every shard; null when a shard needs a replay.</summary>

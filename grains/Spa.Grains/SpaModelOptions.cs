@@ -17,6 +17,15 @@ public sealed class SpaModelOptions
     /// <summary>Memory for the KV caches of one shard grain; it holds as many session slots as fit, and at least one.</summary>
     public long KvCacheBytesPerShard { get; set; } = 256L * 1024 * 1024;
 
+    /// <summary>
+    /// How long a shard grain collects concurrent step requests of different sessions before it runs them as one forward
+    /// (0: only those already queued). It stops waiting earlier once every session that recently stepped on it is in.
+    /// </summary>
+    public double BatchWindowMs { get; set; } = 2.0;
+
+    /// <summary>The most step requests a shard grain runs in one forward (it is also bounded by its session slots).</summary>
+    public int MaxBatch { get; set; } = 64;
+
     public string Device { get; set; } = "cpu";
     public string DType { get; set; } = "float32";
 

@@ -69,9 +69,11 @@ public static class Reference
 
     public static int[] Encode(string text) => [.. Tokenizer.Value.Encode(text, bos: true, eos: false)];
 
-    public static int[] Greedy(int[] prompt, int maxTokens)
+    public static int[] Greedy(int[] prompt, int maxTokens) => Decode(prompt, maxTokens, SamplingOptions.Greedy);
+
+    public static int[] Decode(int[] prompt, int maxTokens, SamplingOptions sampling)
     {
         lock (Gate)
-            return [.. new Generator(Model.Value).Decode(prompt, maxTokens, SamplingOptions.Greedy).Select(t => t.Id)];
+            return [.. new Generator(Model.Value).Decode(prompt, maxTokens, sampling).Select(t => t.Id)];
     }
 }

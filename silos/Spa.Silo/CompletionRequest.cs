@@ -1,0 +1,118 @@
+using System.Text.Json;
+using Spa.Model.Sampling;
+
+namespace Spa.Silo;
+
+/// <summary>
+/// The supported subset of an OpenAI completion request, validated. Unknown fields are ignored; fields whose value
+/// this server cannot honour are refused with a reason rather than silently ignored.
+/// </summary>
+public sealed record CompletionRequest(string Model, string Prompt, int MaxTokens, bool Stream, IReadOnlyList<string> Stop,
+    SamplingOptions Sampling)
+{
+    public const int DefaultMaxTokens = 16;
+    public const int MaxStopStrings = 4;
+
+    /// <summary>Validates the parsed JSON body against the served model; throws <see cref="ApiError"/>.</summary>
+    public static CompletionRequest Parse(JsonElement root, ServedModel served)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
+
+        var model = served.Name;
+        if (Field(root, "model") is { } m)
+        {
+            if (m.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("model must be a string", "model");
+            var named = m.GetString()!;
+            if (named.Length > 0 && named != served.Name)
+                throw new ApiError(404, $"The model '{named}' does not exist: this server serves '{served.Name}'", "model", "model_not_found");
+        }
+
+        if (Field(root, "prompt") is not { } p) throw ApiError.BadRequest("prompt is required", "prompt");
+        if (p.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("prompt must be a string (arrays of prompts or of tokens are not supported)", "prompt");
+        var prompt = p.GetString()!;
+        if (prompt.Length == 0) throw ApiError.BadRequest("prompt must not be empty", "prompt");
+
+        int maxTokens = DefaultMaxTokens;
+        if (Field(root, "max_tokens") is { } mt)
+        {
+            if (mt.ValueKind != JsonValueKind.Number || !mt.TryGetInt64(out long n))
+                throw ApiError.BadRequest("max_tokens must be an integer", "max_tokens");
+            if (n <= 0) throw ApiError.BadRequest($"max_tokens must be at least 1, got {n}", "max_tokens");
+            if (n > served.ContextLength)
+                throw ApiError.BadRequest($"max_tokens is {n} but the model's context holds {served.ContextLength} tokens", "max_tokens");
+            maxTokens = (int)n;
+        }
+
+        // Sampling. temperature defaults to 0 (greedy) here, not to OpenAI's 1: the same request gives the same text.
+        var sampling = new SamplingOptions
+        {
+            Temperature = Number(root, "temperature", 0, 2) ?? 0,
+            TopP = Number(root, "top_p", 0, 1) ?? 1,
+            TopK = (int)(Integer(root, "top_k", 0, int.MaxValue) ?? 0),
+            RepetitionPenalty = Number(root, "repetition_penalty", 0, double.MaxValue) ?? 1,
+            Seed = Integer(root, "seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : SamplingOptions.Greedy.Seed,
+        };
+        try
+        {
+            sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiError.BadRequest(e.Message);
+        }
+
+        if (Field(root, "n") is { } count && (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out int k) || k != 1))
+            throw ApiError.BadRequest("n must be 1: one completion per request", "n");
+
+        bool stream = false;
+        if (Field(root, "stream") is { } s)
+        {
+            if (s.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw ApiError.BadRequest("stream must be a boolean", "stream");
+            stream = s.GetBoolean();
+        }
+
+        var stop = new List<string>();
+        if (Field(root, "stop") is { } st)
+        {
+            if (st.ValueKind == JsonValueKind.String) stop.Add(st.GetString()!);
+            else if (st.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var item in st.EnumerateArray())
+                {
+                    if (item.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
+                    stop.Add(item.GetString()!);
+                }
+                if (stop.Count > MaxStopStrings) throw ApiError.BadRequest($"stop holds at most {MaxStopStrings} strings", "stop");
+            }
+            else throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
+        }
+
+        if (Field(root, "spa") is { } spa)
+        {
+            if (spa.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("spa must be an object", "spa");
+            if (Field(spa, "mode") is { } mode && (mode.ValueKind != JsonValueKind.String || mode.GetString() != "base"))
+                throw ApiError.BadRequest("spa.mode: only \"base\" is served through the cluster yet", "spa.mode");
+        }
+
+        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling);
+    }
+
+    private static double? Number(JsonElement obj, string name, double min, double max)
+    {
+        if (Field(obj, name) is not { } value) return null;
+        if (value.ValueKind != JsonValueKind.Number) throw ApiError.BadRequest($"{name} must be a number", name);
+        double x = value.GetDouble();
+        return x >= min && x <= max ? x : throw ApiError.BadRequest($"{name} must be between {min} and {max}, got {x}", name);
+    }
+
+    private static long? Integer(JsonElement obj, string name, long min, long max)
+    {
+        if (Field(obj, name) is not { } value) return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out long x)) throw ApiError.BadRequest($"{name} must be an integer", name);
+        return x >= min && x <= max ? x : throw ApiError.BadRequest($"{name} must be between {min} and {max}, got {x}", name);
+    }
+
+    /// <summary>The field's value; absent and JSON null are the same.</summary>
+    private static JsonElement? Field(JsonElement obj, string name) =>
+        obj.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+}

@@ -1,0 +1,92 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Spa.Model;
+using Spa.Model.Generation;
+using Spa.Model.Sampling;
+using Spa.Model.Tests;
+using Spa.Model.Tokenizers;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// One silo + HTTP host for all tests, built by <see cref="SiloHost.Build"/> as Spa.Silo and <c>spa serve</c> build
+/// it: stories260K, Kestrel on a free loopback port, a fixed API key, free silo and gateway ports.
+/// </summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    public const string Key = "test-key-1";
+    public const string OtherKey = "test-key-2";
+
+    public WebApplication App { get; private set; } = null!;
+    public Uri BaseAddress { get; private set; } = null!;
+    public StringWriter Announcements { get; } = new();
+
+    /// <summary>A client that sends <see cref="Key"/>.</summary>
+    public HttpClient Client(string? key = Key)
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        if (key is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", key);
+        return client;
+    }
+
+    public async Task InitializeAsync()
+    {
+        // A second key through the configuration, as an operator would set it (Spa__Auth__Keys__KEY=USER).
+        Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", "bob");
+        App = SiloHost.Build(new SiloHostOptions
+        {
+            Model = SharedData.Stories260K,
+            Http = "127.0.0.1:0",
+            ApiKey = Key,
+            SiloPort = FreePort(),
+            GatewayPort = FreePort(),
+            Announce = Announcements,
+        });
+        await App.StartAsync();
+        BaseAddress = new Uri(App.Urls.Single());
+        using var client = Client(null);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await client.GetAsync("/healthz")).StatusCode != HttpStatusCode.OK)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the host did not become healthy within 60 s");
+            await Task.Delay(100);
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        await App.StopAsync();
+        await App.DisposeAsync();
+        Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", null);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServerCollection : ICollectionFixture<ServerFixture>
+{
+    public const string Name = "server";
+}
+
+/// <summary>The in-process engine: what the server must reproduce exactly.</summary>
+public static class Reference
+{
+    private static readonly Lazy<TextGenerator> Generator = new(() =>
+    {
+        var model = LlamaModel.Load(SharedData.Stories260K, new ModelOptions());
+        return new TextGenerator(model, TokenizerLoader.Load(SharedData.Tok512, model.Config.VocabSize));
+    });
+    private static readonly object Gate = new();
+
+    public static GenerationResult Generate(string prompt, int maxTokens, SamplingOptions? sampling = null, IReadOnlyList<string>? stop = null)
+    {
+        lock (Gate) return Generator.Value.Generate(prompt, maxTokens, sampling ?? SamplingOptions.Greedy, stop);
+    }
+}
