@@ -25,7 +25,10 @@ public sealed class ServerFixture : IAsyncLifetime
     /// <summary>A client that sends <see cref="Key"/>.</summary>
     public HttpClient Client(string? key = Key)
     {
-        var client = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        // No draining of an abandoned response: a client that disposes a stream it stopped reading closes the connection,
+        // as a user who goes away does, instead of quietly reading the rest to reuse the connection.
+        var handler = new SocketsHttpHandler { MaxResponseDrainSize = 0 };
+        var client = new HttpClient(handler) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
         if (key is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", key);
         return client;
     }
