@@ -5,6 +5,7 @@ using Orleans.Placement;
 using Spa.Model;
 using TorchSharp;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace Spa.Grains;
 
@@ -245,10 +246,13 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
             if (group[b].Request.StartPosition == 0) cache.Clear(slots[b]);
         }
         using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, slots, Enumerable.Repeat(count, rows).ToArray(), model.Device);
+        bool wantTaps = group.Any(p => p.Request.WantTaps);
+        var layerTaps = wantTaps ? new List<Tensor>() : null;
         Tensor h;
         if (first)
         {
             h = model.Embed(model.PadTokens(group.Select(p => (IReadOnlyList<int>)p.Request.Tokens!).ToArray(), count));
+            layerTaps?.Add(h); // h_0
         }
         else
         {
@@ -256,22 +260,37 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
             for (int b = 0; b < rows; b++) group[b].Request.Hidden!.Data.CopyTo(input, b * count * dim);
             h = tensor(input, [(long)rows, count, dim]).to(model.DType, model.Device);
         }
-        h = model.RunLayers(h, batch, from, to);
+        h = model.RunLayers(h, batch, from, to, taps: layerTaps);
         batch.Commit();
+
+        var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
+        Tensor AtLast(Tensor x) => x.reshape(-1, dim).index_select(0, lastRows); // [rows, dim]
+        float[]? taps = null;
+        int tapRows = layerTaps?.Count ?? 0;
+        if (layerTaps is not null) // [rows, taps, dim]: each row's residual stream after each layer, at its last position
+            taps = stack(layerTaps.Select(AtLast).ToArray(), 1).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        Activations? TapsOf(int b) => taps is not null && group[b].Request.WantTaps
+            ? new Activations(taps.AsSpan(b * tapRows * dim, tapRows * dim).ToArray(), [tapRows, dim])
+            : null;
 
         var results = new ShardStepResult[rows];
         if (last)
         {
-            var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
-            var logits = model.Logits(h.reshape(-1, dim).index_select(0, lastRows)).cpu().contiguous().data<float>().ToArray();
+            var normed = model.FinalNorm.Forward(AtLast(h)); // n: what the LM head reads, and the gate
+            var logits = F.linear(normed, model.LmHead).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+            var normedData = wantTaps ? normed.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray() : null;
             int vocab = model.Config.VocabSize;
-            for (int b = 0; b < rows; b++) results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray());
+            for (int b = 0; b < rows; b++)
+            {
+                var n = normedData is not null && group[b].Request.WantTaps ? normedData.AsSpan(b * dim, dim).ToArray() : null;
+                results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray(), TapsOf(b), n);
+            }
             return results;
         }
         var data = h.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
         int size = count * dim;
         for (int b = 0; b < rows; b++)
-            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null);
+            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null, TapsOf(b));
         return results;
     }
 

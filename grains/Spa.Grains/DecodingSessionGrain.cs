@@ -22,20 +22,44 @@ public sealed class SessionState
     [Id(11)] public int TopK { get; set; }
     [Id(12)] public ulong Seed { get; set; } = SamplingOptions.Greedy.Seed;
     [Id(13)] public double RepetitionPenalty { get; set; } = 1.0;
+    [Id(14)] public string Mode { get; set; } = SessionModes.Base;
+    [Id(15)] public string? DeviceId { get; set; }
+    [Id(16)] public double Tau { get; set; }
+    [Id(17)] public long GeneratedTokens { get; set; }
+    [Id(18)] public long Transmissions { get; set; }
+    [Id(19)] public long BytesUp { get; set; }
+    [Id(20)] public long BytesDown { get; set; }
+}
+
+/// <summary>The combination modes a session runs: the base alone, or a ladder plugin on an edge device.</summary>
+public static class SessionModes
+{
+    public const string Base = "base";
+    public const string Parallel = "parallel";
+    public const string Spa = "spa";
 }
 
 /// <summary>
-/// Generation in base mode: each step sends the new token(s) through shards 0..N-1 in order (activations as float
+/// Generation: each step sends the new token(s) through shards 0..N-1 in order (activations as float
 /// arrays between them) and picks the next token from the last shard's logits with one <see cref="Sampler"/> per
 /// generation (greedy, or temperature/top-k/top-p from the request's seed), one draw per token, exactly as the
 /// in-process <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history lives in grain
 /// storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first step replays the
 /// whole history, as it does when a shard reports that it lost the session's cache.
+/// <para>
+/// Modes parallel and spa (a ladder plugin on the edge device <c>DeviceId</c>): the shards also return the taps of the
+/// last position (the residual stream after each layer, and h_0) and the last shard n, the final norm's output. In spa
+/// the plugin's gate, which the cloud holds, decides from n whether the token goes to the device (p > tau); in parallel
+/// every token goes. A token that goes costs one call to the device grain, which returns out, and its logits are
+/// W_lm (n + out); the others keep the base's logits. The session counts those calls and their bytes.
+/// </para>
 /// </summary>
 public sealed class DecodingSessionGrain(
     [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
-    IOptions<SpaModelOptions> options) : Grain, IDecodingSessionGrain
+    IOptions<SpaModelOptions> options,
+    ModelHost host) : Grain, IDecodingSessionGrain
 {
+    private CloudGate? _gate; // spa only; null after a re-activation: loaded again from the device's plugin
     private int _fed;
     private int _replays;
     private Sampler? _sampler; // null after a re-activation: rebuilt from the stored settings and history
@@ -83,6 +107,7 @@ public sealed class DecodingSessionGrain(
         }
         await state.ClearStateAsync();
         state.State = new SessionState();
+        await DropGate();
         _fed = 0;
         _sampler = null;
     }
@@ -107,6 +132,24 @@ public sealed class DecodingSessionGrain(
             RepetitionPenalty = request.RepetitionPenalty,
         };
         sampling.Validate();
+        var mode = string.IsNullOrEmpty(request.Mode) ? SessionModes.Base : request.Mode;
+        if (mode is not (SessionModes.Base or SessionModes.Parallel or SessionModes.Spa))
+            throw new ArgumentException($"unknown mode '{mode}': use base, parallel or spa");
+        if (request.Tau is { } t && !(t is >= 0 and <= 1)) throw new ArgumentException($"tau must be in [0, 1], got {t}");
+        await DropGate();
+        double tau = 0;
+        if (mode != SessionModes.Base)
+        {
+            if (string.IsNullOrEmpty(request.DeviceId)) throw new ArgumentException($"mode '{mode}' needs a device id");
+            var device = await GrainFactory.GetGrain<IEdgeDeviceGrain>(request.DeviceId).Describe();
+            if (device.Model != model)
+                throw new ArgumentException($"device '{request.DeviceId}' holds a plugin for model '{device.Model}', not '{model}'");
+            if (mode == SessionModes.Spa)
+            {
+                _gate = await host.LoadGateAsync(model, device.PluginDirectory);
+                tau = request.Tau ?? _gate.Tau;
+            }
+        }
         state.State = new SessionState
         {
             Model = model,
@@ -121,6 +164,9 @@ public sealed class DecodingSessionGrain(
             TopK = sampling.TopK,
             Seed = sampling.Seed,
             RepetitionPenalty = sampling.RepetitionPenalty,
+            Mode = mode,
+            DeviceId = mode == SessionModes.Base ? null : request.DeviceId,
+            Tau = tau,
         };
         _fed = 0;
         _replays = 0;
@@ -134,7 +180,17 @@ public sealed class DecodingSessionGrain(
         while (produced.Count < maxTokens && !S.Finished)
             produced.Add(await NextToken());
         await state.WriteStateAsync();
-        return new GenerationResult([.. produced], S.Finished ? S.StopReason : "length", S.History.Count, _replays);
+        return new GenerationResult([.. produced], S.Finished ? S.StopReason : "length", S.History.Count, _replays,
+            S.Mode, S.GeneratedTokens, S.Transmissions, S.BytesUp, S.BytesDown);
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await DropGate();
+
+    private async Task DropGate()
+    {
+        var gate = _gate;
+        _gate = null;
+        if (gate is not null) await gate.DisposeAsync();
     }
 
     /// <summary>
@@ -145,20 +201,53 @@ public sealed class DecodingSessionGrain(
     private async Task<int> NextToken()
     {
         var history = S.History.ToArray();
-        var logits = await Pipeline(history, _fed);
-        if (logits is null)
+        bool plugin = S.Mode != SessionModes.Base;
+        var step = await Pipeline(history, _fed, plugin);
+        if (step is null)
         {
             _replays++;
-            logits = await Pipeline(history, 0)
+            step = await Pipeline(history, 0, plugin)
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
         _fed = history.Length;
+        var logits = plugin ? await WithPlugin(step) : step.Logits;
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
+        S.GeneratedTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
         return next;
     }
+
+    /// <summary>
+    /// The logits of this token in mode parallel or spa: the device's answer combined with n when the token goes to the
+    /// edge (always in parallel; when the gate's p > tau in spa), else the base's.
+    /// </summary>
+    private async Task<float[]> WithPlugin(PipelineStep step)
+    {
+        var normed = step.Normed ?? throw new InvalidOperationException("the last shard returned no n");
+        if (S.Mode == SessionModes.Spa)
+        {
+            _gate ??= await host.LoadGateAsync(S.Model, (await Device().Describe()).PluginDirectory);
+            if (!(await _gate.ProbabilityAsync(normed) > S.Tau)) return step.Logits;
+        }
+        int dim = normed.Length, rows = step.Taps.Sum(t => t.Shape[0]);
+        var taps = new float[rows * dim];
+        int at = 0;
+        foreach (var t in step.Taps)
+        {
+            t.Data.CopyTo(taps, at);
+            at += t.Data.Length;
+        }
+        var answer = await Device().SideStep(new EdgeSideStepRequest(this.GetPrimaryKeyString(), new Activations(taps, [rows, dim])));
+        S.Transmissions++;
+        S.BytesUp += 4L * taps.Length;
+        S.BytesDown += 4L * answer.Out.Length;
+        return await host.PluginLogitsAsync(S.Model, normed, answer.Out);
+    }
+
+    private IEdgeDeviceGrain Device() => GrainFactory.GetGrain<IEdgeDeviceGrain>(S.DeviceId
+        ?? throw new InvalidOperationException("the session's mode needs a device"));
 
     /// <summary>
     /// The sampler of the stored generation after a re-activation, at the point of its random sequence where it was: a
@@ -183,18 +272,23 @@ public sealed class DecodingSessionGrain(
         return sampler;
     }
 
+    /// <summary>What the shards return for one step: the base's logits and, when asked, the taps of the last position and n.</summary>
+    private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed);
+
     /// <summary>Positions [start, history.Length) through every shard; null when a shard needs a replay.</summary>
-    private async Task<float[]?> Pipeline(int[] history, int start)
+    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps)
     {
         var id = this.GetPrimaryKeyString();
         Activations? hidden = null;
+        var taps = new List<Activations>();
         for (int k = 0; k < S.Shards; k++)
         {
-            var request = new ShardStepRequest(id, start, history.Length, k == 0 ? history[start..] : null, hidden);
+            var request = new ShardStepRequest(id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps);
             var result = await Shard(k).Step(request);
             if (result.NeedsReplay) return null;
+            if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));
             if (k == S.Shards - 1)
-                return result.Logits ?? throw new InvalidOperationException("the last shard returned no logits");
+                return new PipelineStep(result.Logits ?? throw new InvalidOperationException("the last shard returned no logits"), taps, result.Normed);
             hidden = result.Hidden ?? throw new InvalidOperationException($"shard {k} returned no activations");
         }
         throw new InvalidOperationException("a session needs at least one shard");

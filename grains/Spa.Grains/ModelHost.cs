@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Spa.Model;
+using Spa.Model.Plugins;
+using static TorchSharp.torch;
 
 namespace Spa.Grains;
 
@@ -31,6 +33,49 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
             () => Worker.Run(() => LlamaModel.Load(Options.ModelPath, modelOptions)))).Value;
     }
 
+    /// <summary>
+    /// The logits of a token the edge answered in mode parallel or spa: W_lm (n + out), from the last shard's n and the
+    /// side network's out (dim values each), computed on the torch worker exactly as the in-process stepper does.
+    /// </summary>
+    public async Task<float[]> PluginLogitsAsync(string modelName, float[] normed, float[] output)
+    {
+        var model = await GetModelAsync(modelName);
+        int dim = model.Config.Dim;
+        if (normed.Length != dim || output.Length != dim)
+            throw new ArgumentException($"n and out need {dim} values each, got {normed.Length} and {output.Length}");
+        return await Worker.Run(() =>
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var n = tensor(normed, [1L, dim]).to(model.DType, model.Device);
+            var o = tensor(output, [1L, dim]).to(model.DType, model.Device);
+            return PluginForward.Combine(model, CombinationMode.Parallel, n, o).cpu().contiguous().data<float>().ToArray();
+        });
+    }
+
+    /// <summary>
+    /// The cloud's part of a plugin, its gate, read from the plugin directory on the torch worker (the rest of the plugin
+    /// is dropped at once). The caller owns the result and disposes it.
+    /// </summary>
+    public async Task<CloudGate> LoadGateAsync(string modelName, string pluginDirectory)
+    {
+        var model = await GetModelAsync(modelName);
+        return await Worker.Run(() =>
+        {
+            var plugin = PersonalPlugin.Load(pluginDirectory, model);
+            if (plugin.Gate is not { } gate)
+            {
+                plugin.Dispose();
+                throw new ArgumentException($"the plugin in {pluginDirectory} has no gate (it was trained for mode '{PluginNames.Name(plugin.Mode)}'), so it cannot run in mode 'spa'");
+            }
+            plugin.Side?.Dispose();
+            plugin.Lst?.Dispose();
+            plugin.Lora?.Dispose();
+            plugin.Adapter?.Dispose();
+            return new CloudGate(Worker, model, gate, plugin.GateSettings?.Tau ?? 0.5);
+        });
+    }
+
     /// <summary>Layers [from, to) of shard k of N: contiguous ranges whose sizes differ by at most one.</summary>
     public static (int From, int To) LayerRange(int layers, int shard, int shardCount)
     {
@@ -43,4 +88,22 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
     /// <summary>Session slots that fit into the byte budget for a cache of the given bytes per slot (at least one).</summary>
     public int SlotsFor(long bytesPerSlot) =>
         (int)Math.Clamp(Options.KvCacheBytesPerShard / Math.Max(1, bytesPerSlot), 1, 4096);
+}
+
+/// <summary>A plugin's gate held in the cloud: p = softmax(W_g n)[edge], run on the torch worker.</summary>
+public sealed class CloudGate(TorchWorker worker, LlamaModel model, Gate gate, double tau)
+{
+    /// <summary>The plugin's own threshold (its gate settings; 0.5 when it has none).</summary>
+    public double Tau { get; } = tau;
+
+    /// <summary>The gate's edge probability for n (dim values), in float64 as the in-process stepper reads it.</summary>
+    public Task<double> ProbabilityAsync(float[] normed) => worker.Run(() =>
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var n = tensor(normed, [1L, normed.Length]).to(model.DType, model.Device);
+        return gate.forward(n).to(ScalarType.Float64).cpu().data<double>()[0];
+    });
+
+    public Task DisposeAsync() => worker.Run(gate.Dispose);
 }

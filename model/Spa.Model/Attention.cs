@@ -22,7 +22,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
         long b = x.shape[0], t = x.shape[1];
         var projected = F.linear(x, QkvWeight);
         if (hook?.AttentionDelta(layer, x) is var (queryDelta, valueDelta))
-            projected = projected + cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1);
+            projected = projected.add(cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1), Held.One);
         var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);
         var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeCos, batch.RopeSin); // q and k rotate together
         var q = rotated.narrow(2, 0, _heads);

@@ -15,10 +15,10 @@ public sealed class DecoderBlock(int layer, RmsNorm attentionNorm, Attention att
     public Tensor Forward(Tensor h, AttentionBatch batch, ILayerHook? hook = null)
     {
         using var scope = NewDisposeScope();
-        var afterAttention = h + Attention.Forward(AttentionNorm.Forward(h), batch, hook);
+        var afterAttention = h.add(Attention.Forward(AttentionNorm.Forward(h), batch, hook), Held.One);
         var mlpOutput = Mlp.Forward(MlpNorm.Forward(afterAttention));
         if (hook is not null) mlpOutput = hook.AfterMlp(layer, mlpOutput);
         // Not in place: with a hook the residual stream may carry gradients to a plugin.
-        return (afterAttention + mlpOutput).MoveToOuterDisposeScope();
+        return afterAttention.add(mlpOutput, Held.One).MoveToOuterDisposeScope();
     }
 }

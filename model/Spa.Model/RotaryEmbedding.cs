@@ -48,7 +48,7 @@ public sealed class RotaryEmbedding : IDisposable
     public Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
-        return (x * cos).add_(x.matmul(_rotation).mul_(sin)).MoveToOuterDisposeScope();
+        return (x * cos).add_(x.matmul(_rotation).mul_(sin), Held.One).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

@@ -69,6 +69,12 @@ public static class Reference
 
     public static int[] Encode(string text) => [.. Tokenizer.Value.Encode(text, bos: true, eos: false)];
 
+    /// <summary>Runs <paramref name="work"/> with the reference model, one caller at a time.</summary>
+    public static T WithModel<T>(Func<LlamaModel, T> work)
+    {
+        lock (Gate) return work(Model.Value);
+    }
+
     public static int[] Greedy(int[] prompt, int maxTokens) => Decode(prompt, maxTokens, SamplingOptions.Greedy);
 
     public static int[] Decode(int[] prompt, int maxTokens, SamplingOptions sampling)

@@ -50,7 +50,7 @@ public sealed class AdapterPlugin : nn.Module, ILayerHook
         using var scope = NewDisposeScope();
         Transport?.RoundTrip(output.shape[0]); // one call per sequence, whatever its number of new tokens
         var x = Transport?.ToEdge(output) ?? output;
-        var adapted = x + up.forward(down.forward(x).relu());
+        var adapted = x.add(up.forward(down.forward(x).relu()), Held.One);
         return (Transport?.ToCloud(adapted) ?? adapted).MoveToOuterDisposeScope();
     }
 }

@@ -65,8 +65,8 @@ public sealed class LadderSideNetwork : nn.Module<Tensor, Tensor>
         for (int l = 1; l <= Layers; l++)
         {
             var z = s.relu();
-            var adapted = z + adapterOut[l - 1].forward(dropout.forward(adapterIn[l - 1].forward(z).relu()));
-            s = projected[l] + adapted;
+            var adapted = z.add(adapterOut[l - 1].forward(dropout.forward(adapterIn[l - 1].forward(z).relu())), Held.One);
+            s = projected[l].add(adapted, Held.One);
         }
         return output.forward(s.relu()).MoveToOuterDisposeScope();
     }

@@ -139,7 +139,7 @@ public sealed class LstSideNetwork : nn.Module
             var alpha = alphas[l - 1];
             var keep = alpha.mul(_inverseTemperature).sigmoid();          // sigmoid(alpha / T)
             var take = alpha.mul(_negativeInverseTemperature).sigmoid(); // 1 - sigmoid(alpha / T)
-            s = built.Blocks[l - 1].Forward(s * keep + projected[l] * take, batch);
+            s = built.Blocks[l - 1].Forward((s * keep).add(projected[l] * take, Held.One), batch);
         }
         return s;
     }

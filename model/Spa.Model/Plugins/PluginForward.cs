@@ -62,7 +62,7 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
     public static Tensor Combine(LlamaModel model, CombinationMode mode, Tensor normed, Tensor output) => mode switch
     {
         CombinationMode.Side or CombinationMode.Switch => F.linear(output, model.LmHead).to(ScalarType.Float32),
-        CombinationMode.Parallel or CombinationMode.Spa => F.linear(normed + output, model.LmHead).to(ScalarType.Float32),
+        CombinationMode.Parallel or CombinationMode.Spa => F.linear(normed.add(output, Held.One), model.LmHead).to(ScalarType.Float32),
         _ => throw new ArgumentException($"mode '{PluginNames.Name(mode)}' does not use the plugin's output"),
     };
 }
