@@ -5,7 +5,6 @@ using Orleans.Placement;
 using Spa.Model;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Spa.Grains;
 
@@ -277,7 +276,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
         if (last)
         {
             var normed = model.FinalNorm.Forward(AtLast(h)); // n: what the LM head reads, and the gate
-            var logits = F.linear(normed, model.LmHead).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+            var logits = model.HeadLogits(normed).cpu().contiguous().data<float>().ToArray();
             var normedData = wantTaps ? normed.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray() : null;
             int vocab = model.Config.VocabSize;
             for (int b = 0; b < rows; b++)

@@ -103,8 +103,11 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     public Tensor Logits(Tensor h)
     {
         using var scope = NewDisposeScope();
-        return F.linear(FinalNorm.Forward(h), LmHead).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        return HeadLogits(FinalNorm.Forward(h)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>normed: [..., dim], already through the final norm (n, or n + a plugin's out). Returns fp32 logits [..., vocab].</summary>
+    public Tensor HeadLogits(Tensor normed) => F.linear(normed, LmHead).to(ScalarType.Float32);
 
     /// <summary>
     /// Appends newTokens[i] to the sequence in cache slot slots[i] (decode when one token, prefill when many) and

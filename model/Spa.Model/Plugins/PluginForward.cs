@@ -1,6 +1,5 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Spa.Model.Plugins;
 
@@ -45,7 +44,7 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
             {
                 taps = model.Taps(tokens, lengths);                      // [L+1, B, T, d]
                 normed = model.FinalNorm.Forward(taps[model.Config.Layers]); // [B, T, d]
-                baseLogits = F.linear(normed, model.LmHead).to(ScalarType.Float32);
+                baseLogits = model.HeadLogits(normed);
             }
             long b = tokens.shape[0], t = tokens.shape[1];
             var output = plugin.Lst is { } lst
@@ -61,8 +60,8 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
     /// <summary>The logits of a token the edge was asked for: W_lm out (side, switch) or W_lm (n + out) (parallel, spa).</summary>
     public static Tensor Combine(LlamaModel model, CombinationMode mode, Tensor normed, Tensor output) => mode switch
     {
-        CombinationMode.Side or CombinationMode.Switch => F.linear(output, model.LmHead).to(ScalarType.Float32),
-        CombinationMode.Parallel or CombinationMode.Spa => F.linear(normed.add(output, Held.One), model.LmHead).to(ScalarType.Float32),
+        CombinationMode.Side or CombinationMode.Switch => model.HeadLogits(output),
+        CombinationMode.Parallel or CombinationMode.Spa => model.HeadLogits(normed.add(output, Held.One)),
         _ => throw new ArgumentException($"mode '{PluginNames.Name(mode)}' does not use the plugin's output"),
     };
 }

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Spa.Model.Plugins;
 
@@ -73,7 +72,7 @@ public sealed class PluginStepper : ITokenStepper
         using var scope = NewDisposeScope();
         var taps = Model.StepTaps(cache, slots, newTokens);                 // [L+1, B, d]
         var normed = Model.FinalNorm.Forward(taps[Model.Config.Layers]);    // [B, d]
-        var logits = F.linear(normed, Model.LmHead).to(ScalarType.Float32); // the base's own logits
+        var logits = Model.HeadLogits(normed); // the base's own logits
         var sent = SentRows(cache, slots, normed);
         if (sent.Length == 0) return logits.MoveToOuterDisposeScope();
 
@@ -95,7 +94,7 @@ public sealed class PluginStepper : ITokenStepper
         long length = taps.shape[2];
         var last = tensor(newTokens.Select((t, b) => b * length + t.Count - 1).ToArray(), device: Model.Device);
         var normed = Model.FinalNorm.Forward(taps[Model.Config.Layers].reshape(-1, Model.Config.Dim).index_select(0, last)); // [B, d]
-        var logits = F.linear(normed, Model.LmHead).to(ScalarType.Float32); // the base's own logits
+        var logits = Model.HeadLogits(normed); // the base's own logits
         var sent = SentRows(cache, slots, normed);
         for (int b = 0; b < slots.Count; b++) state.Buffer(slots[b], taps.select(1, b).narrow(1, 0, newTokens[b].Count));
         if (sent.Length == 0) return logits.MoveToOuterDisposeScope();
