@@ -1,3 +1,5 @@
+using Orleans.Runtime;
+
 namespace Spa.Grains;
 
 /// <summary>One generation, keyed by the session id. Owns the token history; drives the shards token by token.</summary>
@@ -12,9 +14,13 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     [Alias("Continue")]
     ValueTask<GenerationResult> Continue(int maxTokens);
 
-    /// <summary>As <see cref="Generate"/>, but yields each token as soon as it is chosen.</summary>
+    /// <summary>As <see cref="Generate"/>, but yields each token as soon as it is chosen; cancelling stops the generation.</summary>
     [Alias("GenerateStream")]
-    IAsyncEnumerable<int> GenerateStream(GenerationRequest request, CancellationToken cancellation = default);
+    IAsyncEnumerable<TokenEvent> GenerateStream(GenerationRequest request, CancellationToken cancellation = default);
+
+    /// <summary>The counters of the generation so far (no tokens), as the last <see cref="Generate"/> would return them.</summary>
+    [Alias("GetStatus")]
+    ValueTask<GenerationResult> GetStatus();
 
     /// <summary>The session's whole token sequence (prompt and generated tokens).</summary>
     [Alias("GetHistory")]
@@ -23,4 +29,16 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     /// <summary>Ends the session: frees its KV-cache slots on every shard and forgets its history.</summary>
     [Alias("End")]
     ValueTask End();
+}
+
+/// <summary>
+/// Every token a session generates is also published on the Orleans stream <c>spa-tokens/{sessionId}</c> of the stream
+/// provider <see cref="Provider"/>, as a <see cref="TokenEvent"/>.
+/// </summary>
+public static class TokenStreams
+{
+    public const string Provider = "spa";
+    public const string Namespace = "spa-tokens";
+
+    public static StreamId For(string sessionId) => StreamId.Create(Namespace, sessionId);
 }

@@ -21,7 +21,32 @@ public sealed record ShardStepRequest(
     [property: Id(2)] int TotalLength,
     [property: Id(3)] int[]? Tokens,
     [property: Id(4)] Activations? Hidden,
-    [property: Id(5)] bool WantTaps = false);
+    [property: Id(5)] bool WantTaps = false,
+    [property: Id(6)] SplitEdge? Edge = null);
+
+/// <summary>
+/// A session whose plugin sits inside the base (lora, adapter): the shard calls the device <see cref="DeviceId"/> inside
+/// every layer it runs for the session, one round trip per call.
+/// </summary>
+[GenerateSerializer, Alias("spa.SplitEdge")]
+public sealed record SplitEdge(
+    [property: Id(0)] string DeviceId,
+    [property: Id(1)] string Kind);
+
+/// <summary>
+/// The round trips a shard made to a session's device in one step: their count, the bytes they carried (fp32), the
+/// time the device computed and the rest of their time (the network's). Degraded: a call failed and the layer ran
+/// without the plugin.
+/// </summary>
+[GenerateSerializer, Alias("spa.EdgeUsage")]
+public sealed record EdgeUsage(
+    [property: Id(0)] long Transmissions,
+    [property: Id(1)] long BytesUp,
+    [property: Id(2)] long BytesDown,
+    [property: Id(3)] double EdgeMs,
+    [property: Id(4)] double NetworkMs,
+    [property: Id(5)] bool Degraded,
+    [property: Id(6)] string? Failure = null);
 
 /// <summary>
 /// A shard's answer. When the shard does not hold the session's positions before StartPosition (its cache slot was
@@ -38,7 +63,8 @@ public sealed record ShardStepResult(
     [property: Id(1)] Activations? Hidden,
     [property: Id(2)] float[]? Logits,
     [property: Id(3)] Activations? Taps = null,
-    [property: Id(4)] float[]? Normed = null);
+    [property: Id(4)] float[]? Normed = null,
+    [property: Id(5)] EdgeUsage? Edge = null);
 
 /// <summary>What a shard serves and the model facts a session needs to drive a generation.</summary>
 [GenerateSerializer, Alias("spa.ShardDescription")]
@@ -72,14 +98,18 @@ public sealed record ShardStats(
     [property: Id(8)] double MeanBatch = 0);
 
 /// <summary>
-/// A generation in base mode. <see cref="Shards"/> picks the shard count (0: the configured default);
-/// <see cref="Model"/> the model name (null: the configured model). Sampling as <c>Spa.Model.Sampling.SamplingOptions</c>:
-/// <see cref="Temperature"/> 0 is greedy (the default); otherwise the next token is drawn after top-k (0: off) and
-/// top-p (1: off), from a random sequence fixed by <see cref="Seed"/> (null: the engine's default seed, 42), so that the
-/// same request gives the same tokens, and the same tokens as the in-process engine. <see cref="RepetitionPenalty"/>
-/// 1 is off. <see cref="Mode"/>: "base" (the default), or a ladder plugin's "parallel" (W_lm (n + out) at every token)
-/// or "spa" (the cloud-side gate asks the device <see cref="DeviceId"/> only when p > <see cref="Tau"/>; null: the
-/// plugin's own tau).
+/// A generation. <see cref="Shards"/> picks the shard count (0: the configured default); <see cref="Model"/> the model
+/// name (null: the configured model). Sampling as <c>Spa.Model.Sampling.SamplingOptions</c>: <see cref="Temperature"/> 0
+/// is greedy (the default); otherwise the next token is drawn after top-k (0: off) and top-p (1: off), from a random
+/// sequence fixed by <see cref="Seed"/> (null: the engine's default seed, 42), so that the same request gives the same
+/// tokens as the in-process engine. <see cref="RepetitionPenalty"/> 1 is off.
+/// <para>
+/// <see cref="Mode"/> (see <see cref="SessionModes"/>): "base" (the default) or a plugin on the edge device
+/// <see cref="DeviceId"/>, which must belong to <see cref="User"/>. switch and spa ask the device only when the gate's
+/// p > <see cref="Tau"/> (null: the plugin's own), or, with <see cref="MBudget"/>, keep M within that budget.
+/// <see cref="Fallback"/>: when the device is offline, fails or times out, "base" carries on without the plugin and marks
+/// the generation degraded; "fail" stops it with <see cref="EdgeUnavailableException"/>.
+/// </para>
 /// </summary>
 [GenerateSerializer, Alias("spa.GenerationRequest")]
 public sealed record GenerationRequest(
@@ -94,13 +124,53 @@ public sealed record GenerationRequest(
     [property: Id(8)] double RepetitionPenalty = 1.0,
     [property: Id(9)] string Mode = "base",
     [property: Id(10)] string? DeviceId = null,
-    [property: Id(11)] double? Tau = null);
+    [property: Id(11)] double? Tau = null,
+    [property: Id(12)] string? User = null,
+    [property: Id(13)] double? MBudget = null,
+    [property: Id(14)] string Fallback = "base");
+
+/// <summary>The combination modes a session runs: see DESIGN section 2.</summary>
+public static class SessionModes
+{
+    public const string Base = "base";
+    public const string Side = "side";
+    public const string Parallel = "parallel";
+    public const string Switch = "switch";
+    public const string Spa = "spa";
+    public const string Lora = "lora";
+    public const string Adapter = "adapter";
+
+    public static readonly string[] All = [Base, Side, Parallel, Switch, Spa, Lora, Adapter];
+
+    /// <summary>Modes whose gate decides per token.</summary>
+    public static bool Gated(string mode) => mode is Switch or Spa;
+
+    /// <summary>Modes whose plugin sits inside the base, so the shards call the device inside every layer.</summary>
+    public static bool Split(string mode) => mode is Lora or Adapter;
+}
+
+/// <summary>What a session does when its device is unavailable.</summary>
+public static class FallbackPolicies
+{
+    public const string Base = "base";
+    public const string Fail = "fail";
+}
+
+/// <summary>One generated token: its place in the generation, whether the edge took part in it, and whether it was made without a plugin the mode wanted.</summary>
+[GenerateSerializer, Alias("spa.TokenEvent")]
+public sealed record TokenEvent(
+    [property: Id(0)] int Index,
+    [property: Id(1)] int Token,
+    [property: Id(2)] bool Edge,
+    [property: Id(3)] bool Degraded);
 
 /// <summary>
 /// Tokens generated by one call. StopReason: "eos" (end of sequence, the token is included), "length" (the call's
 /// token budget is spent; <c>Continue</c> can go on), "context" (the model's context is full). The counters cover the
-/// whole generation so far (every call since <c>Generate</c>): tokens generated, calls to the edge device
-/// (transmissions) and the bytes they carried (fp32, 4 bytes a value); <see cref="M"/> is transmissions per token.
+/// whole generation so far (every call since <c>Generate</c>): tokens generated, round trips to the edge device
+/// (transmissions) and the bytes they carried (fp32), and where the time went: the device's compute (edge), the rest of
+/// the round trips (network) and everything else (cloud). Degraded: some token was made without the plugin because the
+/// device was unavailable (Fallbacks: how many times that happened).
 /// </summary>
 [GenerateSerializer, Alias("spa.GenerationResult")]
 public sealed record GenerationResult(
@@ -112,40 +182,16 @@ public sealed record GenerationResult(
     [property: Id(5)] long GeneratedTokens = 0,
     [property: Id(6)] long Transmissions = 0,
     [property: Id(7)] long BytesUp = 0,
-    [property: Id(8)] long BytesDown = 0)
+    [property: Id(8)] long BytesDown = 0,
+    [property: Id(9)] long EdgeTokens = 0,
+    [property: Id(10)] bool Degraded = false,
+    [property: Id(11)] long Fallbacks = 0,
+    [property: Id(12)] double CloudMs = 0,
+    [property: Id(13)] double EdgeMs = 0,
+    [property: Id(14)] double NetworkMs = 0)
 {
     /// <summary>Round trips to the edge per generated token.</summary>
     public double M => GeneratedTokens == 0 ? 0 : (double)Transmissions / GeneratedTokens;
+
+    public double TotalMs => CloudMs + EdgeMs + NetworkMs;
 }
-
-/// <summary>One side step on an edge device: the taps h_0..h_L of one position, shape [L+1, dim].</summary>
-[GenerateSerializer, Alias("spa.EdgeSideStepRequest")]
-public sealed record EdgeSideStepRequest(
-    [property: Id(0)] string SessionId,
-    [property: Id(1)] Activations Taps);
-
-/// <summary>
-/// The side network's <see cref="Out"/> (dim values) and what this round trip carried (fp32: 4 bytes a value);
-/// <see cref="RoundTrips"/> is the device's total so far, this one included.
-/// </summary>
-[GenerateSerializer, Alias("spa.EdgeSideStepResult")]
-public sealed record EdgeSideStepResult(
-    [property: Id(0)] float[] Out,
-    [property: Id(1)] long BytesUp,
-    [property: Id(2)] long BytesDown,
-    [property: Id(3)] long RoundTrips);
-
-/// <summary>A registered device: its owner, where its (simulated) plugin lives and the base model it was trained on.</summary>
-[GenerateSerializer, Alias("spa.EdgeDeviceInfo")]
-public sealed record EdgeDeviceInfo(
-    [property: Id(0)] string DeviceId,
-    [property: Id(1)] string Owner,
-    [property: Id(2)] string PluginDirectory,
-    [property: Id(3)] string Model);
-
-/// <summary>Round trips a device has answered and the bytes they carried, up (taps) and down (out).</summary>
-[GenerateSerializer, Alias("spa.EdgeDeviceStats")]
-public sealed record EdgeDeviceStats(
-    [property: Id(0)] long RoundTrips,
-    [property: Id(1)] long BytesUp,
-    [property: Id(2)] long BytesDown);

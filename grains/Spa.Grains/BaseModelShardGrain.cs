@@ -190,7 +190,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
         _pending = [];
         _inForward += batch.Count;
         // One forward per number of new positions: decode steps together, a prefill or replay with its equals.
-        foreach (var group in batch.GroupBy(p => p.Count))
+        // Sessions with a split plugin run apart: their forward waits on their devices.
+        foreach (var group in batch.GroupBy(p => (p.Count, p.Request.Edge is not null)))
             await RunForward([.. group]);
     }
 
@@ -204,11 +205,12 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
         var cache = _cache;
         int from = _from, to = _to;
         bool first = IsFirst, last = IsLast;
+        var grains = GrainFactory;
         ShardStepResult[]? results = null;
         Exception? failure = null;
         try
         {
-            results = await host.Worker.Run(() => Forward(model, cache, from, to, first, last, group));
+            results = await host.Worker.Run(() => Forward(model, cache, from, to, first, last, group, grains));
         }
         catch (Exception e)
         {
@@ -232,7 +234,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
     }
 
     /// <summary>Runs on the torch worker: one forward over the slots of a group of steps with the same new-position count.</summary>
-    private static ShardStepResult[] Forward(LlamaModel model, KvCache cache, int from, int to, bool first, bool last, PendingStep[] group)
+    private static ShardStepResult[] Forward(LlamaModel model, KvCache cache, int from, int to, bool first, bool last, PendingStep[] group, IGrainFactory grains)
     {
         if (!TorchWorker.OnWorkerThread) throw new InvalidOperationException("tensor work must run on the torch worker, not on the Orleans scheduler");
         using var noGrad = no_grad();
@@ -259,7 +261,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
             for (int b = 0; b < rows; b++) group[b].Request.Hidden!.Data.CopyTo(input, b * count * dim);
             h = tensor(input, [(long)rows, count, dim]).to(model.DType, model.Device);
         }
-        h = model.RunLayers(h, batch, from, to, taps: layerTaps);
+        var hook = group[0].Request.Edge is null ? null : new RemoteLayerHook(grains, group.Select(p => p.Request).ToArray(), model.Config);
+        h = model.RunLayers(h, batch, from, to, hook, layerTaps);
         batch.Commit();
 
         var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
@@ -282,14 +285,14 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
             for (int b = 0; b < rows; b++)
             {
                 var n = normedData is not null && group[b].Request.WantTaps ? normedData.AsSpan(b * dim, dim).ToArray() : null;
-                results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray(), TapsOf(b), n);
+                results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray(), TapsOf(b), n, hook?.Usage(b));
             }
             return results;
         }
         var data = h.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
         int size = count * dim;
         for (int b = 0; b < rows; b++)
-            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null, TapsOf(b));
+            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null, TapsOf(b), Edge: hook?.Usage(b));
         return results;
     }
 

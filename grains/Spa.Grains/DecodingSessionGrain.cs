@@ -1,5 +1,8 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
+using System.Diagnostics;
+using Orleans.Streams;
+using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 
 namespace Spa.Grains;
@@ -29,29 +32,32 @@ public sealed class SessionState
     [Id(18)] public long Transmissions { get; set; }
     [Id(19)] public long BytesUp { get; set; }
     [Id(20)] public long BytesDown { get; set; }
-}
-
-/// <summary>The combination modes a session runs: the base alone, or a ladder plugin on an edge device.</summary>
-public static class SessionModes
-{
-    public const string Base = "base";
-    public const string Parallel = "parallel";
-    public const string Spa = "spa";
+    [Id(21)] public string? User { get; set; }
+    [Id(22)] public double? MBudget { get; set; }
+    [Id(23)] public string Fallback { get; set; } = FallbackPolicies.Base;
+    [Id(24)] public long EdgeTokens { get; set; }
+    [Id(25)] public long Fallbacks { get; set; }
+    [Id(26)] public double CloudMs { get; set; }
+    [Id(27)] public double EdgeMs { get; set; }
+    [Id(28)] public double NetworkMs { get; set; }
 }
 
 /// <summary>
-/// Generation: each step sends the new token(s) through shards 0..N-1 in order (activations as float
-/// arrays between them) and picks the next token from the last shard's logits with one <see cref="Sampler"/> per
-/// generation (greedy, or temperature/top-k/top-p from the request's seed), one draw per token, exactly as the
-/// in-process <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history lives in grain
-/// storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first step replays the
-/// whole history, as it does when a shard reports that it lost the session's cache.
+/// Generation: each step sends the new token(s) through shards 0..N-1 in order (activations as float arrays between
+/// them) and picks the next token from the last shard's logits with one <see cref="Sampler"/> per generation (greedy,
+/// or temperature/top-k/top-p from the request's seed), one draw per token, exactly as the in-process
+/// <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history
+/// lives in grain storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first
+/// step replays the whole history, as it does when a shard reports that it lost the session's cache.
 /// <para>
-/// Modes parallel and spa (a ladder plugin on the edge device <c>DeviceId</c>): the shards also return the taps of the
-/// last position (the residual stream after each layer, and h_0) and the last shard n, the final norm's output. In spa
-/// the plugin's gate, which the cloud holds, decides from n whether the token goes to the device (p > tau); in parallel
-/// every token goes. A token that goes costs one call to the device grain, which returns out, and its logits are
-/// W_lm (n + out); the others keep the base's logits. The session counts those calls and their bytes.
+/// Plugin modes run on the edge device <c>DeviceId</c>, which must belong to the session's user. Ladder modes (side,
+/// parallel, switch, spa): the shards also return the taps of the last position and n, the final norm's output; the
+/// gate, which the cloud holds (the device handed over its weights), decides from n whether the token goes to the device
+/// (switch, spa; always in side and parallel). A token that goes costs one call to the device, which returns out; the
+/// logits are W_lm out (side, switch) or W_lm (n + out) (parallel, spa). Split modes (lora, adapter): the shards call the
+/// device inside every layer and report the round trips. When the device is unavailable the fallback policy decides:
+/// "base" makes the token without the plugin and marks the generation degraded, "fail" ends it with
+/// <see cref="EdgeUnavailableException"/>. Every token is also published on the stream <c>spa-tokens/{sessionId}</c>.
 /// </para>
 /// </summary>
 public sealed class DecodingSessionGrain(
@@ -59,13 +65,15 @@ public sealed class DecodingSessionGrain(
     IOptions<SpaModelOptions> options,
     ModelHost host) : Grain, IDecodingSessionGrain
 {
-    private CloudGate? _gate; // spa only; null after a re-activation: loaded again from the device's plugin
+    private CloudGate? _gate; // switch and spa; null after a re-activation: built again from the device's plugin
+    private IGatePolicy? _policy;
     private int _fed;
     private int _replays;
     private Sampler? _sampler; // null after a re-activation: rebuilt from the stored settings and history
-
+    private IAsyncStream<TokenEvent>? _tokens;
 
     private SessionState S => state.State;
+    private string Id => this.GetPrimaryKeyString();
 
     public async ValueTask<GenerationResult> Generate(GenerationRequest request)
     {
@@ -79,7 +87,7 @@ public sealed class DecodingSessionGrain(
         return await Run(maxTokens);
     }
 
-    public async IAsyncEnumerable<int> GenerateStream(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public async IAsyncEnumerable<TokenEvent> GenerateStream(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         await Start(request);
         try
@@ -96,20 +104,23 @@ public sealed class DecodingSessionGrain(
         }
     }
 
+    public ValueTask<GenerationResult> GetStatus() => ValueTask.FromResult(Result([]));
+
     public ValueTask<int[]> GetHistory() => ValueTask.FromResult(S.History.ToArray());
 
     public async ValueTask End()
     {
-        if (S.Shards > 0)
-        {
-            var id = this.GetPrimaryKeyString();
-            await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(k => Shard(k).Release(id).AsTask()));
-        }
+        await ReleaseShards();
         await state.ClearStateAsync();
         state.State = new SessionState();
         await DropGate();
         _fed = 0;
         _sampler = null;
+    }
+
+    private async Task ReleaseShards()
+    {
+        if (S.Shards > 0) await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(k => Shard(k).Release(Id).AsTask()));
     }
 
     private async Task Start(GenerationRequest request)
@@ -133,21 +144,32 @@ public sealed class DecodingSessionGrain(
         };
         sampling.Validate();
         var mode = string.IsNullOrEmpty(request.Mode) ? SessionModes.Base : request.Mode;
-        if (mode is not (SessionModes.Base or SessionModes.Parallel or SessionModes.Spa))
-            throw new ArgumentException($"unknown mode '{mode}': use base, parallel or spa");
+        if (!SessionModes.All.Contains(mode)) throw new ArgumentException($"unknown mode '{mode}': use {string.Join(", ", SessionModes.All)}");
+        if (request.Fallback is not (FallbackPolicies.Base or FallbackPolicies.Fail))
+            throw new ArgumentException($"unknown fallback '{request.Fallback}': use base or fail");
         if (request.Tau is { } t && !(t is >= 0 and <= 1)) throw new ArgumentException($"tau must be in [0, 1], got {t}");
+        if (request.MBudget is { } budget && !(budget is >= 0 and <= 1)) throw new ArgumentException($"the round-trip budget m_budget must be in [0, 1], got {budget}");
+        if (request.Tau is not null && request.MBudget is not null) throw new ArgumentException("give tau or m_budget, not both");
         await DropGate();
-        double tau = 0;
+        var fallbacks = 0L;
         if (mode != SessionModes.Base)
         {
             if (string.IsNullOrEmpty(request.DeviceId)) throw new ArgumentException($"mode '{mode}' needs a device id");
-            var device = await GrainFactory.GetGrain<IEdgeDeviceGrain>(request.DeviceId).Describe();
-            if (device.Model != model)
-                throw new ArgumentException($"device '{request.DeviceId}' holds a plugin for model '{device.Model}', not '{model}'");
-            if (mode == SessionModes.Spa)
+            var device = GrainFactory.GetGrain<IEdgeDeviceGrain>(request.DeviceId);
+            var info = await device.Describe();
+            if (info.Owner != request.User) throw new DeviceAccessDeniedException($"device '{request.DeviceId}' belongs to another user");
+            if (info.Model != model) throw new ArgumentException($"device '{request.DeviceId}' holds a plugin for model '{info.Model}', not '{model}'");
+            try
             {
-                _gate = await host.LoadGateAsync(model, device.PluginDirectory);
-                tau = request.Tau ?? _gate.Tau;
+                var plugin = await device.GetPlugin();
+                string needed = SessionModes.Split(mode) ? mode : "ladder";
+                if (plugin.Kind != needed)
+                    throw new ArgumentException($"mode '{mode}' needs a {needed} plugin, and device '{request.DeviceId}' holds a {plugin.Kind} plugin");
+                if (SessionModes.Gated(mode)) _gate = await host.CreateGateAsync(model, plugin);
+            }
+            catch (EdgeUnavailableException) when (request.Fallback == FallbackPolicies.Base)
+            {
+                fallbacks = 1; // the generation starts without its plugin; later tokens try the device again
             }
         }
         state.State = new SessionState
@@ -166,11 +188,17 @@ public sealed class DecodingSessionGrain(
             RepetitionPenalty = sampling.RepetitionPenalty,
             Mode = mode,
             DeviceId = mode == SessionModes.Base ? null : request.DeviceId,
-            Tau = tau,
+            Tau = request.Tau ?? _gate?.Tau ?? 0,
+            MBudget = request.MBudget,
+            User = request.User,
+            Fallback = request.Fallback,
+            Fallbacks = fallbacks,
         };
+        _policy = null;
         _fed = 0;
         _replays = 0;
         _sampler = new Sampler(sampling);
+        _tokens = this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
     }
 
     private async Task<GenerationResult> Run(int maxTokens)
@@ -178,11 +206,14 @@ public sealed class DecodingSessionGrain(
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
         var produced = new List<int>();
         while (produced.Count < maxTokens && !S.Finished)
-            produced.Add(await NextToken());
+            produced.Add((await NextToken()).Token);
         await state.WriteStateAsync();
-        return new GenerationResult([.. produced], S.Finished ? S.StopReason : "length", S.History.Count, _replays,
-            S.Mode, S.GeneratedTokens, S.Transmissions, S.BytesUp, S.BytesDown);
+        return Result([.. produced]);
     }
+
+    private GenerationResult Result(int[] tokens) =>
+        new(tokens, S.Finished ? S.StopReason : "length", S.History.Count, _replays, S.Mode, S.GeneratedTokens, S.Transmissions,
+            S.BytesUp, S.BytesDown, S.EdgeTokens, S.Fallbacks > 0, S.Fallbacks, S.CloudMs, S.EdgeMs, S.NetworkMs);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await DropGate();
 
@@ -194,42 +225,68 @@ public sealed class DecodingSessionGrain(
     }
 
     /// <summary>
-    /// Feeds the history the shards have not seen, picks the next token and appends it. Stops the generation at end of
-    /// sequence (EOS, or BOS which llama2.c models emit between stories) or when the context is full, as the
-    /// in-process <see cref="Spa.Model.Generation.Generator"/> does.
+    /// Feeds the history the shards have not seen, picks the next token, appends it and publishes it. Stops the
+    /// generation at end of sequence (EOS, or BOS which llama2.c models emit between stories) or when the context is
+    /// full, as the in-process <see cref="Spa.Model.Generation.Generator"/> does.
     /// </summary>
-    private async Task<int> NextToken()
+    private async Task<TokenEvent> NextToken()
     {
+        long started = Stopwatch.GetTimestamp();
         var history = S.History.ToArray();
-        bool plugin = S.Mode != SessionModes.Base;
-        var step = await Pipeline(history, _fed, plugin);
+        bool ladder = S.Mode is SessionModes.Side or SessionModes.Parallel or SessionModes.Switch or SessionModes.Spa;
+        var split = SessionModes.Split(S.Mode) ? new SplitEdge(S.DeviceId!, S.Mode) : null;
+        var step = await Pipeline(history, _fed, ladder, split);
         if (step is null)
         {
             _replays++;
-            step = await Pipeline(history, 0, plugin)
+            step = await Pipeline(history, 0, ladder, split)
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
         _fed = history.Length;
-        var logits = plugin ? await WithPlugin(step) : step.Logits;
+        var usage = step.Edge;
+        if (usage.Degraded) await FallBack(usage.Failure);
+        var (logits, asked) = ladder ? await WithSideNetwork(step, usage) : (step.Logits, split is not null && !usage.Degraded);
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
         S.GeneratedTokens++;
+        S.Transmissions += usage.Transmissions;
+        S.BytesUp += usage.BytesUp;
+        S.BytesDown += usage.BytesDown;
+        S.EdgeMs += usage.EdgeMs;
+        S.NetworkMs += usage.NetworkMs;
+        S.CloudMs += Stopwatch.GetElapsedTime(started).TotalMilliseconds - usage.EdgeMs - usage.NetworkMs;
+        if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
-        return next;
+        var token = new TokenEvent(S.History.Count - S.PromptLength - 1, next, asked, usage.Degraded);
+        await (_tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id))).OnNextAsync(token);
+        return token;
+    }
+
+    /// <summary>The device was unavailable for this token: counts it, or ends the generation when the policy is "fail".</summary>
+    private async Task FallBack(string? reason)
+    {
+        S.Fallbacks++;
+        if (S.Fallback == FallbackPolicies.Base) return;
+        var message = $"device '{S.DeviceId}' is unavailable ({reason}) and the request's fallback is 'fail'";
+        (S.Finished, S.StopReason) = (true, "device_unavailable");
+        await ReleaseShards();
+        throw new EdgeUnavailableException(message);
     }
 
     /// <summary>
-    /// The logits of this token in mode parallel or spa: the device's answer combined with n when the token goes to the
-    /// edge (always in parallel; when the gate's p > tau in spa), else the base's.
+    /// The logits of this token in a ladder mode: the device's answer combined with n when the token goes to the edge
+    /// (always in side and parallel; when the gate says so in switch and spa), else the base's. Adds the round trip to
+    /// <paramref name="usage"/>.
     /// </summary>
-    private async Task<float[]> WithPlugin(PipelineStep step)
+    private async Task<(float[] Logits, bool Asked)> WithSideNetwork(PipelineStep step, EdgeCounter usage)
     {
         var normed = step.Normed ?? throw new InvalidOperationException("the last shard returned no n");
-        if (S.Mode == SessionModes.Spa)
+        if (SessionModes.Gated(S.Mode))
         {
-            _gate ??= await host.LoadGateAsync(S.Model, (await Device().Describe()).PluginDirectory);
-            if (!(await _gate.ProbabilityAsync(normed) > S.Tau)) return step.Logits;
+            if (_gate is null && !await TryRestoreGate(usage)) return (step.Logits, false);
+            _policy ??= S.MBudget is { } budget ? new BudgetPolicy(budget, _gate!.Tau) : new ThresholdPolicy(S.Tau);
+            if (!_policy.Decide(await _gate!.ProbabilityAsync(normed))) return (step.Logits, false);
         }
         int dim = normed.Length, rows = step.Taps.Sum(t => t.Shape[0]);
         var taps = new float[rows * dim];
@@ -239,11 +296,37 @@ public sealed class DecodingSessionGrain(
             t.Data.CopyTo(taps, at);
             at += t.Data.Length;
         }
-        var answer = await Device().SideStep(new EdgeSideStepRequest(this.GetPrimaryKeyString(), new Activations(taps, [rows, dim])));
-        S.Transmissions++;
-        S.BytesUp += 4L * taps.Length;
-        S.BytesDown += 4L * answer.Out.Length;
-        return await host.PluginLogitsAsync(S.Model, normed, answer.Out);
+        var call = new EdgeCall(Id, EdgeCallKind.SideNetwork, 0, new Activations(taps, [rows, dim]));
+        long started = Stopwatch.GetTimestamp();
+        EdgeAnswer answer;
+        try
+        {
+            answer = await Device().Ask(call);
+        }
+        catch (EdgeUnavailableException e)
+        {
+            usage.Degrade(e.Message);
+            await FallBack(e.Message);
+            return (step.Logits, false);
+        }
+        usage.Add(4L * taps.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        return (await host.PluginLogitsAsync(S.Model, PluginNames.ParseMode(S.Mode), normed, answer.Output.Data), true);
+    }
+
+    /// <summary>A gated session that started without its device (or was re-activated) asks for the gate again.</summary>
+    private async Task<bool> TryRestoreGate(EdgeCounter usage)
+    {
+        try
+        {
+            _gate = await host.CreateGateAsync(S.Model, await Device().GetPlugin());
+            return true;
+        }
+        catch (EdgeUnavailableException e)
+        {
+            usage.Degrade(e.Message);
+            await FallBack(e.Message);
+            return false;
+        }
     }
 
     private IEdgeDeviceGrain Device() => GrainFactory.GetGrain<IEdgeDeviceGrain>(S.DeviceId
@@ -272,23 +355,54 @@ public sealed class DecodingSessionGrain(
         return sampler;
     }
 
-    /// <summary>What the shards return for one step: the base's logits and, when asked, the taps of the last position and n.</summary>
-    private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed);
+    /// <summary>The round trips of one token: the shards' (split modes) and the session's own (ladder modes).</summary>
+    private sealed class EdgeCounter
+    {
+        public long Transmissions, BytesUp, BytesDown;
+        public double EdgeMs, NetworkMs;
+        public bool Degraded;
+        public string? Failure;
+
+        public void Add(long up, long down, double edgeMs, double elapsedMs, long transmissions = 1)
+        {
+            Transmissions += transmissions;
+            BytesUp += up;
+            BytesDown += down;
+            EdgeMs += edgeMs;
+            NetworkMs += Math.Max(0, elapsedMs - edgeMs);
+        }
+
+        public void Add(EdgeUsage usage)
+        {
+            Transmissions += usage.Transmissions;
+            BytesUp += usage.BytesUp;
+            BytesDown += usage.BytesDown;
+            EdgeMs += usage.EdgeMs;
+            NetworkMs += usage.NetworkMs;
+            if (usage.Degraded) Degrade(usage.Failure);
+        }
+
+        public void Degrade(string? failure) => (Degraded, Failure) = (true, Failure ?? failure);
+    }
+
+    /// <summary>What the shards return for one step: the base's logits, the taps of the last position and n when asked, and the devices' round trips.</summary>
+    private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed, EdgeCounter Edge);
 
     /// <summary>Positions [start, history.Length) through every shard; null when a shard needs a replay.</summary>
-    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps)
+    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps, SplitEdge? split)
     {
-        var id = this.GetPrimaryKeyString();
         Activations? hidden = null;
         var taps = new List<Activations>();
+        var usage = new EdgeCounter();
         for (int k = 0; k < S.Shards; k++)
         {
-            var request = new ShardStepRequest(id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps);
+            var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split);
             var result = await Shard(k).Step(request);
             if (result.NeedsReplay) return null;
+            if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));
             if (k == S.Shards - 1)
-                return new PipelineStep(result.Logits ?? throw new InvalidOperationException("the last shard returned no logits"), taps, result.Normed);
+                return new PipelineStep(result.Logits ?? throw new InvalidOperationException("the last shard returned no logits"), taps, result.Normed, usage);
             hidden = result.Hidden ?? throw new InvalidOperationException($"shard {k} returned no activations");
         }
         throw new InvalidOperationException("a session needs at least one shard");

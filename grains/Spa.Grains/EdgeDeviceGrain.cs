@@ -1,96 +1,190 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging;
-using Spa.Model;
-using Spa.Model.Plugins;
-using static TorchSharp.torch;
+using Microsoft.Extensions.Options;
 
 namespace Spa.Grains;
 
-/// <summary>The persisted registration of a device.</summary>
+/// <summary>The persisted registration of a device: its owner, a salted hash of its secret, and how it is simulated if it is.</summary>
 [GenerateSerializer, Alias("spa.EdgeDeviceState")]
 public sealed class EdgeDeviceState
 {
     [Id(0)] public string Owner { get; set; } = "";
-    [Id(1)] public string PluginDirectory { get; set; } = "";
-    [Id(2)] public string Model { get; set; } = "";
+    [Id(1)] public byte[] SecretSalt { get; set; } = [];
+    [Id(2)] public byte[] SecretHash { get; set; } = [];
+    [Id(3)] public string Model { get; set; } = "";
+    [Id(4)] public SimulatedDevice? Simulated { get; set; }
 }
 
 /// <summary>
-/// A simulated edge device: its ladder plugin is loaded once per activation (on the torch worker, for the model host's
-/// base) and answers side steps in the silo. It counts every round trip and the fp32 bytes it carried (4 bytes a
-/// value: the taps up, out down), which is where M is measured.
+/// One registered device. A connected device answers through the observer its spa-device process registered (with
+/// a timeout; a failed or late answer takes the device offline until it connects again). A simulated device runs its
+/// plugin in this silo on the edge worker and applies its profile's delays for real: the compute time the profile
+/// gives (beyond the real compute) and the link's round-trip time and transfer times. Counts every round trip and
+/// the fp32 bytes it carried, which is where M is measured.
 /// </summary>
 public sealed class EdgeDeviceGrain(
     [PersistentState("device", SpaGrainsHosting.SessionStorage)] IPersistentState<EdgeDeviceState> state,
     ModelHost host,
+    IOptions<EdgeOptions> options,
     ILogger<EdgeDeviceGrain> logger) : Grain, IEdgeDeviceGrain
 {
-    private PersonalPlugin? _plugin;
-    private LlamaModel? _model;
+    private PluginEdge? _simulated;
+    private IEdgeDeviceObserver? _observer;
+    private DevicePlugin? _connectedPlugin;
+    private long _connectedUntil;
     private long _roundTrips, _bytesUp, _bytesDown;
 
-    private bool Registered => !string.IsNullOrEmpty(state.State.PluginDirectory);
+    private string Id => this.GetPrimaryKeyString();
+    private bool Registered => state.State.SecretHash.Length > 0;
+    private bool Connected => _observer is not null && Stopwatch.GetTimestamp() < _connectedUntil;
 
-    public async ValueTask Register(string owner, string pluginDirectory)
+    public async ValueTask<EdgeDeviceInfo> Register(DeviceRegistration registration)
     {
-        if (string.IsNullOrWhiteSpace(owner)) throw new ArgumentException("a device needs an owner");
-        if (string.IsNullOrWhiteSpace(pluginDirectory)) throw new ArgumentException("a simulated device needs its plugin directory");
-        await DropPlugin();
-        var model = host.ModelName;
-        await LoadPlugin(model, pluginDirectory); // a plugin that does not load fails the registration
-        state.State = new EdgeDeviceState { Owner = owner, PluginDirectory = pluginDirectory, Model = model };
+        if (string.IsNullOrWhiteSpace(registration.Owner)) throw new ArgumentException("a device needs an owner");
+        if (string.IsNullOrEmpty(registration.Secret) || registration.Secret.Length < 16)
+            throw new ArgumentException("a device secret needs at least 16 characters");
+        if (Registered && state.State.Owner != registration.Owner)
+            throw new DeviceAccessDeniedException($"device '{Id}' belongs to another user");
+        if (registration.Simulated is { } simulated)
+        {
+            if (string.IsNullOrWhiteSpace(simulated.PluginDirectory)) throw new ArgumentException("a simulated device needs its plugin directory");
+            if (simulated.Profile is { } profile) EdgeProfiles.Validate(profile);
+        }
+        await DropSimulation();
+        (_observer, _connectedPlugin) = (null, null);
+        if (registration.Simulated is { } sim) await LoadSimulation(sim.PluginDirectory); // a plugin that does not load fails the registration
+        var salt = RandomNumberGenerator.GetBytes(16);
+        state.State = new EdgeDeviceState
+        {
+            Owner = registration.Owner,
+            SecretSalt = salt,
+            SecretHash = Hash(salt, registration.Secret),
+            Model = host.ModelName,
+            Simulated = registration.Simulated is { } s ? s with { Profile = s.Profile ?? EdgeProfiles.Local } : null,
+        };
         await state.WriteStateAsync();
-        logger.LogInformation("device {Device} of {Owner}: simulated, plugin {Plugin}", this.GetPrimaryKeyString(), owner, pluginDirectory);
+        logger.LogInformation("device {Device} of {Owner} registered: {State}", Id, registration.Owner, Info().State);
+        return Info();
     }
 
-    public ValueTask<EdgeDeviceInfo> Describe() =>
-        ValueTask.FromResult(new EdgeDeviceInfo(this.GetPrimaryKeyString(), Required().Owner, Required().PluginDirectory, Required().Model));
+    public ValueTask<EdgeDeviceInfo> Describe() => ValueTask.FromResult(Info());
+
+    public async ValueTask<BaseModelFacts> Hello(string secret)
+    {
+        Authenticate(secret);
+        return PluginEdge.Facts(state.State.Model, await host.GetModelAsync(state.State.Model));
+    }
+
+    public async ValueTask<EdgeDeviceInfo> Connect(string secret, IEdgeDeviceObserver observer, DevicePlugin plugin)
+    {
+        Authenticate(secret);
+        if (state.State.Simulated is not null) throw new ArgumentException($"device '{Id}' is registered as simulated: register it again without a plugin directory to connect a real device");
+        if (plugin.BaseIdentity != (await host.GetModelAsync(state.State.Model)).Identity)
+            throw new ArgumentException($"the device's plugin was trained on another base ({plugin.BaseIdentity}), not the served '{state.State.Model}'");
+        bool fresh = !Connected;
+        (_observer, _connectedPlugin) = (observer, plugin);
+        _connectedUntil = Stopwatch.GetTimestamp() + (long)(options.Value.ConnectionTtlSeconds * Stopwatch.Frequency);
+        if (fresh) logger.LogInformation("device {Device} of {Owner} connected ({Kind} plugin)", Id, state.State.Owner, plugin.Kind);
+        return Info();
+    }
+
+    public ValueTask Disconnect(string secret)
+    {
+        Authenticate(secret);
+        (_observer, _connectedPlugin) = (null, null);
+        logger.LogInformation("device {Device} disconnected", Id);
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask<DevicePlugin> GetPlugin()
+    {
+        Required();
+        if (state.State.Simulated is { } simulated)
+        {
+            if (_simulated is null) await LoadSimulation(simulated.PluginDirectory);
+            return _simulated!.Describe();
+        }
+        return Connected ? _connectedPlugin! : throw new EdgeUnavailableException($"device '{Id}' is offline");
+    }
+
+    public async ValueTask<EdgeAnswer> Ask(EdgeCall call)
+    {
+        Required();
+        var answer = state.State.Simulated is { } simulated ? await AskSimulated(simulated, call) : await AskConnected(call);
+        _roundTrips++;
+        _bytesUp += 4L * call.Input.Data.Length;
+        _bytesDown += 4L * answer.Output.Data.Length;
+        return answer;
+    }
 
     public ValueTask<EdgeDeviceStats> GetStats() => ValueTask.FromResult(new EdgeDeviceStats(_roundTrips, _bytesUp, _bytesDown));
 
-    public async ValueTask<EdgeSideStepResult> SideStep(EdgeSideStepRequest request)
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await DropSimulation();
+
+    private async Task<EdgeAnswer> AskConnected(EdgeCall call)
     {
-        var registration = Required();
-        if (_plugin is null) await LoadPlugin(registration.Model, registration.PluginDirectory);
-        var plugin = _plugin!;
-        var model = _model!;
-        int dim = model.Config.Dim, rows = model.Config.Layers + 1;
-        if (request.Taps is not { Shape: [var r, var c] } taps || r != rows || c != dim || taps.Data.Length != rows * dim)
-            throw new ArgumentException($"a side step needs the taps h_0..h_L of one position: shape [{rows}, {dim}]");
-        var output = await host.Worker.Run(() =>
+        if (!Connected || _observer is not { } observer) throw new EdgeUnavailableException($"device '{Id}' is offline");
+        var timeout = TimeSpan.FromMilliseconds(options.Value.TimeoutMs);
+        try
         {
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            var x = tensor(taps.Data, [(long)rows, 1, dim]).to(model.DType, model.Device); // [L+1, 1, d]
-            return plugin.Side!.forward(x).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
-        });
-        long up = 4L * taps.Data.Length, down = 4L * output.Length;
-        _roundTrips++;
-        _bytesUp += up;
-        _bytesDown += down;
-        return new EdgeSideStepResult(output, up, down, _roundTrips);
+            return await observer.Answer(call).WaitAsync(timeout);
+        }
+        catch (Exception e) when (e is not ArgumentException)
+        {
+            // A device that fails or answers late is taken offline: the sessions' fallback decides, and a new connection brings it back.
+            (_observer, _connectedPlugin) = (null, null);
+            var reason = e is TimeoutException ? $"did not answer within {timeout.TotalMilliseconds:0} ms" : $"failed ({e.GetType().Name}: {e.Message})";
+            logger.LogWarning("device {Device} {Reason}; it is offline until it connects again", Id, reason);
+            throw new EdgeUnavailableException($"device '{Id}' {reason}");
+        }
     }
 
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await DropPlugin();
+    private async Task<EdgeAnswer> AskSimulated(SimulatedDevice simulated, EdgeCall call)
+    {
+        if (_simulated is null) await LoadSimulation(simulated.PluginDirectory);
+        var edge = _simulated!;
+        var profile = simulated.Profile ?? EdgeProfiles.Local;
+        var answer = await TorchWorker.Edge.Run(() => edge.AnswerNow(call));
+        double computeMs = Math.Max(answer.EdgeMs, profile.ComputeMs(edge.Flops(call)));
+        double networkMs = profile.NetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length);
+        double delayMs = computeMs - answer.EdgeMs + networkMs;
+        if (delayMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(delayMs));
+        return answer with { EdgeMs = computeMs };
+    }
+
+    private EdgeDeviceInfo Info()
+    {
+        var s = Required();
+        string deviceState = s.Simulated is not null ? DeviceStates.Simulated : Connected ? DeviceStates.Connected : DeviceStates.Offline;
+        string? kind = s.Simulated is not null ? _simulated?.Describe().Kind : _connectedPlugin?.Kind;
+        return new EdgeDeviceInfo(Id, s.Owner, deviceState, s.Model, kind, s.Simulated?.Profile);
+    }
 
     private EdgeDeviceState Required() => Registered ? state.State
-        : throw new InvalidOperationException($"device '{this.GetPrimaryKeyString()}' is not registered");
+        : throw new DeviceNotFoundException($"device '{Id}' is not registered");
 
-    private async Task LoadPlugin(string modelName, string directory)
+    private void Authenticate(string secret)
     {
-        var model = await host.GetModelAsync(modelName);
-        var plugin = await host.Worker.Run(() => PersonalPlugin.Load(directory, model));
-        if (plugin.Side is null)
-        {
-            await host.Worker.Run(plugin.Dispose);
-            throw new ArgumentException($"the plugin in {directory} is a {PluginNames.Name(plugin.Kind)} plugin; a device answers side steps of a ladder plugin only");
-        }
-        (_plugin, _model) = (plugin, model);
+        var s = Required();
+        if (string.IsNullOrEmpty(secret) || !CryptographicOperations.FixedTimeEquals(Hash(s.SecretSalt, secret), s.SecretHash))
+            throw new DeviceAccessDeniedException($"wrong secret for device '{Id}'");
     }
 
-    private async Task DropPlugin()
+    private static byte[] Hash(byte[] salt, string secret) => SHA256.HashData([.. salt, .. Encoding.UTF8.GetBytes(secret)]);
+
+    private async Task LoadSimulation(string directory)
     {
-        var plugin = _plugin;
-        (_plugin, _model) = (null, null);
-        if (plugin is not null) await host.Worker.Run(plugin.Dispose);
+        var model = await host.GetModelAsync(host.ModelName);
+        var facts = PluginEdge.Facts(host.ModelName, model);
+        _simulated = await TorchWorker.Edge.Run(() => PluginEdge.Load(directory, facts, host.Options.Device, host.Options.DType));
+    }
+
+    private async Task DropSimulation()
+    {
+        var edge = _simulated;
+        _simulated = null;
+        if (edge is not null) await TorchWorker.Edge.Run(edge.Dispose);
     }
 }

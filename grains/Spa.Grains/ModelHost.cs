@@ -34,10 +34,10 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
     }
 
     /// <summary>
-    /// The logits of a token the edge answered in mode parallel or spa: W_lm (n + out), from the last shard's n and the
-    /// side network's out (dim values each), computed on the torch worker exactly as the in-process stepper does.
+    /// The logits of a token the edge answered: W_lm out (side, switch) or W_lm (n + out) (parallel, spa), from the last
+    /// shard's n and the side network's out (dim values each), computed on the torch worker as the in-process stepper does.
     /// </summary>
-    public async Task<float[]> PluginLogitsAsync(string modelName, float[] normed, float[] output)
+    public async Task<float[]> PluginLogitsAsync(string modelName, CombinationMode mode, float[] normed, float[] output)
     {
         var model = await GetModelAsync(modelName);
         int dim = model.Config.Dim;
@@ -49,31 +49,21 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
             using var scope = NewDisposeScope();
             var n = tensor(normed, [1L, dim]).to(model.DType, model.Device);
             var o = tensor(output, [1L, dim]).to(model.DType, model.Device);
-            return PluginForward.Combine(model, CombinationMode.Parallel, n, o).cpu().contiguous().data<float>().ToArray();
+            return PluginForward.Combine(model, mode, n, o).cpu().contiguous().data<float>().ToArray();
         });
     }
 
     /// <summary>
-    /// The cloud's part of a plugin, its gate, read from the plugin directory on the torch worker (the rest of the plugin
-    /// is dropped at once). The caller owns the result and disposes it.
+    /// The cloud's part of a device's plugin, its gate, built from the weights the device handed over. The caller owns
+    /// the result and disposes it.
     /// </summary>
-    public async Task<CloudGate> LoadGateAsync(string modelName, string pluginDirectory)
+    public async Task<CloudGate> CreateGateAsync(string modelName, DevicePlugin plugin)
     {
         var model = await GetModelAsync(modelName);
-        return await Worker.Run(() =>
-        {
-            var plugin = PersonalPlugin.Load(pluginDirectory, model);
-            if (plugin.Gate is not { } gate)
-            {
-                plugin.Dispose();
-                throw new ArgumentException($"the plugin in {pluginDirectory} has no gate (it was trained for mode '{PluginNames.Name(plugin.Mode)}'), so it cannot run in mode 'spa'");
-            }
-            plugin.Side?.Dispose();
-            plugin.Lst?.Dispose();
-            plugin.Lora?.Dispose();
-            plugin.Adapter?.Dispose();
-            return new CloudGate(Worker, model, gate, plugin.GateSettings?.Tau ?? 0.5);
-        });
+        if (plugin.GateWeights is not { } weights)
+            throw new ArgumentException($"the device's {plugin.Kind} plugin has no gate, so it cannot run in a gated mode (switch, spa)");
+        var gate = await Worker.Run(() => Gate.FromWeights(weights, model.Config.Dim, model.DType, model.Device));
+        return new CloudGate(Worker, model, gate, plugin.Tau);
     }
 
     /// <summary>Layers [from, to) of shard k of N: contiguous ranges whose sizes differ by at most one.</summary>
@@ -93,7 +83,7 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
 /// <summary>A plugin's gate held in the cloud: p = softmax(W_g n)[edge], run on the torch worker.</summary>
 public sealed class CloudGate(TorchWorker worker, LlamaModel model, Gate gate, double tau)
 {
-    /// <summary>The plugin's own threshold (its gate settings; 0.5 when it has none).</summary>
+    /// <summary>The plugin's own threshold.</summary>
     public double Tau { get; } = tau;
 
     /// <summary>The gate's edge probability for n (dim values), in float64 as the in-process stepper reads it.</summary>

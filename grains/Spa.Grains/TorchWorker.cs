@@ -4,7 +4,7 @@ namespace Spa.Grains;
 
 /// <summary>
 /// A dedicated thread that runs torch work one item at a time, so that no tensor operation runs on the Orleans
-/// scheduler (a grain awaits the returned task; its continuation goes back to the grain's scheduler). One per process:
+/// scheduler (a grain awaits the returned task; its continuation goes back to the grain's scheduler). One per process for the base model (and one for simulated devices):
 /// with one accelerator, forwards run one after another anyway, and torch objects stay on one thread.
 /// </summary>
 public sealed class TorchWorker
@@ -17,6 +17,12 @@ public sealed class TorchWorker
     public static bool OnWorkerThread => _onWorker;
 
     public static TorchWorker Shared { get; } = new("spa-torch");
+
+    /// <summary>
+    /// The thread of simulated devices' plugins: a device is another machine, and a shard forward of a split plugin
+    /// (lora, adapter) waits on the shared worker for the device's answer, which must not queue behind it.
+    /// </summary>
+    public static TorchWorker Edge { get; } = new("spa-edge");
 
     private TorchWorker(string name)
     {

@@ -135,8 +135,9 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         foreach (var id in generation.PromptTokens) decoder.Push(id); // the first piece decodes in the prompt's context
         var stops = new StopStrings(request.Stop);
         string? finish = null;
-        await foreach (var id in session.GenerateStream(generation, aborted).WithCancellation(aborted))
+        await foreach (var token in session.GenerateStream(generation, aborted).WithCancellation(aborted))
         {
+            int id = token.Token;
             // End of sequence (EOS, or BOS which llama2.c models emit between stories) is not part of the text.
             if (id == served.Description.EosId || id == served.Description.BosId) { finish = "stop"; break; }
             completion.CompletionTokens++;

@@ -51,8 +51,8 @@ public static class SiloHost
         builder.UseOrleans(silo =>
         {
             silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
-            silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
-            silo.AddSpaModel(modelSection);
+            silo.AddSpaMemoryStorage();
+            silo.AddSpaModel(builder.Configuration);
         });
 
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);

@@ -30,8 +30,9 @@ public abstract class ClusterFixture : IAsyncLifetime
                 o.ModelPath = SharedData.Stories260K;
                 o.KvCacheBytesPerShard = budget;
             });
-            silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
+            silo.AddSpaMemoryStorage();
         });
+        builder.ConfigureClient(client => client.AddMemoryStreams(TokenStreams.Provider));
         Cluster = builder.Build();
         await Cluster.DeployAsync();
     }

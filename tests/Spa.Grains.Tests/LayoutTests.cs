@@ -37,8 +37,10 @@ public sealed class LayoutTests
             ["Spa:Model:Shards"] = "2",
             ["Spa:Model:KvCacheBytesPerShard"] = "1048576",
             ["Spa:Model:DType"] = "bfloat16",
+            ["Spa:Edge:TimeoutMs"] = "250",
         }).Build();
-        using var services = new ServiceCollection().AddSpaModel(configuration.GetSection(SpaModelOptions.Section)).BuildServiceProvider();
+        using var services = new ServiceCollection().AddSpaModel(configuration).BuildServiceProvider();
+        Assert.Equal(250, services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EdgeOptions>>().Value.TimeoutMs);
         var host = services.GetRequiredService<ModelHost>();
         Assert.Equal("stories260K", host.ModelName);
         Assert.Equal(2, host.Options.Shards);

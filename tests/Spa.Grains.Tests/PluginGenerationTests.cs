@@ -1,3 +1,4 @@
+using Orleans.Streams;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 using static TorchSharp.torch;
@@ -7,92 +8,175 @@ using Generator = Spa.Model.Generation.Generator;
 namespace Spa.Grains.Tests;
 
 /// <summary>
-/// A ladder plugin with random weights (nothing is trained) saved to a temporary directory and registered on a
-/// simulated edge device; generation through the cluster in modes parallel and spa must equal the in-process
-/// <see cref="PluginStepper"/> token for token, and M must come from the device grain's real calls.
+/// Plugins with random weights (nothing is trained) saved to temporary directories and registered on simulated edge
+/// devices; generation through the cluster in every mode must equal the in-process <see cref="PluginStepper"/> token for
+/// token, and M and the bytes must come from the device grain's real calls.
 /// </summary>
 [Collection(ClusterCollection.Name)]
-public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOutputHelper output) : IClassFixture<DefaultBudgetCluster>, IDisposable
+public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOutputHelper output) : IClassFixture<DefaultBudgetCluster>
 {
-    private const int Tokens = 30;
-    private const double SpaTau = 0.5;
-    private static readonly string[] Prompts = ["Once upon a time", "Lily and Ben went to the park"];
+    private const int Tokens = 24;
+    private const double GateTau = 0.5;
+    private const string Owner = "alice";
+    private static readonly int[] Prompt = Reference.Encode("Once upon a time");
 
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), $"spa-plugin-{Guid.NewGuid():N}");
-
-    public void Dispose()
+    public static TheoryData<string, int> ModesAndShards()
     {
-        if (Directory.Exists(_directory)) Directory.Delete(_directory, recursive: true);
+        var data = new TheoryData<string, int>();
+        foreach (var mode in SessionModes.All.Where(m => m != SessionModes.Base))
+            foreach (var shards in new[] { 1, 2, 5 })
+                data.Add(mode, shards);
+        return data;
     }
 
-    /// <summary>Saves a ladder plugin (with a gate) whose every parameter is randn * 0.2, so that its out is far from zero.</summary>
-    private void SaveRandomPlugin() => Reference.WithModel(model =>
-    {
-        using var plugin = PersonalPlugin.Create(model, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(model.Config), seed: 3);
-        using (no_grad())
-            foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
-        plugin.Save(_directory);
-        return true;
-    });
-
-    /// <summary>The in-process engine with the same plugin: its tokens and its transport's round trips and bytes.</summary>
-    private (int[] Tokens, long RoundTrips, long BytesUp, long BytesDown) InProcess(int[] prompt, CombinationMode mode) => Reference.WithModel(model =>
-    {
-        using var plugin = PersonalPlugin.Load(_directory, model);
-        var stepper = new PluginStepper(model, plugin, mode, new EdgeTransport(ActivationType.Fp32), TapPlacement.Edge, () => new ThresholdPolicy(SpaTau));
-        int[] tokens = [.. new Generator(stepper).Decode(prompt, Tokens, SamplingOptions.Greedy).Select(t => t.Id)];
-        return (tokens, stepper.Transport.RoundTrips, stepper.Transport.BytesUp, stepper.Transport.BytesDown);
-    });
-
     [Theory]
-    [InlineData("parallel", 1)]
-    [InlineData("parallel", 2)]
-    [InlineData("spa", 1)]
-    [InlineData("spa", 2)]
+    [MemberData(nameof(ModesAndShards))]
     public async Task GreedyWithAPluginThroughTheClusterMatchesTheInProcessStepper(string mode, int shards)
     {
-        SaveRandomPlugin();
-        var deviceId = $"device-{mode}-{shards}";
+        var kind = PluginFor(mode);
+        var deviceId = await Devices.Simulated(fixture.Grains, kind, Owner);
         var device = fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId);
-        await device.Register("alice", _directory);
-        var combination = mode == "spa" ? CombinationMode.Spa : CombinationMode.Parallel;
-        long tokens = 0, transmissions = 0;
-        for (int i = 0; i < Prompts.Length; i++)
+        var combination = SessionModes.Split(mode) ? CombinationMode.Parallel : PluginNames.ParseMode(mode);
+        var expected = InProcess(Devices.Directory(kind), combination);
+        if (mode is SessionModes.Parallel or SessionModes.Lora or SessionModes.Adapter)
+            Assert.NotEqual(Reference.Greedy(Prompt, Tokens), expected.Tokens); // the plugin matters
+
+        var before = await device.GetStats();
+        var session = fixture.Grains.GetGrain<IDecodingSessionGrain>($"plugin-{mode}-{shards}");
+        var result = await session.Generate(new GenerationRequest(Prompt, Tokens, shards, Mode: mode, DeviceId: deviceId,
+            Tau: SessionModes.Gated(mode) ? GateTau : null, User: Owner));
+        var after = await device.GetStats();
+        await session.End();
+
+        Assert.Equal(expected.Tokens, result.Tokens);
+        Assert.Equal(mode, result.Mode);
+        Assert.Equal(result.Tokens.Length, result.GeneratedTokens);
+        Assert.False(result.Degraded);
+        Assert.Equal(expected.RoundTrips, result.Transmissions);
+        Assert.Equal(after.RoundTrips - before.RoundTrips, result.Transmissions);
+        Assert.Equal(expected.BytesUp, result.BytesUp);
+        Assert.Equal(expected.BytesDown, result.BytesDown);
+        Assert.Equal(after.BytesUp - before.BytesUp, result.BytesUp);
+        Assert.Equal(after.BytesDown - before.BytesDown, result.BytesDown);
+        int layers = Reference.WithModel(m => m.Config.Layers);
+        double expectedM = mode switch
         {
-            var prompt = Reference.Encode(Prompts[i]);
-            var expected = InProcess(prompt, combination);
-            if (mode == "parallel") Assert.NotEqual(Reference.Greedy(prompt, Tokens), expected.Tokens); // the plugin matters
-
-            var before = await device.GetStats();
-            var session = fixture.Grains.GetGrain<IDecodingSessionGrain>($"plugin-{mode}-{shards}-{i}");
-            var result = await session.Generate(new GenerationRequest(prompt, Tokens, shards, Mode: mode, DeviceId: deviceId, Tau: mode == "spa" ? SpaTau : null));
-            var after = await device.GetStats();
-
-            Assert.Equal(expected.Tokens, result.Tokens);
-            Assert.Equal(mode, result.Mode);
-            Assert.Equal(result.Tokens.Length, result.GeneratedTokens);
-            Assert.Equal(expected.RoundTrips, result.Transmissions);
-            Assert.Equal(after.RoundTrips - before.RoundTrips, result.Transmissions);
-            Assert.Equal(expected.BytesUp, result.BytesUp);
-            Assert.Equal(expected.BytesDown, result.BytesDown);
-            Assert.Equal(after.BytesUp - before.BytesUp, result.BytesUp);
-            Assert.Equal(after.BytesDown - before.BytesDown, result.BytesDown);
-            if (mode == "parallel") Assert.Equal(1.0, result.M);
-            tokens += result.GeneratedTokens;
-            transmissions += result.Transmissions;
-            await session.End();
-        }
-        output.WriteLine($"{mode}, {shards} shard(s): {transmissions} transmissions over {tokens} tokens, M = {(double)transmissions / tokens:F3}");
-        if (mode == "spa") Assert.InRange(transmissions, 1, tokens - 1); // the gate sends some tokens and keeps others
+            SessionModes.Lora => layers,
+            SessionModes.Adapter => 2 * layers,
+            SessionModes.Side or SessionModes.Parallel => 1,
+            _ => (double)expected.RoundTrips / Tokens,
+        };
+        Assert.Equal(expectedM, result.M, 9);
+        if (SessionModes.Gated(mode)) Assert.InRange(result.Transmissions, 1, Tokens - 1); // the gate sends some tokens and keeps others
+        Assert.Equal(SessionModes.Gated(mode) ? result.Transmissions : Tokens, result.EdgeTokens);
+        output.WriteLine($"{mode}, {shards} shard(s): M = {result.M:F3}, {result.BytesUp / (double)Tokens:F0} B up and {result.BytesDown / (double)Tokens:F0} B down per token");
     }
 
     [Fact]
-    public async Task APluginModeNeedsARegisteredDevice()
+    public async Task EveryTokenIsPublishedOnTheSessionsStream()
     {
-        var prompt = Reference.Encode(Prompts[0]);
+        var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
+        var sessionId = "plugin-stream";
+        var received = new List<TokenEvent>();
+        var done = new TaskCompletionSource();
+        var stream = fixture.Cluster.Client.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(sessionId));
+        var subscription = await stream.SubscribeAsync((token, _) =>
+        {
+            lock (received) received.Add(token);
+            if (token.Index == Tokens - 1) done.TrySetResult();
+            return Task.CompletedTask;
+        });
+        var session = fixture.Grains.GetGrain<IDecodingSessionGrain>(sessionId);
+        var streamed = new List<TokenEvent>();
+        await foreach (var token in session.GenerateStream(new GenerationRequest(Prompt, Tokens, Mode: SessionModes.Spa, DeviceId: deviceId, Tau: GateTau, User: Owner)))
+            streamed.Add(token);
+        await done.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await subscription.UnsubscribeAsync();
+        await session.End();
+
+        Assert.Equal(Tokens, streamed.Count);
+        lock (received) Assert.Equal(streamed, received);
+        Assert.Contains(streamed, t => t.Edge);
+        Assert.Contains(streamed, t => !t.Edge);
+        Assert.Equal(InProcess(Devices.Directory(PluginKind.Ladder), CombinationMode.Spa).Tokens, streamed.Select(t => t.Token));
+    }
+
+    [Fact]
+    public async Task ASessionMayUseOnlyADeviceOfItsOwnUser()
+    {
+        var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
+        var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("plugin-other-user");
+        await Assert.ThrowsAsync<DeviceAccessDeniedException>(async () =>
+            await session.Generate(new GenerationRequest(Prompt, 5, Mode: SessionModes.Parallel, DeviceId: deviceId, User: "mallory")));
+        await Assert.ThrowsAsync<DeviceAccessDeniedException>(async () =>
+            await fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId).Register(new DeviceRegistration("mallory", Devices.Secret)));
+        await Assert.ThrowsAsync<DeviceAccessDeniedException>(async () =>
+            await fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId).Hello("not-the-secret-of-this-device"));
+    }
+
+    [Fact]
+    public async Task AModeNeedsARegisteredDeviceWithTheRightPlugin()
+    {
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("plugin-bad");
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5, Mode: "parallel")));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5, Mode: "lora-ish", DeviceId: "x")));
-        await Assert.ThrowsAsync<InvalidOperationException>(async () => await session.Generate(new GenerationRequest(prompt, 5, Mode: "parallel", DeviceId: "never-registered")));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(Prompt, 5, Mode: "parallel", User: Owner)));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(Prompt, 5, Mode: "lora-ish", DeviceId: "x", User: Owner)));
+        await Assert.ThrowsAsync<DeviceNotFoundException>(async () => await session.Generate(new GenerationRequest(Prompt, 5, Mode: "parallel", DeviceId: "never-registered", User: Owner)));
+        var lora = await Devices.Simulated(fixture.Grains, PluginKind.Lora, Owner);
+        var error = await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(Prompt, 5, Mode: "spa", DeviceId: lora, User: Owner)));
+        Assert.Contains("ladder", error.Message);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(Prompt, 5, Mode: "parallel", DeviceId: lora, User: Owner, Fallback: "maybe")));
+    }
+
+    private static PluginKind PluginFor(string mode) => mode switch
+    {
+        SessionModes.Lora => PluginKind.Lora,
+        SessionModes.Adapter => PluginKind.Adapter,
+        _ => PluginKind.Ladder,
+    };
+
+    /// <summary>The in-process engine with the same plugin: its tokens and its transport's round trips and bytes.</summary>
+    private static (int[] Tokens, long RoundTrips, long BytesUp, long BytesDown) InProcess(string directory, CombinationMode mode) => Reference.WithModel(model =>
+    {
+        using var plugin = PersonalPlugin.Load(directory, model);
+        var stepper = new PluginStepper(model, plugin, mode, new EdgeTransport(ActivationType.Fp32), TapPlacement.Edge, () => new ThresholdPolicy(GateTau));
+        int[] tokens = [.. new Generator(stepper).Decode(Prompt, Tokens, SamplingOptions.Greedy).Select(t => t.Id)];
+        return (tokens, stepper.Transport.RoundTrips, stepper.Transport.BytesUp, stepper.Transport.BytesDown);
+    });
+}
+
+/// <summary>
+/// Plugins of each kind with random weights (randn * 0.2, so that they change the output), saved once per test run,
+/// and simulated devices that hold them.
+/// </summary>
+public static class Devices
+{
+    public const string Secret = "a-device-secret-for-tests";
+    private static readonly string Root = Path.Combine(Path.GetTempPath(), $"spa-plugins-{Environment.ProcessId}");
+    private static int _devices;
+
+    public static string Directory(PluginKind kind)
+    {
+        var directory = Path.Combine(Root, PluginNames.Name(kind));
+        lock (Root)
+        {
+            if (!System.IO.Directory.Exists(directory)) Reference.WithModel(model =>
+            {
+                var mode = kind == PluginKind.Ladder ? CombinationMode.Spa : CombinationMode.Parallel;
+                using var plugin = PersonalPlugin.Create(model, kind, mode, PluginDimensions.For(model.Config), seed: 3);
+                using (no_grad())
+                    foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
+                plugin.Save(directory);
+                return true;
+            });
+        }
+        return directory;
+    }
+
+    /// <summary>Registers a new simulated device of <paramref name="owner"/> holding the plugin of <paramref name="kind"/>; returns its id.</summary>
+    public static async Task<string> Simulated(IGrainFactory grains, PluginKind kind, string owner, EdgeProfile? profile = null)
+    {
+        var id = $"device-{PluginNames.Name(kind)}-{Interlocked.Increment(ref _devices)}";
+        await grains.GetGrain<IEdgeDeviceGrain>(id).Register(new DeviceRegistration(owner, Secret, new SimulatedDevice(Directory(kind), profile)));
+        return id;
     }
 }

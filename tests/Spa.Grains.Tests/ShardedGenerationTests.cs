@@ -47,7 +47,11 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("stream");
         var streamed = new List<int>();
         await foreach (var token in session.GenerateStream(new GenerationRequest(prompt, Tokens, 2)))
-            streamed.Add(token);
+        {
+            Assert.Equal(streamed.Count, token.Index);
+            Assert.False(token.Edge);
+            streamed.Add(token.Token);
+        }
         Assert.Equal(expected, streamed);
     }
 

@@ -40,17 +40,30 @@ public sealed class AdapterPlugin : nn.Module, ILayerHook
 
     public (Tensor Query, Tensor Value)? AttentionDelta(int layer, Tensor normalisedInput) => null;
 
-    public Tensor AfterAttention(int layer, Tensor output) => Adapt(attentionDown[layer], attentionUp[layer], output);
+    public Tensor AfterAttention(int layer, Tensor output) => Split(layer, AdapterSite.Attention, output);
 
-    public Tensor AfterMlp(int layer, Tensor output) => Adapt(mlpDown[layer], mlpUp[layer], output);
+    public Tensor AfterMlp(int layer, Tensor output) => Split(layer, AdapterSite.Mlp, output);
 
+    /// <summary>What the device computes for one adapter: x [..., dim] to x + U ReLU(V x + c) + e.</summary>
+    public Tensor Adapt(int layer, AdapterSite site, Tensor x)
+    {
+        var (down, up) = site == AdapterSite.Attention ? (attentionDown[layer], attentionUp[layer]) : (mlpDown[layer], mlpUp[layer]);
+        using var scope = NewDisposeScope();
+        return x.add(up.forward(down.forward(x).relu()), Held.One).MoveToOuterDisposeScope();
+    }
 
-    private Tensor Adapt(Linear down, Linear up, Tensor output)
+    private Tensor Split(int layer, AdapterSite site, Tensor output)
     {
         using var scope = NewDisposeScope();
         Transport?.RoundTrip(output.shape[0]); // one call per sequence, whatever its number of new tokens
-        var x = Transport?.ToEdge(output) ?? output;
-        var adapted = x.add(up.forward(down.forward(x).relu()), Held.One);
+        var adapted = Adapt(layer, site, Transport?.ToEdge(output) ?? output);
         return (Transport?.ToCloud(adapted) ?? adapted).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>Where an adapter sits in a layer: after the attention or after the MLP.</summary>
+public enum AdapterSite
+{
+    Attention,
+    Mlp,
 }

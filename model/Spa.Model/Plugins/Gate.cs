@@ -21,6 +21,29 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>W_g as row-major fp32 values [2, d]: what a device hands the cloud so that it can gate without the rest of the plugin.</summary>
+    public float[] Weights()
+    {
+        using var noGrad = no_grad();
+        return classifier.weight!.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+    }
+
+    /// <summary>A gate with the given W_g ([2, d] row-major fp32), its tensors in the given dtype and device.</summary>
+    public static Gate FromWeights(float[] weights, int dim, ScalarType dtype, Device device)
+    {
+        if (weights.Length != 2 * dim) throw new ArgumentException($"a gate for width {dim} has {2 * dim} weights, got {weights.Length}");
+        if (weights.Any(w => !float.IsFinite(w))) throw new ArgumentException("the gate's weights must be finite");
+        var gate = new Gate(dim);
+        using (no_grad())
+        using (var values = tensor(weights, [2L, dim]))
+        {
+            gate.classifier.weight!.requires_grad = false;
+            gate.classifier.weight!.copy_(values);
+        }
+        gate.to(dtype).to(device);
+        return gate;
+    }
+
     /// <summary>n: [..., d]. Returns the probability that the edge is needed: [...].</summary>
     public override Tensor forward(Tensor n)
     {

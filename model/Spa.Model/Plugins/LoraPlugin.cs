@@ -15,12 +15,14 @@ public sealed class LoraPlugin : nn.Module, ILayerHook
     private readonly ModuleList<Linear> queryUp;
     private readonly ModuleList<Linear> valueDown;
     private readonly ModuleList<Linear> valueUp;
+    private readonly int _queryDim;
     private readonly Scalar _scale; // held, not converted per call: see RmsNorm
 
     public LoraPlugin(LlamaConfig config, int rank, double alpha) : base(nameof(LoraPlugin))
     {
         if (rank <= 0) throw new ArgumentException($"LoRA rank must be positive, got {rank}");
         Rank = rank;
+        _queryDim = config.Dim;
         Alpha = alpha;
         _scale = (alpha / rank).ToScalar();
         int kvDim = config.KvHeads * config.HeadDim;
@@ -45,16 +47,24 @@ public sealed class LoraPlugin : nn.Module, ILayerHook
         using var scope = NewDisposeScope();
         Transport?.RoundTrip(normalisedInput.shape[0]); // one call per sequence, whatever its number of new tokens
         var x = Transport?.ToEdge(normalisedInput) ?? normalisedInput;
-        var query = queryUp[layer].forward(queryDown[layer].forward(x)).mul_(_scale);
-        var value = valueUp[layer].forward(valueDown[layer].forward(x)).mul_(_scale);
-        if (Transport is not null)
-        {
-            var returned = Transport.ToCloud(cat([query, value], -1));
-            query = returned.narrow(-1, 0, query.shape[^1]);
-            value = returned.narrow(-1, query.shape[^1], value.shape[^1]);
-        }
+        var deltas = Deltas(layer, x);
+        if (Transport is not null) deltas = Transport.ToCloud(deltas);
+        var (query, value) = Split(deltas);
         return (query.MoveToOuterDisposeScope(), value.MoveToOuterDisposeScope());
     }
+
+    /// <summary>What the device computes for one layer: x [..., dim] to [s B_q A_q x, s B_v A_v x] as [..., dim + kvDim].</summary>
+    public Tensor Deltas(int layer, Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var query = queryUp[layer].forward(queryDown[layer].forward(x)).mul_(_scale);
+        var value = valueUp[layer].forward(valueDown[layer].forward(x)).mul_(_scale);
+        return cat([query, value], -1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The query and value parts of what <see cref="Deltas"/> returns (views).</summary>
+    public (Tensor Query, Tensor Value) Split(Tensor deltas) =>
+        (deltas.narrow(-1, 0, _queryDim), deltas.narrow(-1, _queryDim, deltas.shape[^1] - _queryDim));
 
     public Tensor AfterAttention(int layer, Tensor output) => output;
 

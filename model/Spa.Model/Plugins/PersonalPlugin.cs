@@ -12,12 +12,13 @@ namespace Spa.Model.Plugins;
 /// </summary>
 public sealed class PersonalPlugin : IDisposable
 {
-    private PersonalPlugin(PluginKind kind, CombinationMode mode, PluginDimensions dimensions, LlamaModel model, GateSettings? gate)
+    private PersonalPlugin(PluginKind kind, CombinationMode mode, PluginDimensions dimensions, PluginBase model, GateSettings? gate)
     {
         Kind = kind;
         Mode = mode;
         Dimensions = dimensions;
         BaseIdentity = model.Identity;
+        (DType, Device) = (model.DType, model.Device);
         GateSettings = gate;
         var c = model.Config;
         (BaseDim, BaseLayers, BaseVocab) = (c.Dim, c.Layers, c.VocabSize);
@@ -50,6 +51,11 @@ public sealed class PersonalPlugin : IDisposable
 
     public PluginDimensions Dimensions { get; }
     public string BaseIdentity { get; }
+
+    /// <summary>Where the plugin's tensors live: the base's dtype and device.</summary>
+    public ScalarType DType { get; }
+
+    public Device Device { get; }
     public int BaseDim { get; }
     public int BaseLayers { get; }
     public int BaseVocab { get; }
@@ -76,7 +82,7 @@ public sealed class PersonalPlugin : IDisposable
         lock (SeedLock)
         {
             torch.manual_seed(seed);
-            return new PersonalPlugin(kind, mode, dimensions, model, mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
+            return new PersonalPlugin(kind, mode, dimensions, PluginBase.Of(model), mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
         }
     }
 
@@ -123,7 +129,13 @@ public sealed class PersonalPlugin : IDisposable
     }
 
     /// <summary>Loads a plugin saved by <see cref="Save"/> for <paramref name="model"/>; every mismatch is a clear error.</summary>
-    public static PersonalPlugin Load(string directory, LlamaModel model)
+    public static PersonalPlugin Load(string directory, LlamaModel model) => Load(directory, PluginBase.Of(model));
+
+    /// <summary>
+    /// Loads a plugin for a base known only by its description, as a device does: it holds the plugin, never the base's
+    /// weights. Every mismatch is a clear error.
+    /// </summary>
+    public static PersonalPlugin Load(string directory, PluginBase model)
     {
         var json = Path.Combine(directory, PluginManifest.FileName);
         var weights = Path.Combine(directory, PluginManifest.WeightsFileName);

@@ -1,0 +1,22 @@
+namespace Spa.Grains;
+
+/// <summary>The device is not registered.</summary>
+[GenerateSerializer, Alias("spa.DeviceNotFoundException")]
+public sealed class DeviceNotFoundException : Exception
+{
+    public DeviceNotFoundException(string message) : base(message) { }
+}
+
+/// <summary>The device belongs to another user, or the secret is wrong.</summary>
+[GenerateSerializer, Alias("spa.DeviceAccessDeniedException")]
+public sealed class DeviceAccessDeniedException : Exception
+{
+    public DeviceAccessDeniedException(string message) : base(message) { }
+}
+
+/// <summary>The device is offline, failed or did not answer in time (a session with fallback 'fail' reports it as is).</summary>
+[GenerateSerializer, Alias("spa.EdgeUnavailableException")]
+public sealed class EdgeUnavailableException : Exception
+{
+    public EdgeUnavailableException(string message) : base(message) { }
+}

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Spa.Model;
+using Spa.Model.Latency;
+using Spa.Model.Plugins;
+
+namespace Spa.Grains;
+
+/// <summary>
+/// A device's private plugin answering the cloud's calls. One class serves both kinds of device: spa-device registers
+/// it as the observer of its connection, and a simulated device grain calls it in the silo. The plugin is loaded from
+/// the device's own directory for the base the cluster describes (<see cref="BaseModelFacts"/>), never from the base's
+/// weights. Calls are answered one at a time.
+/// </summary>
+public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
+{
+    private readonly EdgeRuntime _runtime;
+    private readonly Lock _oneAtATime = new();
+
+    private readonly LlamaConfig _base;
+
+    private PluginEdge(PersonalPlugin plugin, LlamaConfig baseConfig) => (_runtime, _base) = (new EdgeRuntime(plugin), baseConfig);
+
+    /// <summary>Loads the plugin in <paramref name="directory"/> for the described base, on the CPU in fp32 unless told otherwise.</summary>
+    public static PluginEdge Load(string directory, BaseModelFacts facts, string device = "cpu", string dtype = "float32")
+    {
+        LlamaConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize<LlamaConfig>(facts.ConfigJson) ?? throw new JsonException("empty");
+            config.Validate();
+        }
+        catch (Exception e) when (e is JsonException or InvalidDataException)
+        {
+            throw new InvalidDataException($"the cluster described its base model in a form this device cannot read ({e.Message})");
+        }
+        var options = new ModelOptions(device, dtype);
+        var plugin = PersonalPlugin.Load(directory, new PluginBase(config, facts.Identity, options.ScalarType, options.TorchDevice));
+        try
+        {
+            return new PluginEdge(plugin, config);
+        }
+        catch
+        {
+            plugin.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The served base's description, as <see cref="Load"/> reads it.</summary>
+    public static BaseModelFacts Facts(string modelName, LlamaModel model) =>
+        new(modelName, JsonSerializer.Serialize(model.Config), model.Identity);
+
+    public PersonalPlugin Plugin => _runtime.Plugin;
+
+    /// <summary>What the cloud may hold: the kind, the base it belongs to, and the gate with its tau.</summary>
+    public DevicePlugin Describe() => new(PluginNames.Name(Plugin.Kind), Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? 0.5);
+
+    /// <summary>FLOPs of the call on the device, as the latency model counts them (per row: position or token).</summary>
+    public double Flops(EdgeCall call) =>
+        PluginTraffic.For(_base, Plugin.Kind, Plugin.Dimensions, TapPlacement.Edge, ActivationType.Fp32).EdgeFlops
+        * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);
+
+    public Task<EdgeAnswer> Answer(EdgeCall call) => Task.FromResult(AnswerNow(call));
+
+    /// <summary>Runs the call on this thread and times it.</summary>
+    public EdgeAnswer AnswerNow(EdgeCall call)
+    {
+        var input = call.Input;
+        if (input.Shape is not [var rows, _]) throw new ArgumentException("a call carries a [rows, dim] block of activations");
+        lock (_oneAtATime)
+        {
+            var watch = Stopwatch.StartNew();
+            var output = call.Kind switch
+            {
+                EdgeCallKind.SideNetwork => _runtime.SideNetwork(input.Data),
+                EdgeCallKind.LoraAttention => _runtime.LoraDeltas(call.Layer, input.Data, rows),
+                EdgeCallKind.AdapterAttention => _runtime.Adapt(call.Layer, AdapterSite.Attention, input.Data, rows),
+                EdgeCallKind.AdapterMlp => _runtime.Adapt(call.Layer, AdapterSite.Mlp, input.Data, rows),
+                _ => throw new ArgumentException($"unknown call kind {call.Kind}"),
+            };
+            int outRows = call.Kind == EdgeCallKind.SideNetwork ? 1 : rows;
+            return new EdgeAnswer(new Activations(output, [outRows, output.Length / outRows]), watch.Elapsed.TotalMilliseconds);
+        }
+    }
+
+    public void Dispose() => Plugin.Dispose();
+}
