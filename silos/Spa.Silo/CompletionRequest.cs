@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Spa.Grains;
 using Spa.Model.Sampling;
 
 namespace Spa.Silo;
@@ -8,7 +9,7 @@ namespace Spa.Silo;
 /// this server cannot honour are refused with a reason rather than silently ignored.
 /// </summary>
 public sealed record CompletionRequest(string Model, string Prompt, int MaxTokens, bool Stream, IReadOnlyList<string> Stop,
-    SamplingOptions Sampling)
+    SamplingOptions Sampling, PluginChoice Plugin)
 {
     public const int DefaultMaxTokens = 16;
     public const int MaxStopStrings = 4;
@@ -87,17 +88,10 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
             else throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
         }
 
-        if (Field(root, "spa") is { } spa)
-        {
-            if (spa.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("spa must be an object", "spa");
-            if (Field(spa, "mode") is { } mode && (mode.ValueKind != JsonValueKind.String || mode.GetString() != "base"))
-                throw ApiError.BadRequest("spa.mode: only \"base\" is served through the cluster yet", "spa.mode");
-        }
-
-        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling);
+        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, PluginChoice.Parse(Field(root, "spa")));
     }
 
-    private static double? Number(JsonElement obj, string name, double min, double max)
+    internal static double? Number(JsonElement obj, string name, double min, double max)
     {
         if (Field(obj, name) is not { } value) return null;
         if (value.ValueKind != JsonValueKind.Number) throw ApiError.BadRequest($"{name} must be a number", name);
@@ -105,7 +99,7 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         return x >= min && x <= max ? x : throw ApiError.BadRequest($"{name} must be between {min} and {max}, got {x}", name);
     }
 
-    private static long? Integer(JsonElement obj, string name, long min, long max)
+    internal static long? Integer(JsonElement obj, string name, long min, long max)
     {
         if (Field(obj, name) is not { } value) return null;
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out long x)) throw ApiError.BadRequest($"{name} must be an integer", name);
@@ -113,6 +107,49 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
     }
 
     /// <summary>The field's value; absent and JSON null are the same.</summary>
-    private static JsonElement? Field(JsonElement obj, string name) =>
+    internal static JsonElement? Field(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+}
+
+/// <summary>
+/// The request's <c>spa</c> object: the combination mode, the device that holds the plugin, the gate's threshold or a
+/// round-trip budget, and what to do when the device is unavailable. Unknown fields are refused, so that a misspelt
+/// setting is not silently ignored.
+/// </summary>
+public sealed record PluginChoice(string Mode, string? DeviceId, double? Tau, double? MBudget, string Fallback)
+{
+    public static readonly PluginChoice Base = new(SessionModes.Base, null, null, null, FallbackPolicies.Base);
+
+    private static readonly string[] Fields = ["mode", "device_id", "tau", "m_budget", "fallback"];
+
+    public static PluginChoice Parse(JsonElement? spa)
+    {
+        if (spa is not { } o) return Base;
+        if (o.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("spa must be an object", "spa");
+        foreach (var property in o.EnumerateObject())
+            if (!Fields.Contains(property.Name))
+                throw ApiError.BadRequest($"spa.{property.Name} is not a setting: use {string.Join(", ", Fields)}", "spa." + property.Name);
+        var mode = Text(o, "mode") ?? SessionModes.Base;
+        if (!SessionModes.All.Contains(mode))
+            throw ApiError.BadRequest($"spa.mode must be one of {string.Join(", ", SessionModes.All)}, got '{mode}'", "spa.mode");
+        var device = Text(o, "device_id");
+        if (mode != SessionModes.Base && string.IsNullOrEmpty(device))
+            throw ApiError.BadRequest($"spa.mode '{mode}' runs a plugin on the user's device: give spa.device_id", "spa.device_id");
+        if (mode == SessionModes.Base && device is not null)
+            throw ApiError.BadRequest("spa.device_id is given but spa.mode is 'base', which uses no device", "spa.device_id");
+        double? tau = CompletionRequest.Number(o, "tau", 0, 1), budget = CompletionRequest.Number(o, "m_budget", 0, 1);
+        if ((tau is not null || budget is not null) && !SessionModes.Gated(mode))
+            throw ApiError.BadRequest($"spa.tau and spa.m_budget set the gate of modes switch and spa, not '{mode}'", tau is not null ? "spa.tau" : "spa.m_budget");
+        if (tau is not null && budget is not null) throw ApiError.BadRequest("give spa.tau or spa.m_budget, not both", "spa.m_budget");
+        var fallback = Text(o, "fallback") ?? FallbackPolicies.Base;
+        if (fallback is not (FallbackPolicies.Base or FallbackPolicies.Fail))
+            throw ApiError.BadRequest($"spa.fallback must be 'base' or 'fail', got '{fallback}'", "spa.fallback");
+        return new PluginChoice(mode, device, tau, budget, fallback);
+    }
+
+    private static string? Text(JsonElement o, string name)
+    {
+        if (CompletionRequest.Field(o, name) is not { } value) return null;
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw ApiError.BadRequest($"spa.{name} must be a string", "spa." + name);
+    }
 }

@@ -4,7 +4,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Spa.Grains;
-using Spa.Model.Generation;
+using StopStrings = Spa.Model.Generation.StopStrings;
 
 namespace Spa.Silo;
 
@@ -14,7 +14,7 @@ namespace Spa.Silo;
 /// one JSON body or as Server-Sent Events. Both ways consume the grain's token stream, so that a stop string ends the
 /// generation at once and a client that goes away cancels it; the session is ended afterwards, freeing its KV caches.
 /// </summary>
-internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, ILogger<CompletionsEndpoint> logger)
+internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, ILogger<CompletionsEndpoint> logger)
 {
     public async Task Handle(HttpContext context)
     {
@@ -44,16 +44,42 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             return;
         }
 
+        using var admitted = admission.TryEnter();
+        if (admitted is null)
+        {
+            context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await new ApiError(StatusCodes.Status429TooManyRequests,
+                $"the server is at capacity ({admission.Limit} generations at once): retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
+                type: "server_error").WriteAsync(context.Response);
+            return;
+        }
+
         var sessionId = Guid.NewGuid().ToString("N");
-        var completion = new Completion("cmpl-" + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, promptTokens.Count);
+        var completion = new Completion("cmpl-" + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens]);
         var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
         var sampling = request.Sampling;
+        var plugin = request.Plugin;
         var generation = new GenerationRequest([.. promptTokens], request.MaxTokens, served.Shards, served.Name,
-            sampling.Temperature, sampling.TopP, sampling.TopK, unchecked((long)sampling.Seed), sampling.RepetitionPenalty);
+            sampling.Temperature, sampling.TopP, sampling.TopK, unchecked((long)sampling.Seed), sampling.RepetitionPenalty,
+            plugin.Mode, plugin.DeviceId, plugin.Tau, (string)context.Items[SiloHost.UserItem]!, plugin.MBudget, plugin.Fallback);
+        var clock = Stopwatch.StartNew();
+        await using var tokens = session.GenerateStream(generation, aborted).GetAsyncEnumerator(aborted);
         try
         {
-            if (request.Stream) await Stream(context, session, generation, request, completion, aborted);
-            else await Whole(context, session, generation, request, completion, aborted);
+            // The first token, or the request's refusal (bad device, wrong owner, ...), comes before any response is sent.
+            bool any;
+            try
+            {
+                any = await tokens.MoveNextAsync();
+            }
+            catch (Exception e) when (Refusal(e) is { } refusal)
+            {
+                await refusal.WriteAsync(context.Response);
+                return;
+            }
+            if (request.Stream) await Stream(context, session, tokens, any, request, completion, aborted);
+            else await Whole(context, session, tokens, any, request, completion, aborted);
+            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, plugin.Mode, clock.Elapsed.TotalMilliseconds);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
@@ -72,30 +98,38 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         }
     }
 
-    private async Task Whole(HttpContext context, IDecodingSessionGrain session, GenerationRequest generation, CompletionRequest request,
-        Completion completion, CancellationToken aborted)
+    /// <summary>The answer to a generation that cannot go on because of what the request asked for; null for a server fault.</summary>
+    private static ApiError? Refusal(Exception e) => e switch
+    {
+        DeviceNotFoundException => new ApiError(StatusCodes.Status404NotFound, e.Message, "spa.device_id", "device_not_found"),
+        DeviceAccessDeniedException => new ApiError(StatusCodes.Status403Forbidden, e.Message, "spa.device_id", "device_forbidden"),
+        EdgeUnavailableException => new ApiError(StatusCodes.Status503ServiceUnavailable, e.Message, "spa.device_id", "device_unavailable", "server_error"),
+        ArgumentException => ApiError.BadRequest(e.Message),
+        _ => null,
+    };
+
+    private static ApiError Failure(Exception e) => Refusal(e) ?? new ApiError(500, $"generation failed: {e.Message}", type: "server_error");
+
+    private async Task Whole(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
+        CompletionRequest request, Completion completion, CancellationToken aborted)
     {
         var text = new StringBuilder();
         try
         {
-            await Run(session, generation, request, completion, piece => { text.Append(piece); return Task.CompletedTask; }, aborted);
-        }
-        catch (ArgumentException e)
-        {
-            await ApiError.BadRequest(e.Message).WriteAsync(context.Response);
-            return;
+            await Run(tokens, any, request, completion, (piece, _) => { text.Append(piece); return Task.CompletedTask; });
+            completion.Status = await session.GetStatus();
         }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
         {
             logger.LogError(e, "completion {Id} failed", completion.Id);
-            await new ApiError(500, $"generation failed: {e.Message}", type: "server_error").WriteAsync(context.Response);
+            await Failure(e).WriteAsync(context.Response);
             return;
         }
         await context.Response.WriteAsJsonAsync(completion.Body(text.ToString(), completion.FinishReason, final: true), aborted);
     }
 
-    private async Task Stream(HttpContext context, IDecodingSessionGrain session, GenerationRequest generation, CompletionRequest request,
-        Completion completion, CancellationToken aborted)
+    private async Task Stream(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
+        CompletionRequest request, Completion completion, CancellationToken aborted)
     {
         var response = context.Response;
         response.ContentType = "text/event-stream";
@@ -111,14 +145,14 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
 
         try
         {
-            await Run(session, generation, request, completion, piece => Send(completion.Body(piece, null, final: false)), aborted);
+            await Run(tokens, any, request, completion, (piece, token) => Send(completion.Chunk(piece, token)));
+            completion.Status = await session.GetStatus();
         }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
         {
             // The status line is gone already: report the failure as an event and end the stream without [DONE].
             logger.LogError(e, "streamed completion {Id} failed", completion.Id);
-            var error = e is ArgumentException ? ApiError.BadRequest(e.Message) : new ApiError(500, $"generation failed: {e.Message}", type: "server_error");
-            await Send(error.Body);
+            await Send(Failure(e).Body);
             return;
         }
         await Send(completion.Body("", completion.FinishReason, final: true));
@@ -126,71 +160,87 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         await response.Body.FlushAsync(aborted);
     }
 
-    /// <summary>Consumes the session's tokens, handing each piece of final text to <paramref name="onText"/>.</summary>
-    private async Task Run(IDecodingSessionGrain session, GenerationRequest generation, CompletionRequest request, Completion completion,
-        Func<string, Task> onText, CancellationToken aborted)
+    /// <summary>
+    /// Consumes the session's tokens (the first already fetched), handing each piece of final text and the token that
+    /// completed it to <paramref name="onText"/>.
+    /// </summary>
+    private async Task Run(IAsyncEnumerator<TokenEvent> tokens, bool any, CompletionRequest request, Completion completion,
+        Func<string, TokenEvent?, Task> onText)
     {
-        var clock = Stopwatch.StartNew();
         var decoder = served.Tokenizer.CreateStreamDecoder();
-        foreach (var id in generation.PromptTokens) decoder.Push(id); // the first piece decodes in the prompt's context
+        foreach (var id in completion.PromptTokens) decoder.Push(id); // the first piece decodes in the prompt's context
         var stops = new StopStrings(request.Stop);
         string? finish = null;
-        await foreach (var token in session.GenerateStream(generation, aborted).WithCancellation(aborted))
+        for (bool more = any; more; more = await tokens.MoveNextAsync())
         {
-            int id = token.Token;
+            var token = tokens.Current;
             // End of sequence (EOS, or BOS which llama2.c models emit between stories) is not part of the text.
-            if (id == served.Description.EosId || id == served.Description.BosId) { finish = "stop"; break; }
+            if (token.Token == served.Description.EosId || token.Token == served.Description.BosId) { finish = "stop"; break; }
             completion.CompletionTokens++;
-            var piece = stops.Push(decoder.Push(id));
-            if (piece.Length > 0) await onText(piece);
+            var piece = stops.Push(decoder.Push(token.Token));
+            if (piece.Length > 0) await onText(piece, token);
             if (stops.Stopped) { finish = "stop"; break; }
         }
         if (!stops.Stopped)
         {
             var rest = stops.Push(decoder.Flush());
             rest += stops.Flush();
-            if (rest.Length > 0) await onText(rest);
+            if (rest.Length > 0) await onText(rest, null);
         }
         // "length": the token budget is spent, or the model's context is full.
         completion.FinishReason = finish ?? "length";
-        completion.Elapsed = clock.Elapsed;
     }
 
     /// <summary>One completion's identity and counters, and its JSON bodies (whole, or one stream chunk).</summary>
-    private sealed class Completion(string id, long created, string model, int promptTokens)
+    private sealed class Completion(string id, long created, string model, int[] promptTokens)
     {
         public string Id => id;
+        public int[] PromptTokens => promptTokens;
         public int CompletionTokens { get; set; }
         public string FinishReason { get; set; } = "length";
-        public TimeSpan Elapsed { get; set; }
+        public GenerationResult? Status { get; set; }
 
-        public object Body(string text, string? finishReason, bool final) => final
-            ? new
+        private object[] Choices(string text, string? finishReason) =>
+            [new { text, index = 0, logprobs = (object?)null, finish_reason = finishReason }];
+
+        /// <summary>One streamed piece of text; <c>spa.edge</c> says whether the device took part in the token that completed it.</summary>
+        public object Chunk(string text, TokenEvent? token) => new
+        {
+            id,
+            @object = "text_completion",
+            created,
+            model,
+            choices = Choices(text, null),
+            spa = token is { } t ? new { edge = t.Edge, degraded = t.Degraded } : null,
+        };
+
+        public object Body(string text, string? finishReason, bool final)
+        {
+            var s = Status!;
+            double perToken(double ms) => s.GeneratedTokens == 0 ? 0 : Math.Round(ms / s.GeneratedTokens, 4);
+            return new
             {
                 id,
                 @object = "text_completion",
                 created,
                 model,
-                choices = new[] { new { text, index = 0, logprobs = (object?)null, finish_reason = finishReason } },
-                usage = new { prompt_tokens = promptTokens, completion_tokens = CompletionTokens, total_tokens = promptTokens + CompletionTokens },
+                choices = Choices(text, finishReason),
+                usage = new { prompt_tokens = promptTokens.Length, completion_tokens = CompletionTokens, total_tokens = promptTokens.Length + CompletionTokens },
                 spa = new
                 {
-                    mode = "base",
-                    transmissions = 0,
-                    m = 0.0,
-                    bytes_up = 0L,
-                    bytes_down = 0L,
-                    degraded = false,
-                    latency_ms = new { total = Math.Round(Elapsed.TotalMilliseconds, 3) },
+                    mode = s.Mode,
+                    generated_tokens = s.GeneratedTokens,
+                    transmissions = s.Transmissions,
+                    m = Math.Round(s.M, 6),
+                    edge_tokens = s.EdgeTokens,
+                    bytes_up = s.BytesUp,
+                    bytes_down = s.BytesDown,
+                    degraded = s.Degraded,
+                    fallbacks = s.Fallbacks,
+                    // Means per generated token.
+                    latency_ms = new { cloud = perToken(s.CloudMs), edge = perToken(s.EdgeMs), network = perToken(s.NetworkMs), total = perToken(s.TotalMs) },
                 },
-            }
-            : new
-            {
-                id,
-                @object = "text_completion",
-                created,
-                model,
-                choices = new[] { new { text, index = 0, logprobs = (object?)null, finish_reason = finishReason } },
             };
+        }
     }
 }

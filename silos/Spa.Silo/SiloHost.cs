@@ -66,6 +66,9 @@ public static class SiloHost
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<ServedModel>();
         builder.Services.AddSingleton<CompletionsEndpoint>();
+        builder.Services.AddSingleton<DevicesEndpoint>();
+        builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
+        builder.Services.AddSingleton<Admission>();
         builder.Services.AddHostedService<ModelWarmup>(); // after the silo's own hosted service, so it starts once the silo is up
 
         var app = builder.Build();
@@ -129,5 +132,7 @@ public static class SiloHost
         }));
 
         app.MapPost("/v1/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().Handle(context));
+        app.MapPost("/v1/devices", (HttpContext context) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Register(context));
+        app.MapGet("/v1/devices/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Get(context, id));
     }
 }

@@ -166,7 +166,13 @@ public sealed class CompletionTests(ServerFixture server)
     [InlineData("""{"prompt": "Once", "top_p": 0}""", "top-p")]
     [InlineData("""{"prompt": "Once", "stop": 3}""", "stop must be")]
     [InlineData("""{"prompt": "Once", "n": 2}""", "n must be 1")]
-    [InlineData("""{"prompt": "Once", "spa": {"mode": "spa"}}""", "only \"base\"")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "spa"}}""", "spa.device_id")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "warp"}}""", "spa.mode must be one of")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "parallel", "device_id": "d", "tau": 0.5}}""", "gate of modes switch and spa")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "spa", "device_id": "d", "tau": 0.5, "m_budget": 0.2}}""", "not both")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "spa", "device_id": "d", "fallback": "pray"}}""", "spa.fallback")]
+    [InlineData("""{"prompt": "Once", "spa": {"mode": "spa", "device_id": "d", "tua": 0.5}}""", "spa.tua is not a setting")]
+    [InlineData("""{"prompt": "Once", "spa": "spa"}""", "spa must be an object")]
     public async Task BadRequestsAre400WithAReason(string json, string reason)
     {
         using var client = server.Client();

@@ -13,8 +13,13 @@ namespace Spa.Silo.Tests;
 /// One silo + HTTP host for all tests, built by <see cref="SiloHost.Build"/> as Spa.Silo and <c>spa serve</c> build
 /// it: stories260K, Kestrel on a free loopback port, a fixed API key, free silo and gateway ports.
 /// </summary>
-public sealed class ServerFixture : IAsyncLifetime
+public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
 {
+    private (string Variable, string Value)[] _settings = [];
+
+    /// <summary>A host built with these environment variables set (configuration such as Spa__Serving__...).</summary>
+    public static ServerFixture With(params (string Variable, string Value)[] settings) => new() { _settings = settings };
+
     public const string Key = "test-key-1";
     public const string OtherKey = "test-key-2";
 
@@ -37,6 +42,7 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         // A second key through the configuration, as an operator would set it (Spa__Auth__Keys__KEY=USER).
         Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", "bob");
+        foreach (var (variable, value) in _settings) Environment.SetEnvironmentVariable(variable, value); // read once, by Build
         App = SiloHost.Build(new SiloHostOptions
         {
             Model = SharedData.Stories260K,
@@ -46,6 +52,7 @@ public sealed class ServerFixture : IAsyncLifetime
             GatewayPort = FreePort(),
             Announce = Announcements,
         });
+        foreach (var (variable, _) in _settings) Environment.SetEnvironmentVariable(variable, null);
         await App.StartAsync();
         BaseAddress = new Uri(App.Urls.Single());
         using var client = Client(null);
@@ -63,6 +70,8 @@ public sealed class ServerFixture : IAsyncLifetime
         await App.DisposeAsync();
         Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", null);
     }
+
+    async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
 
     private static int FreePort()
     {

@@ -1,0 +1,178 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Spa.Model;
+using Spa.Model.Tests;
+using Spa.Model.Plugins;
+using static TorchSharp.torch;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// Devices and plugin modes over HTTP: registration, ownership (403), unknown devices (404), the response's spa
+/// figures counted from the device's real calls, and the fallback policies when the device is offline.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class PluginCompletionTests(ServerFixture server)
+{
+    private const string Prompt = "Once upon a time";
+
+    internal static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    internal static async Task<JsonElement> Send(HttpClient client, string path, string json, HttpStatusCode expected)
+    {
+        using var response = await client.PostAsync(path, Json(json));
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == expected, $"expected {(int)expected}, got {(int)response.StatusCode}: {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    private async Task<string> RegisterSimulated(HttpClient client)
+    {
+        var id = "phone-" + Guid.NewGuid().ToString("N")[..8];
+        var body = await Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+        Assert.Equal("simulated", body.GetProperty("state").GetString());
+        Assert.Equal("ladder", body.GetProperty("plugin_kind").GetString());
+        Assert.StartsWith("dev-", body.GetProperty("secret").GetString()); // generated, shown once
+        return id;
+    }
+
+    [Fact]
+    public async Task ADeviceIsRegisteredAndSeenOnlyByItsOwner()
+    {
+        using var alice = server.Client();
+        using var bob = server.Client(ServerFixture.OtherKey);
+        var id = await RegisterSimulated(alice);
+
+        using (var response = await alice.GetAsync($"/v1/devices/{id}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal(JsonValueKind.Null, body.GetProperty("secret").ValueKind);
+        }
+        Assert.Equal(HttpStatusCode.Forbidden, (await bob.GetAsync($"/v1/devices/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await alice.GetAsync("/v1/devices/no-such-device")).StatusCode);
+        await Send(bob, "/v1/devices", JsonSerializer.Serialize(new { device_id = id }), HttpStatusCode.Forbidden);
+        await Send(alice, "/v1/devices", """{"device_id": "bad id!"}""", HttpStatusCode.BadRequest);
+        await Send(alice, "/v1/devices", """{"device_id": "d1", "secret": "short"}""", HttpStatusCode.BadRequest);
+        await Send(alice, "/v1/devices", """{"device_id": "d2", "simulated": {"plugin_dir": "/nonexistent/plugin"}}""", HttpStatusCode.BadRequest);
+        await Send(alice, "/v1/devices", """{"device_id": "d3", "simulated": {"plugin_dir": "x", "profile": "pigeon-post"}}""", HttpStatusCode.BadRequest);
+        await Send(alice, "/v1/devices", """{"device_id": "d4", "colour": "red"}""", HttpStatusCode.BadRequest);
+    }
+
+    [Theory]
+    [InlineData("parallel")]
+    [InlineData("spa")]
+    public async Task APluginModeAnswersWithItsTransmissionsAndBytes(string mode)
+    {
+        using var client = server.Client();
+        var id = await RegisterSimulated(client);
+        var body = await Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 30, spa = new { mode, device_id = id } }), HttpStatusCode.OK);
+        var spa = body.GetProperty("spa");
+        long tokens = spa.GetProperty("generated_tokens").GetInt64(), transmissions = spa.GetProperty("transmissions").GetInt64();
+        Assert.Equal(mode, spa.GetProperty("mode").GetString());
+        Assert.Equal(30, tokens);
+        if (mode == "parallel") Assert.Equal(tokens, transmissions);
+        else Assert.InRange(transmissions, 1, tokens - 1);
+        Assert.Equal((double)transmissions / tokens, spa.GetProperty("m").GetDouble(), 5);
+        Assert.Equal(transmissions, spa.GetProperty("edge_tokens").GetInt64());
+        // fp32: the taps h_0..h_5 of one position up (6 x 64 values), out down (64 values).
+        Assert.Equal(transmissions * 6 * 64 * 4, spa.GetProperty("bytes_up").GetInt64());
+        Assert.Equal(transmissions * 64 * 4, spa.GetProperty("bytes_down").GetInt64());
+        Assert.False(spa.GetProperty("degraded").GetBoolean());
+        var latency = spa.GetProperty("latency_ms");
+        Assert.True(latency.GetProperty("total").GetDouble() > 0);
+        Assert.Equal(latency.GetProperty("total").GetDouble(),
+            latency.GetProperty("cloud").GetDouble() + latency.GetProperty("edge").GetDouble() + latency.GetProperty("network").GetDouble(), 2);
+    }
+
+    [Fact]
+    public async Task AnotherUsersOrAnUnknownDeviceIsRefused()
+    {
+        using var alice = server.Client();
+        using var bob = server.Client(ServerFixture.OtherKey);
+        var id = await RegisterSimulated(alice);
+        var error = (await Send(bob, "/v1/completions", JsonSerializer.Serialize(new { prompt = Prompt, spa = new { mode = "parallel", device_id = id } }),
+            HttpStatusCode.Forbidden)).GetProperty("error");
+        Assert.Equal("device_forbidden", error.GetProperty("code").GetString());
+        await Send(alice, "/v1/completions", JsonSerializer.Serialize(new { prompt = Prompt, spa = new { mode = "parallel", device_id = "nobody-registered-this" } }),
+            HttpStatusCode.NotFound);
+        // Streaming refuses the same way, before any event is sent.
+        await Send(bob, "/v1/completions", JsonSerializer.Serialize(new { prompt = Prompt, stream = true, spa = new { mode = "spa", device_id = id } }),
+            HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
+    public async Task AnOfflineDeviceFollowsTheFallbackPolicy()
+    {
+        using var client = server.Client();
+        var id = "offline-" + Guid.NewGuid().ToString("N")[..8];
+        var registered = await Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id }), HttpStatusCode.Created);
+        Assert.Equal("offline", registered.GetProperty("state").GetString()); // a real device that never connected
+
+        var error = (await Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 10, spa = new { mode = "parallel", device_id = id, fallback = "fail" } }),
+            HttpStatusCode.ServiceUnavailable)).GetProperty("error");
+        Assert.Equal("device_unavailable", error.GetProperty("code").GetString());
+
+        var degraded = await Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 10, spa = new { mode = "parallel", device_id = id, fallback = "base" } }), HttpStatusCode.OK);
+        var plain = await Send(client, "/v1/completions", JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 10 }), HttpStatusCode.OK);
+        Assert.Equal(Text(plain), Text(degraded)); // without its plugin, the generation is the base's
+        var spa = degraded.GetProperty("spa");
+        Assert.True(spa.GetProperty("degraded").GetBoolean());
+        Assert.True(spa.GetProperty("fallbacks").GetInt64() >= 10);
+        Assert.Equal(0, spa.GetProperty("transmissions").GetInt64());
+    }
+
+    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+}
+
+/// <summary>A host that admits one generation at a time: the second concurrent request gets 429 with Retry-After.</summary>
+public sealed class CapacityTests
+{
+    [Fact]
+    public async Task OverCapacityIs429WithRetryAfterAndAcceptedRequestsFinish()
+    {
+        await using var server = ServerFixture.With(("Spa__Serving__MaxConcurrentGenerations", "1"));
+        await server.InitializeAsync();
+        using var first = server.Client();
+        using var second = server.Client();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = PluginCompletionTests.Json("""{"prompt": "Once upon a time", "max_tokens": 200, "stream": true}"""),
+        };
+        using var running = await first.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync()); // the first generation is under way
+
+        using (var refused = await second.PostAsync("/v1/completions", PluginCompletionTests.Json("""{"prompt": "Once", "max_tokens": 5}""")))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.Equal("1", refused.Headers.GetValues("Retry-After").Single());
+            Assert.Contains("over_capacity", await refused.Content.ReadAsStringAsync());
+        }
+        var rest = await reader.ReadToEndAsync(); // the accepted request runs to its end
+        Assert.EndsWith("data: [DONE]\n\n", rest);
+        await PluginCompletionTests.Send(second, "/v1/completions", """{"prompt": "Once", "max_tokens": 5}""", HttpStatusCode.OK);
+    }
+}
+
+/// <summary>A ladder plugin with random weights (randn * 0.2), saved once per test run.</summary>
+internal static class LadderPlugin
+{
+    private static readonly Lazy<string> Saved = new(() =>
+    {
+        var directory = Path.Combine(Path.GetTempPath(), $"spa-silo-plugin-{Environment.ProcessId}");
+        using var model = LlamaModel.Load(SharedData.Stories260K, new ModelOptions());
+        using var plugin = PersonalPlugin.Create(model, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(model.Config), seed: 3);
+        using (no_grad())
+            foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
+        plugin.Save(directory);
+        return directory;
+    });
+
+    public static string Directory => Saved.Value;
+}
