@@ -20,6 +20,9 @@ public static class SiloHost
     public const string DefaultHttp = "127.0.0.1:8080";
     public const string UserItem = "spa.user";
 
+    /// <summary>The Orleans cluster and service id of the one-process cluster, which spa-device presents by default.</summary>
+    public const string ClusterName = "spa";
+
     /// <summary>Builds the host; throws <see cref="ArgumentException"/> for a bad option or a missing model.</summary>
     public static WebApplication Build(SiloHostOptions options)
     {
@@ -50,7 +53,7 @@ public static class SiloHost
 
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
+            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: ClusterName, clusterId: ClusterName);
             silo.AddSpaMemoryStorage();
             silo.AddSpaModel(builder.Configuration);
         });

@@ -3,6 +3,9 @@ namespace Spa.Model.Tests;
 /// <summary>Paths into the shared data folder that sits beside the repository (../shared/data).</summary>
 public static class SharedData
 {
+    /// <summary>The repository root: the folder above the tests that holds SpaOrleans.sln.</summary>
+    public static string RepoRoot { get; } = LocateRepoRoot();
+
     public static string Root { get; } = Locate();
 
     public static string Stories260K => Path.Combine(Root, "models", "stories260K");
@@ -13,15 +16,15 @@ public static class SharedData
 
     private static string Locate()
     {
+        var data = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "data"));
+        return Directory.Exists(data) ? data
+            : throw new DirectoryNotFoundException($"the shared data folder is missing: expected {data} beside the repository");
+    }
+
+    private static string LocateRepoRoot()
+    {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "SpaOrleans.sln")))
-            {
-                var data = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data"));
-                if (Directory.Exists(data)) return data;
-                throw new DirectoryNotFoundException($"the shared data folder is missing: expected {data} beside the repository");
-            }
-        }
+            if (File.Exists(Path.Combine(dir.FullName, "SpaOrleans.sln"))) return dir.FullName;
         throw new DirectoryNotFoundException("could not find the repository root (SpaOrleans.sln) above " + AppContext.BaseDirectory);
     }
 }

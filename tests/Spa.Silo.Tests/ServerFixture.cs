@@ -25,6 +25,9 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
 
     public WebApplication App { get; private set; } = null!;
     public Uri BaseAddress { get; private set; } = null!;
+
+    /// <summary>The Orleans gateway port devices connect to.</summary>
+    public int GatewayPort { get; } = FreePort();
     public StringWriter Announcements { get; } = new();
 
     /// <summary>A client that sends <see cref="Key"/>.</summary>
@@ -49,7 +52,7 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
             Http = "127.0.0.1:0",
             ApiKey = Key,
             SiloPort = FreePort(),
-            GatewayPort = FreePort(),
+            GatewayPort = GatewayPort,
             Announce = Announcements,
         });
         foreach (var (variable, _) in _settings) Environment.SetEnvironmentVariable(variable, null);

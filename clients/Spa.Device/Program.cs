@@ -1,0 +1,40 @@
+using System.CommandLine;
+using Spa.Device;
+
+// spa-device: the on-device runtime. It holds the user's private plugin and answers the cluster's side steps.
+var cluster = new Option<string>("--cluster") { Description = "The cluster's gateway(s), HOST:PORT[,HOST:PORT...].", Required = true };
+var deviceId = new Option<string>("--device-id") { Description = "The device id registered with the cluster (spa device register).", Required = true };
+var secret = new Option<string?>("--secret") { Description = "The device's secret (default: $SPA_DEVICE_SECRET)." };
+var plugin = new Option<string>("--plugin") { Description = "The plugin directory (plugin.json + plugin.safetensors) on this device.", Required = true };
+var clusterId = new Option<string>("--cluster-id") { Description = "The Orleans cluster id.", DefaultValueFactory = _ => "spa" };
+var serviceId = new Option<string>("--service-id") { Description = "The Orleans service id.", DefaultValueFactory = _ => "spa" };
+var renew = new Option<double>("--renew-seconds") { Description = "How often the connection is renewed (the cluster forgets it after Spa:Edge:ConnectionTtlSeconds, 30 by default).", DefaultValueFactory = _ => 10 };
+
+var root = new RootCommand("spa-device: answers a SPA cluster's side steps with the private plugin held on this device.");
+foreach (var option in new Option[] { cluster, deviceId, secret, plugin, clusterId, serviceId, renew }) root.Options.Add(option);
+root.SetAction(async (result, cancellation) =>
+{
+    try
+    {
+        var key = result.GetValue(secret) ?? Environment.GetEnvironmentVariable("SPA_DEVICE_SECRET")
+            ?? throw new ArgumentException("give --secret or set SPA_DEVICE_SECRET");
+        var directory = result.GetValue(plugin)!;
+        if (!Directory.Exists(directory)) throw new ArgumentException($"--plugin: {directory} is not a directory");
+        if (result.GetValue(renew) is not (> 0 and <= 3600)) throw new ArgumentException("--renew-seconds must be in (0, 3600]");
+        var options = new DeviceOptions(DeviceOptions.ParseGateways(result.GetValue(cluster)!), result.GetValue(deviceId)!, key, directory,
+            result.GetValue(clusterId)!, result.GetValue(serviceId)!, TimeSpan.FromSeconds(result.GetValue(renew)));
+        return await new DeviceRuntime(options, Console.Out).RunAsync(cancellation);
+    }
+    catch (Exception e) when (Environment.GetEnvironmentVariable("SPA_DEBUG") != "1")
+    {
+        Console.Error.WriteLine($"spa-device: error: {e.Message.ReplaceLineEndings(" ")}");
+        return e is ArgumentException ? 2 : 1;
+    }
+});
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0 && parsed.Action is System.CommandLine.Invocation.ParseErrorAction)
+{
+    Console.Error.WriteLine($"spa-device: error: {string.Join(" ", parsed.Errors.Select(e => e.Message))} (see spa-device --help)");
+    return 2;
+}
+return await parsed.InvokeAsync();

@@ -1,0 +1,104 @@
+using System.Net;
+using System.Text.Json;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// A real device: a spa-device process holding the plugin, connected over its own TCP connection to the host's
+/// gateway. Its answers must give the same text as the simulated device with the same plugin (which equals the
+/// in-process engine, see the grain tests), although the host never sees the plugin file: the device loads it, and
+/// the test deletes it before generating. Killed, the device is replaced by the fallback policy; restarted, it serves
+/// again.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
+{
+    private const string Secret = "connected-device-secret-0123";
+    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
+    }
+
+    private static string Request(string mode, string device, string fallback = "base") =>
+        JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24, spa = new { mode, device_id = device, fallback } });
+
+    [Fact]
+    public async Task ADeviceProcessServesItsPluginFallsBackWhenKilledAndServesAgainWhenBack()
+    {
+        using var client = server.Client();
+        // The reference: a simulated device with the same plugin.
+        var simulated = "sim-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices",
+            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = LadderPlugin.Directory } }), HttpStatusCode.Created);
+        var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", simulated), HttpStatusCode.OK);
+        var baseline = await PluginCompletionTests.Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24 }), HttpStatusCode.OK);
+
+        var id = "real-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
+        CopyPlugin();
+        using (var device = new DeviceProcess(server.GatewayPort, id, Secret, _copy))
+        {
+            await device.WaitConnected(TimeSpan.FromSeconds(60));
+            Directory.Delete(_copy, recursive: true); // from here on the plugin exists only in the device's memory
+            Assert.Equal("connected", await State(client, id));
+
+            var answer = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
+            Assert.Equal(Text(expected), Text(answer));
+            Assert.Equal(24, answer.GetProperty("spa").GetProperty("transmissions").GetInt64());
+            Assert.False(answer.GetProperty("spa").GetProperty("degraded").GetBoolean());
+            var gated = await PluginCompletionTests.Send(client, "/v1/completions", Request("spa", id), HttpStatusCode.OK);
+            Assert.Equal(Text(await PluginCompletionTests.Send(client, "/v1/completions", Request("spa", simulated), HttpStatusCode.OK)), Text(gated));
+
+            device.Kill();
+            var degraded = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
+            Assert.True(degraded.GetProperty("spa").GetProperty("degraded").GetBoolean());
+            Assert.Equal(Text(baseline), Text(degraded));
+            await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id, "fail"), HttpStatusCode.ServiceUnavailable);
+            Assert.Equal("offline", await State(client, id));
+        }
+
+        CopyPlugin();
+        using (var device = new DeviceProcess(server.GatewayPort, id, Secret, _copy))
+        {
+            await device.WaitConnected(TimeSpan.FromSeconds(60));
+            var again = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
+            Assert.Equal(Text(expected), Text(again));
+            Assert.False(again.GetProperty("spa").GetProperty("degraded").GetBoolean());
+        }
+    }
+
+    [Fact]
+    public async Task AWrongSecretIsRefusedAndTheProcessSaysSo()
+    {
+        using var client = server.Client();
+        var id = "wrong-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
+        CopyPlugin();
+        using var device = new DeviceProcess(server.GatewayPort, id, "not-the-secret-of-this-device", _copy);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!device.Output.Contains("spa-device: error:", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"spa-device did not report the refusal:\n{device.Output}");
+            await Task.Delay(200);
+        }
+        Assert.Contains("wrong secret", device.Output);
+        Assert.Equal("offline", await State(client, id));
+    }
+
+    private void CopyPlugin()
+    {
+        Directory.CreateDirectory(_copy);
+        foreach (var file in Directory.GetFiles(LadderPlugin.Directory)) File.Copy(file, Path.Combine(_copy, Path.GetFileName(file)), overwrite: true);
+    }
+
+    private static async Task<string> State(HttpClient client, string id)
+    {
+        using var response = await client.GetAsync($"/v1/devices/{id}");
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("state").GetString()!;
+    }
+
+    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+}
