@@ -53,6 +53,7 @@ public static class SiloHost
             silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
             silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
             silo.AddSpaModel(modelSection);
+            silo.AddAcceleratorPlacement(builder.Configuration);
         });
 
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);
