@@ -66,7 +66,10 @@ public sealed record ShardStepResult(
     [property: Id(4)] float[]? Normed = null,
     [property: Id(5)] EdgeUsage? Edge = null);
 
-/// <summary>What a shard serves and the model facts a session needs to drive a generation.</summary>
+/// <summary>
+/// What a shard serves and the model facts a session needs to drive a generation; where it runs: the silo (its address
+/// as Orleans parses it) and the accelerator placement gave it.
+/// </summary>
 [GenerateSerializer, Alias("spa.ShardDescription")]
 public sealed record ShardDescription(
     [property: Id(0)] string Model,
@@ -78,7 +81,9 @@ public sealed record ShardDescription(
     [property: Id(6)] int VocabSize,
     [property: Id(7)] int MaxSequenceLength,
     [property: Id(8)] int BosId,
-    [property: Id(9)] int EosId);
+    [property: Id(9)] int EosId,
+    [property: Id(10)] string Accelerator = "",
+    [property: Id(11)] string Silo = "");
 
 /// <summary>
 /// A shard's KV-cache and batching counters. Evictions: slots taken from the least recently used session for another

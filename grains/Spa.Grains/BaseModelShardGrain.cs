@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Orleans.Placement;
+using Spa.Grains.Placement;
 using Spa.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -13,7 +14,8 @@ namespace Spa.Grains;
 /// sized from <see cref="SpaModelOptions.KvCacheBytesPerShard"/>; when they are all taken, the least recently used
 /// session loses its slot. A session whose slot is gone (or whose shard was re-activated) is told to replay its
 /// history from position 0, which rebuilds the cache in one prefill. All tensor work runs on the torch worker.
-/// The grain keeps its activation (its cache is its value) and is not moved by the rebalancer or repartitioner.
+/// The grain keeps its activation (its cache is its value) and is not moved by the rebalancer or repartitioner: it
+/// stays on the accelerator <see cref="AcceleratorPlacement"/> gave it.
 /// <para>
 /// Batching: the grain is reentrant, so step requests of many sessions wait together. The first request of a batch
 /// opens a collection window of <see cref="SpaModelOptions.BatchWindowMs"/>; the batch goes to the torch worker when
@@ -27,7 +29,9 @@ namespace Spa.Grains;
 [KeepAlive]
 [Reentrant]
 [Immovable(ImmovableKind.Any)]
-public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGrain> logger) : Grain, IBaseModelShardGrain
+[AcceleratorPlacement]
+public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators accelerators, ILocalSiloDetails silo, ILogger<BaseModelShardGrain> logger)
+    : Grain, IBaseModelShardGrain
 {
     /// <summary>A session that stepped within this time is expected to step again soon; a batch waits for it.</summary>
     private static readonly long ActiveHorizon = Stopwatch.Frequency; // one second
@@ -46,6 +50,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
     private LlamaModel _model = null!;
     private KvCache _cache = null!;
     private string _modelName = "";
+    private string _accelerator = "";
     private int _shard, _shardCount, _from, _to;
     private long _steps, _evictions, _replayRequests, _forwards, _forwardedSteps;
     private int _largestBatch;
@@ -59,6 +64,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         (_modelName, _shard, _shardCount) = ShardKey.Parse(this.GetPrimaryKeyString());
+        _accelerator = await accelerators.AcceleratorForAsync(_shard, cancellationToken);
         _model = await host.GetModelAsync(_modelName);
         var config = _model.Config;
         (_from, _to) = ModelHost.LayerRange(config.Layers, _shard, _shardCount);
@@ -69,8 +75,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
         int from = _from;
         _cache = await host.Worker.Run(() => new KvCache(model.Config, slots, model.Config.MaxSeqLen, model.Device, model.DType, from, layers));
         for (int s = slots - 1; s >= 0; s--) _freeSlots.Push(s);
-        logger.LogInformation("shard {Key}: layers [{From}, {To}), {Slots} session slots, {Bytes} bytes of KV cache, batches of up to {MaxBatch} within {Window} ms",
-            this.GetPrimaryKeyString(), _from, _to, slots, _cache.Bytes, MaxBatch, host.Options.BatchWindowMs);
+        logger.LogInformation("shard {Key}: layers [{From}, {To}), {Slots} session slots, {Bytes} bytes of KV cache, batches of up to {MaxBatch} within {Window} ms; accelerator {Accelerator} on {Silo}, computing on {Device}",
+            this.GetPrimaryKeyString(), _from, _to, slots, _cache.Bytes, MaxBatch, host.Options.BatchWindowMs, _accelerator, silo.SiloAddress, host.Options.Device);
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -82,7 +88,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ILogger<BaseModelShardGr
     public ValueTask<ShardDescription> Describe()
     {
         var c = _model.Config;
-        return ValueTask.FromResult(new ShardDescription(_modelName, _shard, _shardCount, _from, _to, c.Layers, c.VocabSize, c.MaxSeqLen, c.BosId, c.EosId));
+        return ValueTask.FromResult(new ShardDescription(_modelName, _shard, _shardCount, _from, _to, c.Layers, c.VocabSize, c.MaxSeqLen, c.BosId, c.EosId,
+            _accelerator, silo.SiloAddress.ToParsableString()));
     }
 
     public ValueTask<ShardStats> GetStats() =>

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+using Spa.Grains.Placement;
 
 namespace Spa.Grains;
 
@@ -41,4 +43,24 @@ public static class SpaGrainsHosting
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo) =>
         silo.AddMemoryGrainStorage(SessionStorage).AddMemoryGrainStorage(PubSubStorage);
+
+    /// <summary>
+    /// Places shard grains on accelerators: advertises this silo's accelerators (<see cref="AcceleratorOptions"/>, from
+    /// the section "Spa:Accelerators" of <paramref name="configuration"/>) in its Orleans silo metadata under
+    /// <see cref="AcceleratorMetadata.Key"/>, and registers the director. Every silo that may place or host a shard needs
+    /// it. It calls <c>UseSiloMetadata</c> with the "Orleans:Metadata" section plus that key, so a host calls this
+    /// instead of <c>UseSiloMetadata</c>.
+    /// </summary>
+    public static ISiloBuilder AddAcceleratorPlacement(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var section = configuration.GetSection(AcceleratorOptions.Section);
+        var options = section.Get<AcceleratorOptions>() ?? new AcceleratorOptions();
+        var metadata = configuration.GetSection("Orleans:Metadata").Get<Dictionary<string, string>>() ?? [];
+        metadata[AcceleratorMetadata.Key] = AcceleratorMetadata.Format(options.Advertised());
+        silo.UseSiloMetadata(metadata);
+        silo.Services.Configure<AcceleratorOptions>(section);
+        silo.Services.AddSingleton<ClusterAccelerators>();
+        silo.Services.AddPlacementDirector<AcceleratorPlacement, AcceleratorPlacementDirector>();
+        return silo;
+    }
 }

@@ -56,6 +56,7 @@ public static class SiloHost
             silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: ClusterName, clusterId: ClusterName);
             silo.AddSpaMemoryStorage();
             silo.AddSpaModel(builder.Configuration);
+            silo.AddAcceleratorPlacement(builder.Configuration);
         });
 
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Orleans.Hosting;
 using Orleans.TestingHost;
 using Spa.Model;
@@ -9,8 +10,8 @@ using Spa.Model.Tokenizers;
 namespace Spa.Grains.Tests;
 
 /// <summary>
-/// A one-silo in-process cluster serving stories260K, with memory storage for sessions. Subclasses pick the KV-cache
-/// budget of each shard grain.
+/// An in-process cluster serving stories260K, with memory storage for sessions and accelerator placement. Subclasses
+/// pick the KV-cache budget of each shard grain, and may pick more silos and what accelerators each advertises.
 /// </summary>
 public abstract class ClusterFixture : IAsyncLifetime
 {
@@ -19,22 +20,33 @@ public abstract class ClusterFixture : IAsyncLifetime
 
     protected abstract long KvCacheBytesPerShard { get; }
 
+    protected virtual short Silos => 1;
+
+    /// <summary>Spa:Accelerators:Devices of the silo named <paramref name="siloName"/> ("Silo_0", ...); null: its default.</summary>
+    protected virtual string? DevicesOf(string siloName) => null;
+
     public async Task InitializeAsync()
     {
-        var builder = new InProcessTestClusterBuilder(1);
+        var builder = new InProcessTestClusterBuilder(Silos);
         long budget = KvCacheBytesPerShard;
-        builder.ConfigureSilo((_, silo) =>
+        builder.ConfigureSilo((options, silo) =>
         {
             silo.AddSpaModel(o =>
             {
                 o.ModelPath = SharedData.Stories260K;
                 o.KvCacheBytesPerShard = budget;
             });
+            var configuration = new ConfigurationBuilder().AddConfiguration(silo.Configuration);
+            if (DevicesOf(options.SiloName) is { } devices)
+                configuration.AddInMemoryCollection([new($"{Placement.AcceleratorOptions.Section}:Devices", devices)]);
+            silo.AddAcceleratorPlacement(configuration.Build());
             silo.AddSpaMemoryStorage();
         });
         builder.ConfigureClient(client => client.AddMemoryStreams(TokenStreams.Provider));
         Cluster = builder.Build();
         await Cluster.DeployAsync();
+        // A silo places shards only on the silos its cluster manifest lists; deployment waits for membership alone.
+        if (Silos > 1) await Cluster.WaitForClusterManifestToStabilizeAsync();
     }
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
