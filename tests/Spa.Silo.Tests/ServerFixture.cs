@@ -1,11 +1,11 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
 using Spa.Model.Tests;
 using Spa.Model.Tokenizers;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 
@@ -37,13 +37,14 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         // A second key through the configuration, as an operator would set it (Spa__Auth__Keys__KEY=USER).
         Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", "bob");
+        var ports = Ports.Free(2);
         App = SiloHost.Build(new SiloHostOptions
         {
             Model = SharedData.Stories260K,
             Http = "127.0.0.1:0",
             ApiKey = Key,
-            SiloPort = FreePort(),
-            GatewayPort = FreePort(),
+            SiloPort = ports[0],
+            GatewayPort = ports[1],
             Announce = Announcements,
         });
         await App.StartAsync();
@@ -62,13 +63,6 @@ public sealed class ServerFixture : IAsyncLifetime
         await App.StopAsync();
         await App.DisposeAsync();
         Environment.SetEnvironmentVariable($"Spa__Auth__Keys__{OtherKey}", null);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
 
