@@ -1,3 +1,4 @@
+using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -5,42 +6,37 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Providers;
 using Spa.Grains;
-using Spa.Model.Checkpoints;
 
 namespace Spa.Silo;
 
 /// <summary>
-/// The one-process cluster: an Orleans silo (localhost clustering, memory storage for sessions, the base model's
-/// shard and session grains) and the HTTP API on the same generic host. <c>Spa.Silo</c> and <c>spa serve</c> both
-/// build it here.
+/// A silo host: an Orleans silo (the base model's shard and session grains) and the HTTP API on the same generic
+/// host. Alone it is a one-process cluster (localhost clustering, memory storage); with Redis it joins the silos of
+/// other processes and hosts (Redis clustering and storage). <c>Spa.Silo</c> and <c>spa serve</c> both build it here.
 /// </summary>
 public static class SiloHost
 {
     public const string DefaultHttp = "127.0.0.1:8080";
     public const string UserItem = "spa.user";
 
-    /// <summary>The Orleans cluster and service id of the one-process cluster, which spa-device presents by default.</summary>
-    public const string ClusterName = "spa";
-
-    /// <summary>Builds the host; throws <see cref="ArgumentException"/> for a bad option or a missing model.</summary>
-    public static WebApplication Build(SiloHostOptions options)
+    /// <summary>
+    /// Builds the host; throws <see cref="ArgumentException"/> for a bad option or a missing model, and
+    /// <see cref="InvalidOperationException"/> when the Redis server does not answer.
+    /// </summary>
+    public static WebApplication Build(SiloHostOptions commandLine)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        var options = commandLine.WithConfiguration(builder.Configuration);
+        options.Validate();
+        var keys = new ApiKeys(builder.Configuration, options.ApiKey);
 
-        var overrides = new Dictionary<string, string?>();
-        if (!string.IsNullOrWhiteSpace(options.Model)) overrides[$"{SpaModelOptions.Section}:ModelPath"] = options.Model;
-        if (options.Shards is int shards) overrides[$"{SpaModelOptions.Section}:Shards"] = shards.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var modelSection = builder.Configuration.GetSection(SpaModelOptions.Section);
-        if (string.IsNullOrWhiteSpace(options.Model) && string.IsNullOrWhiteSpace(modelSection["ModelPath"]))
-            overrides[$"{SpaModelOptions.Section}:ModelPath"] = ModelLocator.Resolve(null)
-                ?? throw new ArgumentException($"no model given and none found: pass --model PATH, set {SpaModelOptions.Section}:ModelPath or ${ModelLocator.ModelVariable}");
-        builder.Configuration.AddInMemoryCollection(overrides);
-        var modelPath = modelSection["ModelPath"]!;
-        if (!File.Exists(modelPath) && !Directory.Exists(modelPath))
-            throw new ArgumentException($"the model {modelPath} does not exist");
-        if (int.TryParse(modelSection["Shards"], out int configuredShards) && configuredShards <= 0)
-            throw new ArgumentException($"{SpaModelOptions.Section}:Shards must be positive, got {configuredShards}");
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            [$"{SpaModelOptions.Section}:ModelPath"] = options.Model,
+            [$"{SpaModelOptions.Section}:Shards"] = options.Shards?.ToString(CultureInfo.InvariantCulture),
+        });
 
         if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http));
         else if (string.IsNullOrWhiteSpace(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
@@ -51,21 +47,22 @@ public static class SiloHost
         builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
 
+        // Connected here rather than by the providers as the silo starts, so that a server that does not answer is one
+        // clear error before anything runs; the clustering and both storages share this one connection.
+        var redis = options.Redis is null ? null : RedisCluster.Connect(options);
+
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: ClusterName, clusterId: ClusterName);
-            silo.AddSpaMemoryStorage();
-            silo.AddSpaModel(builder.Configuration);
-            silo.AddAcceleratorPlacement(builder.Configuration);
+            if (redis is null)
+            {
+                silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
+                silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
+                silo.AddMemoryGrainStorage(ProviderConstants.DEFAULT_PUBSUB_PROVIDER_NAME);
+            }
+            else RedisCluster.Configure(silo, options, redis);
+            silo.AddSpaModel(builder.Configuration.GetSection(SpaModelOptions.Section));
         });
 
-        var keys = new ApiKeys(builder.Configuration, options.ApiKey);
-        if (keys.GeneratedKey is not null)
-        {
-            var announce = options.Announce ?? Console.Out;
-            announce.WriteLine($"API key: {keys.GeneratedKey}");
-            announce.Flush();
-        }
         builder.Services.AddSingleton(keys);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<ServedModel>();
@@ -77,6 +74,13 @@ public static class SiloHost
 
         var app = builder.Build();
         MapEndpoints(app);
+        // Last, so that nothing is printed when the host cannot be built.
+        if (keys.GeneratedKey is not null)
+        {
+            var announce = options.Announce ?? Console.Out;
+            announce.WriteLine($"API key: {keys.GeneratedKey}");
+            announce.Flush();
+        }
         return app;
     }
 

@@ -1,13 +1,23 @@
 using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Spa.Grains;
+using Spa.Model.Checkpoints;
+using StackExchange.Redis;
 
 namespace Spa.Silo;
 
 /// <summary>
-/// What the command line of <c>Spa.Silo</c> and <c>spa serve</c> sets; anything left null falls back to the
-/// configuration (appsettings.json, environment variables such as <c>Spa__Model__ModelPath</c> or ASPNETCORE_URLS).
+/// The silo host's settings. The command line of <c>Spa.Silo</c> (<see cref="Parse"/>) and of <c>spa serve</c> sets
+/// them; what it leaves null comes from the configuration (<see cref="WithConfiguration"/>: appsettings.json,
+/// environment variables such as <c>Spa__Model__ModelPath</c> or <c>Spa__Cluster__Redis</c>, ASPNETCORE_URLS), and
+/// <see cref="Validate"/> checks the result for both programs.
 /// </summary>
 public sealed class SiloHostOptions
 {
+    public const int DefaultSiloPort = 11111;
+    public const int DefaultGatewayPort = 30000;
+
     /// <summary>Where HTTP listens: "HOST:PORT" or a URL (port 0: any free port). Default: ASPNETCORE_URLS, else 127.0.0.1:8080.</summary>
     public string? Http { get; set; }
 
@@ -20,19 +30,40 @@ public sealed class SiloHostOptions
     /// <summary>An API key accepted in addition to those of Spa:Auth:Keys (its user is "default").</summary>
     public string? ApiKey { get; set; }
 
-    /// <summary>Silo-to-silo port of the localhost cluster (Orleans' default 11111).</summary>
-    public int SiloPort { get; set; } = 11111;
+    /// <summary>
+    /// The Redis server that holds the membership table and the grain state ("HOST:PORT", or a StackExchange.Redis
+    /// configuration string); null: one host, localhost clustering and memory storage (Spa:Cluster:Redis).
+    /// </summary>
+    public string? Redis { get; set; }
 
-    /// <summary>Client gateway port of the localhost cluster (Orleans' default 30000).</summary>
-    public int GatewayPort { get; set; } = 30000;
+    /// <summary>Silo-to-silo port (Orleans' default 11111).</summary>
+    public int SiloPort { get; set; } = DefaultSiloPort;
+
+    /// <summary>Client gateway port (Orleans' default 30000).</summary>
+    public int GatewayPort { get; set; } = DefaultGatewayPort;
+
+    /// <summary>
+    /// With Redis: the IP address the silo binds and announces to the other silos (Spa:Cluster:Advertise). The
+    /// default, 127.0.0.1, lets several silos share one host; silos on other hosts need an address they can reach.
+    /// </summary>
+    public string? Advertise { get; set; }
+
+    /// <summary>The Orleans cluster this silo joins (Spa:Cluster:ClusterId, default spa); spa-device presents the same id.</summary>
+    public string? ClusterId { get; set; }
+
+    /// <summary>The service whose grain state this silo reads and writes (Spa:Cluster:ServiceId, default spa).</summary>
+    public string? ServiceId { get; set; }
 
     /// <summary>Where the generated API key is announced; default stdout.</summary>
     public TextWriter? Announce { get; set; }
 
     public const string Usage =
-        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--silo-port N] [--gateway-port N]";
+        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP]";
 
-    /// <summary>Parses the silo program's arguments; throws <see cref="ArgumentException"/> with a one-line reason.</summary>
+    /// <summary>
+    /// Reads the silo program's arguments; throws <see cref="ArgumentException"/> with a one-line reason for an unknown
+    /// option, a missing value or a number that is not one. Values are checked later, by <see cref="Validate"/>.
+    /// </summary>
     public static SiloHostOptions Parse(IReadOnlyList<string> args)
     {
         var options = new SiloHostOptions();
@@ -48,20 +79,112 @@ public sealed class SiloHostOptions
                 case "--http": options.Http = value; break;
                 case "--model": options.Model = value; break;
                 case "--api-key": options.ApiKey = value; break;
-                case "--shards": options.Shards = PositiveInt(name, value); break;
-                case "--silo-port": options.SiloPort = PositiveInt(name, value); break;
-                case "--gateway-port": options.GatewayPort = PositiveInt(name, value); break;
+                case "--redis": options.Redis = value; break;
+                case "--advertise": options.Advertise = value; break;
+                case "--shards": options.Shards = Integer(name, value); break;
+                case "--silo-port": options.SiloPort = Integer(name, value); break;
+                case "--gateway-port": options.GatewayPort = Integer(name, value); break;
                 default: throw new ArgumentException($"unknown option '{name}' ({Usage})");
             }
         }
         return options;
     }
 
+    /// <summary>
+    /// These options with what they leave unset taken from <paramref name="configuration"/>: the model and shards
+    /// from Spa:Model (the model then from $SPA_MODEL or the shared data folder), the cluster from Spa:Cluster.
+    /// </summary>
+    public SiloHostOptions WithConfiguration(IConfiguration configuration)
+    {
+        var model = configuration.GetSection(SpaModelOptions.Section).Get<SpaModelOptions>() ?? new SpaModelOptions();
+        var cluster = configuration.GetSection(SpaClusterOptions.Section).Get<SpaClusterOptions>() ?? new SpaClusterOptions();
+        var resolved = (SiloHostOptions)MemberwiseClone();
+        resolved.Model ??= ModelLocator.Resolve(model.ModelPath);
+        resolved.Shards ??= model.Shards;
+        resolved.Redis ??= cluster.Redis;
+        resolved.Advertise ??= cluster.Advertise;
+        resolved.ClusterId ??= cluster.ClusterId;
+        resolved.ServiceId ??= cluster.ServiceId;
+        return resolved;
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> with a one-line reason for the first setting that cannot work.</summary>
+    public void Validate()
+    {
+        if (Http is not null) HttpEndpoint(Http);
+        if (Shards is <= 0) throw new ArgumentException($"--shards ({SpaModelOptions.Section}:Shards) must be positive, got {Shards}");
+        CheckPort("--silo-port", SiloPort);
+        CheckPort("--gateway-port", GatewayPort);
+        if (SiloPort == GatewayPort) throw new ArgumentException($"--silo-port and --gateway-port must differ, both are {SiloPort}");
+        if (Redis is not null) RedisConfiguration();
+        else if (Advertise is not null)
+            throw new ArgumentException($"--advertise ({SpaClusterOptions.Section}:Advertise) needs --redis ({SpaClusterOptions.Section}:Redis): a localhost cluster advertises 127.0.0.1");
+        if (Advertise is not null && !IPAddress.TryParse(Advertise, out _))
+            throw new ArgumentException($"--advertise ({SpaClusterOptions.Section}:Advertise) must be an IP address, got '{Advertise}'");
+        if (ClusterId is not null && string.IsNullOrWhiteSpace(ClusterId)) throw new ArgumentException($"{SpaClusterOptions.Section}:ClusterId must not be empty");
+        if (ServiceId is not null && string.IsNullOrWhiteSpace(ServiceId)) throw new ArgumentException($"{SpaClusterOptions.Section}:ServiceId must not be empty");
+        if (string.IsNullOrWhiteSpace(Model))
+            throw new ArgumentException($"no model given and none found: pass --model PATH, set {SpaModelOptions.Section}:ModelPath or ${ModelLocator.ModelVariable}");
+        if (!File.Exists(Model) && !Directory.Exists(Model)) throw new ArgumentException($"the model {Model} does not exist");
+    }
+
+    /// <summary>The StackExchange.Redis configuration of <see cref="Redis"/>; throws <see cref="ArgumentException"/> when it is not one.</summary>
+    public ConfigurationOptions RedisConfiguration()
+    {
+        var invalid = new ArgumentException($"--redis ({SpaClusterOptions.Section}:Redis) must be HOST:PORT with a port from 1 to 65535, got '{Redis}'");
+        ConfigurationOptions parsed;
+        try
+        {
+            parsed = ConfigurationOptions.Parse(Redis ?? "");
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw invalid;
+        }
+        if (parsed.EndPoints.Count == 0
+            || parsed.EndPoints.Any(endpoint => endpoint is DnsEndPoint { Port: <= 0 or > 65535 } or IPEndPoint { Port: <= 0 or > 65535 }))
+            throw invalid;
+        return parsed;
+    }
+
     /// <summary>"HOST:PORT" or a URL as a URL Kestrel binds to.</summary>
     public static string ToUrl(string http) =>
         http.Contains("://", StringComparison.Ordinal) ? http : "http://" + http;
 
-    private static int PositiveInt(string name, string value) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
-        : throw new ArgumentException($"{name} must be a positive integer, got '{value}'");
+    /// <summary>A URL is left to Kestrel; "HOST:PORT" must have both.</summary>
+    private static void HttpEndpoint(string http)
+    {
+        if (http.Contains("://", StringComparison.Ordinal)) return;
+        int colon = http.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(http[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
+            throw new ArgumentException($"--http must be HOST:PORT (port 0: any free port) or a URL, got '{http}'");
+    }
+
+    private static void CheckPort(string name, int port)
+    {
+        if (port is <= 0 or > 65535) throw new ArgumentException($"{name} must be a port number from 1 to 65535, got {port}");
+    }
+
+    private static int Integer(string name, string value) =>
+        int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int n) ? n
+        : throw new ArgumentException($"{name} must be an integer, got '{value}'");
+}
+
+/// <summary>
+/// The cluster settings of the configuration section <see cref="Section"/>; the command line's <c>--redis</c> and
+/// <c>--advertise</c> take precedence over them.
+/// </summary>
+public sealed class SpaClusterOptions
+{
+    public const string Section = "Spa:Cluster";
+
+    /// <summary>See <see cref="SiloHostOptions.Redis"/>.</summary>
+    public string? Redis { get; set; }
+
+    /// <summary>See <see cref="SiloHostOptions.Advertise"/>.</summary>
+    public string? Advertise { get; set; }
+
+    public string ClusterId { get; set; } = "spa";
+
+    public string ServiceId { get; set; } = "spa";
 }

@@ -1,4 +1,5 @@
 using System.Text;
+using Spa.Testing;
 
 namespace Spa.Cli.Tests;
 
@@ -106,6 +107,50 @@ public sealed class BadInputTests
         var run = await Spa.RunAsync(Generate("--model", SharedData.Stories260K, "--temperature", "-1"));
 
         Expect.OneLineError(run, "temperature must be", exitCode: 2);
+    }
+
+    /// <summary>spa serve refuses values that cannot work before it loads anything.</summary>
+    [Theory]
+    [InlineData("--silo-port must be a port number from 1 to 65535, got 0", "--silo-port", "0")]
+    [InlineData("--gateway-port must be a port number from 1 to 65535, got 70000", "--gateway-port", "70000")]
+    [InlineData("--silo-port and --gateway-port must differ", "--silo-port", "12000", "--gateway-port", "12000")]
+    [InlineData("--shards (Spa:Model:Shards) must be positive", "--shards", "0")]
+    [InlineData("--http must be HOST:PORT", "--http", "127.0.0.1:http")]
+    [InlineData("--redis (Spa:Cluster:Redis) must be HOST:PORT", "--redis", "127.0.0.1:99999")]
+    [InlineData("--advertise (Spa:Cluster:Advertise) must be an IP address", "--redis", "127.0.0.1:6379", "--advertise", "not-an-address")]
+    [InlineData("--advertise (Spa:Cluster:Advertise) needs --redis", "--advertise", "127.0.0.1")]
+    public async Task ServeWithBadValues(string phrase, params string[] options)
+    {
+        var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", .. options]);
+
+        Expect.OneLineError(run, phrase, exitCode: 2);
+    }
+
+    /// <summary>The silo program checks the same options the same way, and says so in one line.</summary>
+    [Theory]
+    [InlineData(2, "--silo-port must be a port number from 1 to 65535, got 0", "--silo-port", "0")]
+    [InlineData(2, "unknown option '--bogus'", "--bogus", "1")]
+    [InlineData(1, "the Redis server 127.0.0.1:1 does not answer", "--redis", "127.0.0.1:1")]
+    public async Task SiloProgramWithBadValues(int exitCode, string phrase, params string[] options)
+    {
+        var run = await Spa.RunAsync(["--model", SharedData.Stories260K, "--api-key", "k", .. options], program: Spa.SiloDll);
+
+        Assert.True(run.ExitCode == exitCode, $"expected exit code {exitCode}\n{run}");
+        Assert.StartsWith($"Spa.Silo: error: {phrase}", Assert.Single(run.StderrLines));
+        Assert.True(run.Stdout.Length == 0, "expected nothing on stdout\n" + run);
+    }
+
+    [Fact]
+    public async Task ServeWithARedisServerThatDoesNotAnswer()
+    {
+        var ports = Ports.Free(4); // the first stands for a Redis server: nothing listens there
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", "--redis", $"127.0.0.1:{ports[0]}",
+            "--http", $"127.0.0.1:{ports[1]}", "--silo-port", ports[2].ToString(), "--gateway-port", ports[3].ToString()],
+            timeout: TimeSpan.FromSeconds(60));
+
+        Expect.OneLineError(run, $"the Redis server 127.0.0.1:{ports[0]} does not answer", exitCode: 1);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed.TotalSeconds:F1} s to give up");
     }
 
     /// <summary>System.CommandLine's own parse errors: one line on stderr, exit 2, no help page on stdout.</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Spa.Testing;
 
 namespace Spa.Cli.Tests;
 
@@ -23,41 +24,20 @@ public static class Spa
 
     public static string Dll { get; } = Path.Combine(AppContext.BaseDirectory, "spa.dll");
 
+    /// <summary>The silo program (Spa.Silo), which takes the options of <c>spa serve</c>.</summary>
+    public static string SiloDll { get; } = Path.Combine(AppContext.BaseDirectory, "Spa.Silo.dll");
+
     /// <summary>Runs spa with <paramref name="args"/> from the repository root.</summary>
     public static Task<SpaResult> RunAsync(params string[] args) => RunAsync(args, workingDirectory: null);
 
     /// <param name="environment">Variables to set (a null value removes the variable).</param>
+    /// <param name="program">The program's dll: <see cref="Dll"/> (spa) unless given.</param>
     public static async Task<SpaResult> RunAsync(IEnumerable<string> args, string? workingDirectory = null,
-        IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null)
+        IReadOnlyDictionary<string, string?>? environment = null, TimeSpan? timeout = null, string? program = null)
     {
-        Assert.True(File.Exists(Dll), $"{Dll} is missing: the test project must reference clients/Spa.Cli");
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            WorkingDirectory = workingDirectory ?? SharedData.RepoRoot,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            StandardOutputEncoding = Encoding.UTF8,
-            StandardErrorEncoding = Encoding.UTF8,
-        };
-        start.ArgumentList.Add(Dll);
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-
-        // Deterministic surroundings: the model comes from the command line unless a test says otherwise, no debug
-        // stack traces, and one torch thread per process (tests run in parallel on few cores; several processes
-        // each spinning one OpenMP thread per core make decoding an order of magnitude slower).
-        start.Environment.Remove("SPA_MODEL");
-        start.Environment.Remove("SPA_DEBUG");
-        start.Environment["OMP_NUM_THREADS"] = "1";
-        start.Environment["DOTNET_NOLOGO"] = "1";
-        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
-        {
-            if (value is null) start.Environment.Remove(name);
-            else start.Environment[name] = value;
-        }
-
-        var commandLine = "spa " + string.Join(" ", args.Select(Quote));
+        program ??= Dll;
+        var start = StartInfo(program, args, workingDirectory, environment);
+        var commandLine = Path.GetFileNameWithoutExtension(program) + " " + string.Join(" ", args.Select(Quote));
         using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start " + start.FileName);
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -75,6 +55,46 @@ public static class Spa
                         $"--- stdout ---\n{await stdout}\n--- stderr ---\n{await stderr}");
         }
         return new SpaResult(process.ExitCode, await stdout, await stderr, commandLine);
+    }
+
+    /// <summary>
+    /// Starts spa with <paramref name="args"/> from the repository root and leaves it running (a server): the caller
+    /// stops it, and disposing the result kills it if it still runs.
+    /// </summary>
+    public static ChildProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null) =>
+        ChildProcess.Start(StartInfo(Dll, args, workingDirectory: null, environment));
+
+    private static ProcessStartInfo StartInfo(string program, IEnumerable<string> args, string? workingDirectory,
+        IReadOnlyDictionary<string, string?>? environment)
+    {
+        Assert.True(File.Exists(program), $"{program} is missing: the test project must reference clients/Spa.Cli");
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            WorkingDirectory = workingDirectory ?? SharedData.RepoRoot,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        start.ArgumentList.Add(program);
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+
+        // Deterministic surroundings: the model comes from the command line unless a test says otherwise, no debug
+        // stack traces, and one torch thread per process (tests run in parallel on few cores; several processes
+        // each spinning one OpenMP thread per core make decoding an order of magnitude slower).
+        start.Environment.Remove("SPA_MODEL");
+        start.Environment.Remove("SPA_DEBUG");
+        start.Environment["OMP_NUM_THREADS"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) start.Environment.Remove(name);
+            else start.Environment[name] = value;
+        }
+
+        return start;
     }
 
     /// <summary>The dotnet host running these tests when it is one (so the same runtime runs spa), else dotnet on PATH.</summary>

@@ -38,15 +38,4 @@ public sealed class ApiKeysTests
     [InlineData("Bearer ", null)]
     [InlineData(null, null)]
     public void BearerTokens(string? header, string? token) => Assert.Equal(token, ApiKeys.BearerToken(header));
-
-    [Fact]
-    public void SiloArguments()
-    {
-        var options = SiloHostOptions.Parse(["--http", "127.0.0.1:9000", "--model=m", "--shards", "2", "--api-key", "k"]);
-        Assert.Equal(("127.0.0.1:9000", "m", 2, "k"), (options.Http, options.Model, options.Shards, options.ApiKey));
-        Assert.Equal("http://127.0.0.1:9000", SiloHostOptions.ToUrl(options.Http!));
-        Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--shards", "0"]));
-        Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--frobnicate", "1"]));
-        Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--model"]));
-    }
 }

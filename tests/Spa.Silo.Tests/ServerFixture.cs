@@ -1,11 +1,11 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
 using Spa.Model.Tests;
 using Spa.Model.Tokenizers;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 
@@ -27,7 +27,9 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
     public Uri BaseAddress { get; private set; } = null!;
 
     /// <summary>The Orleans gateway port devices connect to.</summary>
-    public int GatewayPort { get; } = FreePort();
+    public int GatewayPort => _ports[1];
+
+    private readonly int[] _ports = Ports.Free(2); // silo, gateway
     public StringWriter Announcements { get; } = new();
 
     /// <summary>A client that sends <see cref="Key"/>.</summary>
@@ -51,7 +53,7 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
             Model = SharedData.Stories260K,
             Http = "127.0.0.1:0",
             ApiKey = Key,
-            SiloPort = FreePort(),
+            SiloPort = _ports[0],
             GatewayPort = GatewayPort,
             Announce = Announcements,
         });
@@ -75,13 +77,6 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
     }
 
     async ValueTask IAsyncDisposable.DisposeAsync() => await DisposeAsync();
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 [CollectionDefinition(Name)]

@@ -5,8 +5,8 @@ using Spa.Silo;
 namespace Spa.Cli.Commands;
 
 /// <summary>
-/// <c>spa serve</c>: the one-process cluster (Orleans silo + HTTP API) in this process, built by the same
-/// <see cref="SiloHost"/> as <c>Spa.Silo</c>. Runs until Ctrl+C or SIGTERM.
+/// <c>spa serve</c>: a silo with the HTTP API in this process (alone, or with <c>--redis</c> one silo of a cluster),
+/// built by the same <see cref="SiloHost"/> as <c>Spa.Silo</c>. Runs until Ctrl+C or SIGTERM.
 /// </summary>
 public static class ServeCommand
 {
@@ -19,24 +19,32 @@ public static class ServeCommand
         var http = new Option<string?>("--http") { Description = $"Where HTTP listens, HOST:PORT (default: ASPNETCORE_URLS, else {SiloHost.DefaultHttp})." };
         var apiKey = new Option<string?>("--api-key") { Description = "An API key to accept (besides Spa:Auth:Keys); with none configured, one is generated and printed." };
         var shards = new Option<int?>("--shards") { Description = "Shards per session (default: Spa:Model:Shards, else 1)." };
-        var siloPort = new Option<int>("--silo-port") { Description = "Silo-to-silo port of the localhost cluster.", DefaultValueFactory = _ => 11111 };
-        var gatewayPort = new Option<int>("--gateway-port") { Description = "Client gateway port of the localhost cluster.", DefaultValueFactory = _ => 30000 };
+        var redis = new Option<string?>("--redis")
+        {
+            Description = "Join the cluster of this Redis server, HOST:PORT (membership table and grain state; default: Spa:Cluster:Redis, else a one-process cluster).",
+        };
+        var siloPort = new Option<int>("--silo-port") { Description = "Silo-to-silo port.", DefaultValueFactory = _ => SiloHostOptions.DefaultSiloPort };
+        var gatewayPort = new Option<int>("--gateway-port") { Description = "Client gateway port.", DefaultValueFactory = _ => SiloHostOptions.DefaultGatewayPort };
+        var advertise = new Option<string?>("--advertise")
+        {
+            Description = "With --redis: the IP address this silo binds and announces to the others (default: Spa:Cluster:Advertise, else 127.0.0.1).",
+        };
 
-        var command = new Command("serve", "Run a one-process cluster (Orleans silo + OpenAI-compatible HTTP API) until stopped.");
-        foreach (var option in new Option[] { model, http, apiKey, shards, siloPort, gatewayPort }) command.Options.Add(option);
+        var command = new Command("serve", "Run a silo with the OpenAI-compatible HTTP API until stopped: a one-process cluster, or with --redis one silo of a cluster.");
+        foreach (var option in new Option[] { model, http, apiKey, shards, redis, siloPort, gatewayPort, advertise }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
-            if (result.GetValue(shards) is <= 0) throw new UsageException($"--shards must be positive, got {result.GetValue(shards)}");
-            foreach (var port in new[] { siloPort, gatewayPort })
-                if (result.GetValue(port) is <= 0 or > 65535) throw new UsageException($"{port.Name} must be a port number, got {result.GetValue(port)}");
+            // SiloHost.Build validates every value (SiloHostOptions.Validate), as for Spa.Silo; its ArgumentException is bad usage.
             var app = SiloHost.Build(new SiloHostOptions
             {
                 Model = result.GetValue(model),
                 Http = result.GetValue(http),
                 ApiKey = result.GetValue(apiKey),
                 Shards = result.GetValue(shards),
+                Redis = result.GetValue(redis),
                 SiloPort = result.GetValue(siloPort),
                 GatewayPort = result.GetValue(gatewayPort),
+                Advertise = result.GetValue(advertise),
             });
             await using (app)
             {

@@ -1,0 +1,66 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Clustering.Redis;
+using Orleans.Configuration;
+using Orleans.Persistence;
+using Orleans.Providers;
+using Spa.Grains;
+using StackExchange.Redis;
+
+namespace Spa.Silo;
+
+/// <summary>
+/// The several-process cluster: silos find each other through a membership table in Redis and keep grain state
+/// there (sessions, and the stream subscriptions of "PubSubStore"), so a session outlives the silo that ran it.
+/// </summary>
+internal static class RedisCluster
+{
+    /// <summary>Connects to <see cref="SiloHostOptions.Redis"/>, or throws with a one-line reason within the connect timeout.</summary>
+    public static ConnectionMultiplexer Connect(SiloHostOptions options)
+    {
+        var configuration = options.RedisConfiguration();
+        // Fail at start on a server that does not answer (StackExchange.Redis would otherwise keep retrying in the
+        // background while the silo waits for its membership table).
+        configuration.AbortOnConnectFail = true;
+        try
+        {
+            return ConnectionMultiplexer.Connect(configuration);
+        }
+        catch (RedisConnectionException e)
+        {
+            throw new InvalidOperationException($"the Redis server {options.Redis} does not answer ({e.FailureType}): start it or fix --redis");
+        }
+    }
+
+    /// <summary>
+    /// Redis clustering and storage over <paramref name="redis"/>, which the container then owns: resolved from it by
+    /// the providers' options (and so disposed with the host), and shared, so that no provider closes it.
+    /// </summary>
+    public static void Configure(ISiloBuilder silo, SiloHostOptions options, ConnectionMultiplexer redis)
+    {
+        var configuration = options.RedisConfiguration();
+        silo.Services.AddSingleton<IConnectionMultiplexer>(_ => redis);
+        silo.Configure<ClusterOptions>(cluster =>
+        {
+            cluster.ClusterId = options.ClusterId!;
+            cluster.ServiceId = options.ServiceId!;
+        });
+        // Bound to the advertised address only: silos of one host then differ by port alone.
+        silo.ConfigureEndpoints(IPAddress.Parse(options.Advertise ?? IPAddress.Loopback.ToString()), options.SiloPort, options.GatewayPort,
+            listenOnAnyHostAddress: false);
+        silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = configuration);
+        silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
+            clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
+        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, ProviderConstants.DEFAULT_PUBSUB_PROVIDER_NAME })
+        {
+            silo.AddRedisGrainStorage(name, storage =>
+            {
+                storage.ConfigurationOptions = configuration;
+                storage.DeleteStateOnClear = true; // an ended session leaves nothing behind; without it, every request would leave a key
+            });
+            silo.Services.AddOptions<RedisStorageOptions>(name).Configure<IConnectionMultiplexer>((storage, shared) =>
+                storage.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
+        }
+    }
+}

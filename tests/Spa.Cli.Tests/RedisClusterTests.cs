@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Orleans.Runtime;
+using Spa.Grains;
+using Spa.Testing;
+using StackExchange.Redis;
+
+namespace Spa.Cli.Tests;
+
+/// <summary>
+/// Two real <c>spa serve</c> processes with <c>--redis</c> against a real Redis server: they form one cluster, keep
+/// its membership table and the session state in Redis, and stop cleanly on SIGTERM. Runs alone, so that two model
+/// loads and decoding are not slowed down by the other tests' processes.
+/// </summary>
+[Collection(Name)]
+public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisServer>
+{
+    public const string Name = "redis cluster";
+    private const string Key = "redis-test-key";
+    private const string Cluster = "spa"; // the default cluster and service id
+    private const int ActiveStatus = 3; // Orleans' SiloStatus.Active, as the membership table stores it
+
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
+
+    private sealed record Silo(ChildProcess Process, HttpClient Http, int SiloPort) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Http.Dispose();
+            await Process.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task TwoServeProcessesFormOneClusterThroughRedis()
+    {
+        var ports = Ports.Free(6);
+        await using var a = Start(ports[0], ports[1], ports[2]);
+        await using var b = Start(ports[3], ports[4], ports[5]);
+        var silos = new[] { a, b };
+        await Task.WhenAll(silos.Select(WaitUntilHealthy));
+
+        // Greedy decoding gives the same text whichever silo takes the request: one model, one set of shard grains.
+        var texts = new List<string>();
+        foreach (var silo in silos) texts.Add(await Complete(silo));
+        Assert.False(string.IsNullOrWhiteSpace(texts[0]), "an empty completion");
+        Assert.Equal(texts[0], texts[1]);
+
+        await using var connection = await redis.ConnectAsync();
+        var db = connection.GetDatabase();
+        Assert.Equal(silos.Select(s => s.SiloPort).Order(), await ActiveSiloPorts(db));
+        // Sessions of HTTP requests are ended, and an ended session leaves no state behind.
+        Assert.Empty(await StateKeys(connection, "decodingsession"));
+
+        await SessionStateIsKeptInRedis(db, connection);
+
+        // SIGTERM: each stops cleanly, leaving the cluster.
+        foreach (var silo in silos)
+        {
+            int exit = await silo.Process.TerminateAsync(StopTimeout);
+            Assert.True(exit == 0, $"exit code {exit} after SIGTERM\n{silo.Process}");
+        }
+        Assert.Empty(await ActiveSiloPorts(db));
+    }
+
+    /// <summary>A session run through the cluster by an Orleans client writes its history to Redis; ending it removes it.</summary>
+    private async Task SessionStateIsKeptInRedis(IDatabase db, IConnectionMultiplexer connection)
+    {
+        using var host = new HostBuilder()
+            .UseOrleansClient(client => client
+                .UseRedisClustering(options => options.ConfigurationOptions = ConfigurationOptions.Parse(redis.Endpoint))
+                .Configure<ClusterOptions>(options => (options.ClusterId, options.ServiceId) = (Cluster, Cluster)))
+            .Build();
+        await host.StartAsync();
+        try
+        {
+            var session = host.Services.GetRequiredService<IClusterClient>().GetGrain<IDecodingSessionGrain>("redis-session");
+            int[] prompt = [1]; // BOS
+            var result = await session.Generate(new GenerationRequest(prompt, 12, Shards: 1, Model: "stories260K"));
+            Assert.Equal(12, result.Tokens.Length);
+
+            var key = Assert.Single(await StateKeys(connection, "decodingsession/redis-session"));
+            var data = (string?)await db.HashGetAsync(key, "data");
+            Assert.False(string.IsNullOrEmpty(data), $"no session state under {key}");
+            var history = JsonDocument.Parse(data).RootElement.GetProperty("History").GetProperty("$values").EnumerateArray().Select(t => t.GetInt32());
+            Assert.Equal([.. prompt, .. result.Tokens], history);
+
+            await session.End();
+            Assert.False(await db.KeyExistsAsync(key), $"{key} is still there after the session ended");
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    private Silo Start(int http, int siloPort, int gatewayPort)
+    {
+        var process = Spa.Start([
+            "serve", "--model", SharedData.Stories260K, "--http", $"127.0.0.1:{http}", "--api-key", Key,
+            "--redis", redis.Endpoint, "--silo-port", siloPort.ToString(), "--gateway-port", gatewayPort.ToString(),
+        ]);
+        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(60) };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", Key);
+        return new Silo(process, client, siloPort);
+    }
+
+    private static async Task WaitUntilHealthy(Silo silo)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.False(silo.Process.HasExited, $"spa serve exited with {(silo.Process.HasExited ? silo.Process.ExitCode : 0)} before it was healthy\n{silo.Process}");
+            Assert.True(clock.Elapsed < StartTimeout, $"not healthy after {StartTimeout.TotalSeconds} s\n{silo.Process}");
+            try
+            {
+                using var response = await silo.Http.GetAsync("/healthz");
+                if (response.StatusCode == HttpStatusCode.OK) return;
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+            await Task.Delay(200);
+        }
+    }
+
+    private static async Task<string> Complete(Silo silo)
+    {
+        using var response = await silo.Http.PostAsJsonAsync("/v1/completions", new { prompt = "Once upon a time", max_tokens = 40 });
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}\n{silo.Process}");
+        return JsonDocument.Parse(body).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    }
+
+    /// <summary>The silo ports of the rows of the cluster's membership table (a Redis hash) whose silo is active.</summary>
+    private static async Task<int[]> ActiveSiloPorts(IDatabase db)
+    {
+        var rows = await db.HashGetAllAsync($"{Cluster}/members/{Cluster}");
+        Assert.NotEmpty(rows); // the table exists: at least its version row
+        return [.. rows.Where(row => row.Name != "Version")
+            .Select(row => JsonDocument.Parse((string)row.Value!).RootElement)
+            .Where(entry => entry.GetProperty("Status").GetInt32() == ActiveStatus)
+            .Select(entry => SiloAddress.FromParsableString(entry.GetProperty("SiloAddress").GetProperty("SiloAddress").GetString()!).Endpoint.Port)
+            .Order()];
+    }
+
+    /// <summary>The grain-state keys of the service that start with <paramref name="grain"/> ("type/key").</summary>
+    private static async Task<List<RedisKey>> StateKeys(IConnectionMultiplexer connection, string grain)
+    {
+        var keys = new List<RedisKey>();
+        await foreach (var key in connection.GetServers().Single().KeysAsync(pattern: $"{Cluster}/state/{grain}*")) keys.Add(key);
+        return keys;
+    }
+}
+
+[CollectionDefinition(RedisClusterTests.Name, DisableParallelization = true)]
+public sealed class RedisClusterCollection;

@@ -1,0 +1,58 @@
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Spa.Grains;
+using Spa.Testing;
+using Spa.Model.Tests;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>A silo host built with Redis (in this process, against a real Redis server): state and membership live there.</summary>
+public sealed class RedisSiloTests(RedisServer redis) : IClassFixture<RedisServer>
+{
+    private const string ClusterId = "silo-tests";
+
+    [Fact]
+    public async Task SessionStateAndMembershipLiveInRedis()
+    {
+        var ports = Ports.Free(2);
+        var app = SiloHost.Build(new SiloHostOptions
+        {
+            Model = SharedData.Stories260K,
+            Http = "127.0.0.1:0",
+            ApiKey = "k",
+            Redis = redis.Endpoint,
+            SiloPort = ports[0],
+            GatewayPort = ports[1],
+            ClusterId = ClusterId,
+        });
+        await using var connection = await redis.ConnectAsync();
+        var db = connection.GetDatabase();
+        await using (app)
+        {
+            await app.StartAsync();
+            try
+            {
+                var members = await db.HashGetAllAsync($"spa/members/{ClusterId}");
+                var silo = JsonDocument.Parse((string)Assert.Single(members, m => m.Name != "Version").Value!).RootElement;
+                Assert.Equal($"127.0.0.1:{ports[0]}", silo.GetProperty("SiloAddress").GetProperty("SiloAddress").GetString()!.Split('@')[0]);
+                Assert.Equal(ports[1], silo.GetProperty("ProxyPort").GetInt32());
+
+                var session = app.Services.GetRequiredService<IGrainFactory>().GetGrain<IDecodingSessionGrain>("in-redis");
+                var result = await session.Generate(new GenerationRequest([1], 8, Shards: 1, Model: "stories260K"));
+                var key = "spa/state/decodingsession/in-redis/session";
+                var data = (string?)await db.HashGetAsync(key, "data");
+                Assert.False(string.IsNullOrEmpty(data), $"no state under {key}");
+                // The storage keeps Json.NET's form of the state, with the list's items under "$values".
+                var history = JsonDocument.Parse(data).RootElement.GetProperty("History").GetProperty("$values").EnumerateArray().Select(t => t.GetInt32());
+                Assert.Equal([1, .. result.Tokens], history);
+
+                await session.End();
+                Assert.False(await db.KeyExistsAsync(key), "an ended session left its state behind");
+            }
+            finally
+            {
+                await app.StopAsync();
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Configuration;
+using Spa.Model.Tests;
+
+namespace Spa.Silo.Tests;
+
+public sealed class SiloHostOptionsTests
+{
+    private static SiloHostOptions Valid() => new() { Model = SharedData.Stories260K };
+
+    private static IConfiguration Config(params (string Key, string Value)[] values) => new ConfigurationBuilder()
+        .AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>(v.Key, v.Value)))
+        .Build();
+
+    [Fact]
+    public void SiloArguments()
+    {
+        var options = SiloHostOptions.Parse(["--http", "127.0.0.1:9000", "--model=m", "--shards", "2", "--api-key", "k",
+            "--redis", "127.0.0.1:6379", "--silo-port", "11112", "--gateway-port=30001", "--advertise", "10.0.0.5"]);
+        Assert.Equal(("127.0.0.1:9000", "m", 2, "k"), (options.Http, options.Model, options.Shards, options.ApiKey));
+        Assert.Equal(("127.0.0.1:6379", 11112, 30001, "10.0.0.5"), (options.Redis, options.SiloPort, options.GatewayPort, options.Advertise));
+        Assert.Equal("http://127.0.0.1:9000", SiloHostOptions.ToUrl(options.Http!));
+        Assert.Contains("unknown option '--frobnicate'", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--frobnicate", "1"])).Message);
+        Assert.Contains("--model needs a value", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--model"])).Message);
+        Assert.Contains("--silo-port must be an integer", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--silo-port", "x"])).Message);
+        // Values are the business of Validate, shared with spa serve.
+        Assert.Equal(0, SiloHostOptions.Parse(["--shards", "0"]).Shards);
+    }
+
+    [Fact]
+    public void DefaultsAreValid()
+    {
+        Valid().Validate();
+        new SiloHostOptions { Model = SharedData.Stories260K, Http = "127.0.0.1:0", Redis = "127.0.0.1:6379", Advertise = "127.0.0.1" }.Validate();
+        new SiloHostOptions { Model = SharedData.Stories260K, Http = "http://0.0.0.0:8080", Redis = "localhost:6379,password=secret" }.Validate();
+    }
+
+    [Theory]
+    [InlineData("--shards (Spa:Model:Shards) must be positive, got 0", "Shards", "0")]
+    [InlineData("--silo-port must be a port number from 1 to 65535, got 0", "SiloPort", "0")]
+    [InlineData("--silo-port must be a port number from 1 to 65535, got 65536", "SiloPort", "65536")]
+    [InlineData("--gateway-port must be a port number from 1 to 65535, got -1", "GatewayPort", "-1")]
+    [InlineData("--silo-port and --gateway-port must differ, both are 30000", "SiloPort", "30000")]
+    [InlineData("--http must be HOST:PORT", "Http", "localhost")]
+    [InlineData("--http must be HOST:PORT", "Http", "localhost:99999")]
+    [InlineData("--redis (Spa:Cluster:Redis) must be HOST:PORT", "Redis", "127.0.0.1:0")]
+    [InlineData("--redis (Spa:Cluster:Redis) must be HOST:PORT", "Redis", "")]
+    [InlineData("--advertise (Spa:Cluster:Advertise) needs --redis", "Advertise", "127.0.0.1")]
+    [InlineData("the model /nonexistent/model.bin does not exist", "Model", "/nonexistent/model.bin")]
+    public void BadValuesAreRefusedWithAReason(string reason, string property, string value)
+    {
+        var options = Valid();
+        var target = typeof(SiloHostOptions).GetProperty(property)!;
+        var type = Nullable.GetUnderlyingType(target.PropertyType) ?? target.PropertyType;
+        target.SetValue(options, type == typeof(int) ? int.Parse(value) : value);
+        var error = Assert.Throws<ArgumentException>(options.Validate);
+        Assert.Contains(reason, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Fact]
+    public void AnAdvertisedAddressMustBeAnIpAddress()
+    {
+        var options = Valid();
+        (options.Redis, options.Advertise) = ("127.0.0.1:6379", "silo-1.example");
+        Assert.Contains("--advertise (Spa:Cluster:Advertise) must be an IP address", Assert.Throws<ArgumentException>(options.Validate).Message);
+    }
+
+    [Fact]
+    public void TheCommandLineOverridesTheConfiguration()
+    {
+        var config = Config(("Spa:Cluster:Redis", "redis-1:6379"), ("Spa:Cluster:ClusterId", "blue"), ("Spa:Model:Shards", "3"),
+            ("Spa:Model:ModelPath", SharedData.Stories260K));
+
+        var fromConfig = new SiloHostOptions().WithConfiguration(config);
+        Assert.Equal(("redis-1:6379", "blue", "spa", 3, SharedData.Stories260K),
+            (fromConfig.Redis, fromConfig.ClusterId, fromConfig.ServiceId, fromConfig.Shards, fromConfig.Model));
+        fromConfig.Validate();
+
+        var given = new SiloHostOptions { Redis = "redis-2:6380", Shards = 2, Model = "m" }.WithConfiguration(config);
+        Assert.Equal(("redis-2:6380", 2, "m"), (given.Redis, given.Shards, given.Model));
+
+        var alone = new SiloHostOptions().WithConfiguration(Config());
+        Assert.Equal((null, "spa", "spa", 1), (alone.Redis, alone.ClusterId, alone.ServiceId, alone.Shards));
+    }
+
+    [Fact]
+    public void BadConfigurationIsRefusedLikeABadCommandLine()
+    {
+        var options = new SiloHostOptions().WithConfiguration(Config(("Spa:Model:ModelPath", SharedData.Stories260K), ("Spa:Model:Shards", "-2")));
+        Assert.Contains("--shards (Spa:Model:Shards) must be positive, got -2", Assert.Throws<ArgumentException>(options.Validate).Message);
+        options = new SiloHostOptions().WithConfiguration(Config(("Spa:Model:ModelPath", SharedData.Stories260K), ("Spa:Cluster:ClusterId", " ")));
+        Assert.Contains("Spa:Cluster:ClusterId must not be empty", Assert.Throws<ArgumentException>(options.Validate).Message);
+    }
+}
