@@ -4,7 +4,6 @@ using Microsoft.Extensions.Hosting;
 using Orleans.Clustering.Redis;
 using Orleans.Configuration;
 using Orleans.Persistence;
-using Orleans.Providers;
 using Spa.Grains;
 using StackExchange.Redis;
 
@@ -52,7 +51,7 @@ internal static class RedisCluster
         silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = configuration);
         silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
             clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
-        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, ProviderConstants.DEFAULT_PUBSUB_PROVIDER_NAME })
+        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
         {
             silo.AddRedisGrainStorage(name, storage =>
             {

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Orleans.Providers;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -55,12 +54,12 @@ public static class SiloHost
         {
             if (redis is null)
             {
-                silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
-                silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
-                silo.AddMemoryGrainStorage(ProviderConstants.DEFAULT_PUBSUB_PROVIDER_NAME);
+                silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ServiceId!, clusterId: options.ClusterId!);
+                silo.AddSpaMemoryStorage();
             }
             else RedisCluster.Configure(silo, options, redis);
-            silo.AddSpaModel(builder.Configuration.GetSection(SpaModelOptions.Section));
+            silo.AddSpaModel(builder.Configuration);
+            silo.AddAcceleratorPlacement(builder.Configuration);
         });
 
         builder.Services.AddSingleton(keys);
