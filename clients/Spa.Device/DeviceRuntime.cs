@@ -36,6 +36,9 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
                 throw new InvalidOperationException($"could not reach the cluster at {string.Join(", ", options.Gateways)} ({e.Message})", e);
             }
         }
+        // SIGTERM reaches the host's console lifetime, which asks the application to stop: that ends the loop below too.
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(stop, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+        stop = stopping.Token;
         var client = host.Services.GetRequiredService<IClusterClient>();
         var device = client.GetGrain<IEdgeDeviceGrain>(options.DeviceId);
         var facts = await device.Hello(options.Secret);

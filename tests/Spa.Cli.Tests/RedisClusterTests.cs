@@ -14,8 +14,11 @@ namespace Spa.Cli.Tests;
 
 /// <summary>
 /// Two real <c>spa serve</c> processes with <c>--redis</c> against a real Redis server: they form one cluster, keep
-/// its membership table and the session state in Redis, and stop cleanly on SIGTERM. Runs alone, so that two model
-/// loads and decoding are not slowed down by the other tests' processes.
+/// its membership table and the session state in Redis, and stop cleanly on SIGTERM. A real <c>spa-device</c> process
+/// holding a plugin connects to one silo's gateway, and a request over HTTP to the other silo uses it: the text equals
+/// the in-process engine's with that plugin, while no silo ever had the plugin file (the device gets its path, and the
+/// test deletes it as soon as the device has loaded it). Runs alone, so that two model loads and decoding are not
+/// slowed down by the other tests' processes.
 /// </summary>
 [Collection(Name)]
 public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisServer>
@@ -52,6 +55,8 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
         Assert.False(string.IsNullOrWhiteSpace(texts[0]), "an empty completion");
         Assert.Equal(texts[0], texts[1]);
 
+        await APluginOnADeviceProcessServesThroughTheOtherSilo(a, b, gatewayOfB: ports[5]);
+
         await using var connection = await redis.ConnectAsync();
         var db = connection.GetDatabase();
         Assert.Equal(silos.Select(s => s.SiloPort).Order(), await ActiveSiloPorts(db));
@@ -67,6 +72,37 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
             Assert.True(exit == 0, $"exit code {exit} after SIGTERM\n{silo.Process}");
         }
         Assert.Empty(await ActiveSiloPorts(db));
+    }
+
+    private static async Task APluginOnADeviceProcessServesThroughTheOtherSilo(Silo a, Silo b, int gatewayOfB)
+    {
+        const string secret = "redis-cluster-device-secret";
+        var plugin = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
+        try
+        {
+            var expected = RandomLadderPlugin.SaveAndGenerate(plugin, "Once upon a time", 30);
+            using (var registered = await a.Http.PostAsJsonAsync("/v1/devices", new { device_id = "phone-1", secret }))
+                Assert.True(registered.StatusCode == HttpStatusCode.Created, await registered.Content.ReadAsStringAsync());
+            await using var device = SpaDevice.Start($"127.0.0.1:{gatewayOfB}", "phone-1", secret, plugin);
+            await device.WaitForOutputAsync(SpaDevice.ConnectedLine, StartTimeout);
+            Directory.Delete(plugin, recursive: true); // the plugin now lives only in the device's memory
+
+            using var response = await a.Http.PostAsJsonAsync("/v1/completions",
+                new { prompt = "Once upon a time", max_tokens = 30, spa = new { mode = "parallel", device_id = "phone-1", fallback = "fail" } });
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}\n{a.Process}\n{device}");
+            var root = JsonDocument.Parse(body).RootElement;
+            Assert.Equal(expected, root.GetProperty("choices")[0].GetProperty("text").GetString());
+            var spa = root.GetProperty("spa");
+            Assert.Equal(spa.GetProperty("generated_tokens").GetInt64(), spa.GetProperty("transmissions").GetInt64()); // parallel: M = 1
+            Assert.False(spa.GetProperty("degraded").GetBoolean());
+            Assert.Contains("connected", await (await b.Http.GetAsync("/v1/devices/phone-1")).Content.ReadAsStringAsync());
+            Assert.Equal(0, await device.TerminateAsync(StopTimeout)); // a clean stop disconnects
+        }
+        finally
+        {
+            if (Directory.Exists(plugin)) Directory.Delete(plugin, recursive: true);
+        }
     }
 
     /// <summary>A session run through the cluster by an Orleans client writes its history to Redis; ending it removes it.</summary>

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 
@@ -39,9 +40,9 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         var id = "real-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
         CopyPlugin();
-        using (var device = new DeviceProcess(server.GatewayPort, id, Secret, _copy))
+        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy))
         {
-            await device.WaitConnected(TimeSpan.FromSeconds(60));
+            await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
             Directory.Delete(_copy, recursive: true); // from here on the plugin exists only in the device's memory
             Assert.Equal("connected", await State(client, id));
 
@@ -52,7 +53,7 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
             var gated = await PluginCompletionTests.Send(client, "/v1/completions", Request("spa", id), HttpStatusCode.OK);
             Assert.Equal(Text(await PluginCompletionTests.Send(client, "/v1/completions", Request("spa", simulated), HttpStatusCode.OK)), Text(gated));
 
-            device.Kill();
+            await device.KillAsync();
             var degraded = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
             Assert.True(degraded.GetProperty("spa").GetProperty("degraded").GetBoolean());
             Assert.Equal(Text(baseline), Text(degraded));
@@ -61,9 +62,9 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         }
 
         CopyPlugin();
-        using (var device = new DeviceProcess(server.GatewayPort, id, Secret, _copy))
+        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy))
         {
-            await device.WaitConnected(TimeSpan.FromSeconds(60));
+            await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
             var again = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
             Assert.Equal(Text(expected), Text(again));
             Assert.False(again.GetProperty("spa").GetProperty("degraded").GetBoolean());
@@ -77,14 +78,9 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         var id = "wrong-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
         CopyPlugin();
-        using var device = new DeviceProcess(server.GatewayPort, id, "not-the-secret-of-this-device", _copy);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!device.Output.Contains("spa-device: error:", StringComparison.Ordinal))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"spa-device did not report the refusal:\n{device.Output}");
-            await Task.Delay(200);
-        }
-        Assert.Contains("wrong secret", device.Output);
+        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, "not-the-secret-of-this-device", _copy);
+        Assert.Equal(1, await device.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("spa-device: error: wrong secret", device.Stderr);
         Assert.Equal("offline", await State(client, id));
     }
 

@@ -90,9 +90,22 @@ public sealed class ChildProcess : IAsyncDisposable
         _process.Dispose();
     }
 
+    /// <summary>Waits until <paramref name="text"/> appears in stdout; fails with the output when the program exits first or time runs out.</summary>
+    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Stdout.Contains(text, StringComparison.Ordinal) && !Stderr.Contains(text, StringComparison.Ordinal))
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"exited with {_process.ExitCode} before printing '{text}'\n{this}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"'{text}' did not appear within {timeout.TotalSeconds} s\n{this}");
+            await Task.Delay(100);
+        }
+    }
+
     public override string ToString() => $"$ {CommandLine}\n--- stdout ---\n{Stdout}\n--- stderr ---\n{Stderr}";
 
-    private async Task KillAsync()
+    /// <summary>SIGKILL (with its children): the program vanishes without a word, as a crashed machine does.</summary>
+    public async Task KillAsync()
     {
         if (_process.HasExited) return;
         _process.Kill(entireProcessTree: true);
