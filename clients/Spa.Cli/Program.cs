@@ -14,6 +14,7 @@ root.Subcommands.Add(LatencyCommand.Create());
 root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(DeviceCommand.Create());
+root.Subcommands.Add(DemoCommand.Create());
 var parsed = root.Parse(args);
 // System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every
 // other failure instead: one line on stderr, exit code 2. (--help still wins over a parse error.)

@@ -82,12 +82,7 @@ public sealed class TaskArguments
         int context = Math.Min(model.Config.MaxSeqLen, maxLength);
         int maxTarget = result.GetValue(MaxTargetTokens);
         if (maxTarget <= 0 || maxTarget >= context) throw new UsageException($"--max-target-tokens must be in 1..{context - 1}, got {maxTarget}");
-        if (IsPersonal(result))
-        {
-            var stories = PersonalStories(result);
-            TrainingSequence FromStory(PersonalStory s) => new(tokenizer.Encode(s.Text, bos: true, eos: true).Take(context).ToArray(), 1);
-            return (Take(Split(stories, TaskSplit.Train), limit).Select(FromStory).ToArray(), Split(stories, TaskSplit.Validation).Select(FromStory).ToArray());
-        }
+        if (IsPersonal(result)) return PersonalTrainingData(PersonalStories(result), tokenizer, context, limit);
         var dataset = Dataset(result);
         TrainingSequence FromExample(TaskExample e)
         {
@@ -95,6 +90,14 @@ public sealed class TaskArguments
             return new TrainingSequence([.. prompt, .. target], prompt.Length);
         }
         return (Take(dataset.Split(TaskSplit.Train), limit).Select(FromExample).ToArray(), dataset.Split(TaskSplit.Validation).Take(200).Select(FromExample).ToArray());
+    }
+
+    /// <summary>Whole stories of at most <paramref name="context"/> tokens, the loss on every token after BOS.</summary>
+    public static (IReadOnlyList<TrainingSequence> Train, IReadOnlyList<TrainingSequence> Validation) PersonalTrainingData(
+        IReadOnlyList<PersonalStory> stories, ITokenizer tokenizer, int context, int? limit = null)
+    {
+        TrainingSequence FromStory(PersonalStory s) => new(tokenizer.Encode(s.Text, bos: true, eos: true).Take(context).ToArray(), 1);
+        return (Take(Split(stories, TaskSplit.Train), limit).Select(FromStory).ToArray(), Split(stories, TaskSplit.Validation).Select(FromStory).ToArray());
     }
 
     private static IEnumerable<T> Take<T>(IEnumerable<T> items, int? limit) => limit is { } n ? items.Take(n) : items;

@@ -41,10 +41,11 @@ public static class SiloHost
         else if (string.IsNullOrWhiteSpace(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
             builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp));
 
-        builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+        builder.Logging.AddFilter("Orleans", options.Quiet ? LogLevel.Error : LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Polly", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", options.Quiet ? LogLevel.Warning : LogLevel.Information);
+        if (options.Quiet) builder.Logging.SetMinimumLevel(LogLevel.Warning);
 
         // Connected here rather than by the providers as the silo starts, so that a server that does not answer is one
         // clear error before anything runs; the clustering and both storages share this one connection.

@@ -57,6 +57,9 @@ public sealed class SiloHostOptions
     /// <summary>Where the generated API key is announced; default stdout.</summary>
     public TextWriter? Announce { get; set; }
 
+    /// <summary>Log warnings and errors only (a host embedded in a command that prints its own output).</summary>
+    public bool Quiet { get; set; }
+
     public const string Usage =
         "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP]";
 
