@@ -102,6 +102,27 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
     }
 
     [Fact]
+    public async Task ASimulatedDevicesProfileDelaysAreReallyApplied()
+    {
+        var profile = new EdgeProfile("slow-link", Cores: 1, FlopsPerCore: 1e6, RoundTripMs: 25, UpMbps: 1, DownMbps: 2);
+        var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner, profile);
+        var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("plugin-delays");
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var result = await session.Generate(new GenerationRequest(Prompt, 8, Mode: SessionModes.Parallel, DeviceId: deviceId, User: Owner));
+        double wall = started.Elapsed.TotalMilliseconds;
+        await session.End();
+
+        // Per round trip: 25 ms + 1,536 B at 1 Mbit/s (12.3 ms) + 256 B at 2 Mbit/s (1.0 ms) on the link, and the side
+        // network's FLOPs at 1 MFLOP/s on the device. The times are lower bounds: the delays are waited, not assumed.
+        double network = profile.NetworkMs(result.BytesUp / result.Transmissions, result.BytesDown / result.Transmissions);
+        Assert.Equal(8, result.Transmissions);
+        Assert.True(result.NetworkMs >= 8 * network, $"network {result.NetworkMs:F1} ms for 8 round trips of at least {network:F1} ms");
+        Assert.True(result.EdgeMs / 8 > 1, $"edge {result.EdgeMs / 8:F2} ms per call at 1 MFLOP/s");
+        Assert.True(wall >= result.NetworkMs + result.EdgeMs, $"the generation took {wall:F0} ms, less than its device's {result.NetworkMs + result.EdgeMs:F0} ms");
+        output.WriteLine($"per token: cloud {result.CloudMs / 8:F2} ms, edge {result.EdgeMs / 8:F2} ms, network {result.NetworkMs / 8:F2} ms (link alone {network:F2} ms)");
+    }
+
+    [Fact]
     public async Task ASessionMayUseOnlyADeviceOfItsOwnUser()
     {
         var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
