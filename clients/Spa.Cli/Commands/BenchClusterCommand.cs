@@ -309,9 +309,9 @@ public static class BenchClusterCommand
         var rows = report.Shards.Select(f => new[]
         {
             f.Shards.ToString(), f.EngineMsPerToken.ToString("F3"), f.ClusterMsPerToken.ToString("F3"),
-            $"{f.LatencyRatio:F2} {(f.LatencyTargetMet ? "met" : "MISSED")}",
+            $"{f.LatencyRatio:F3} {(f.LatencyTargetMet ? "met" : "MISSED")}",
             f.ClusterOneTokensPerS.ToString("N0"), f.ClusterManyTokensPerS.ToString("N0"),
-            $"{f.ThroughputRatio:F1}x {(f.ThroughputTargetMet ? "met" : "MISSED")}",
+            $"{f.ThroughputRatio:F2}x {(f.ThroughputTargetMet ? "met" : "MISSED")}",
             f.EngineBatchTokensPerS.ToString("N0"), f.MeanBatch.ToString("F1"),
         }).ToList();
         var widths = header.Select((h, c) => rows.Select(r => r[c].Length).Append(h.Length).Max()).ToArray();
