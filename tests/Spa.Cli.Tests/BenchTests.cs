@@ -2,7 +2,10 @@ using System.Text.Json;
 
 namespace Spa.Cli.Tests;
 
-/// <summary><c>spa bench decode</c> writes its figures as JSON.</summary>
+/// <summary>
+/// <c>spa bench decode</c> and <c>spa bench cluster</c> write their figures as JSON. One class, so that the benchmarks do
+/// not run beside each other.
+/// </summary>
 public sealed class BenchTests
 {
     [Fact]
@@ -26,5 +29,65 @@ public sealed class BenchTests
         Assert.Equal(2, only.GetProperty("batch").GetInt32());
         Assert.True(only.GetProperty("tokens_per_s").GetDouble() > 0, "batched rate\n" + root);
         Assert.Equal(16, root.GetProperty("tokens_per_sequence").GetInt32());
+    }
+
+    [Fact]
+    public async Task ClusterBenchmarkChecksItsTokensAndWritesEveryFigure()
+    {
+        using var temp = new TempDir();
+        var file = temp["cluster.json"];
+
+        var run = await Spa.RunAsync("bench", "cluster", "--model", SharedData.Stories260K,
+            "--shards", "1", "2", "--sessions", "4", "--tokens", "8", "--repeats", "1", "--json", file);
+
+        Expect.Success(run);
+        Expect.NoStackTrace(run);
+        Assert.Contains("latency ratio", run.Stdout);
+        Assert.True(File.Exists(file), "no JSON written\n" + run);
+        using var json = JsonDocument.Parse(File.ReadAllText(file));
+        var root = json.RootElement;
+        Assert.Equal("stories260K", root.GetProperty("model").GetString());
+        Assert.Equal(4, root.GetProperty("sessions").GetInt32());
+        Assert.Equal(8, root.GetProperty("tokens_per_session").GetInt32());
+        var check = root.GetProperty("self_check");
+        Assert.True(check.GetProperty("passed").GetBoolean(), "self-check\n" + root);
+        // Per shard count, one run: the engine alone and 1 session, the engine's batch and 4 sessions.
+        Assert.Equal(2 * (1 + 4), check.GetProperty("sequences").GetInt32());
+        Assert.True(check.GetProperty("tokens").GetInt64() > 0, "tokens checked\n" + root);
+
+        var shards = root.GetProperty("shards").EnumerateArray().ToList();
+        Assert.Equal([1, 2], shards.Select(s => s.GetProperty("shards").GetInt32()));
+        foreach (var figure in shards)
+        {
+            foreach (var name in new[] { "engine_ms_per_token", "cluster_ms_per_token", "latency_ratio", "cluster_one_tokens_per_s",
+                         "cluster_many_tokens_per_s", "throughput_ratio", "engine_one_tokens_per_s", "engine_batch_tokens_per_s",
+                         "cluster_many_vs_engine_batch", "mean_batch" })
+                Assert.True(figure.GetProperty(name).GetDouble() is > 0 and < 1e6, $"{name}\n{figure}");
+            Assert.Equal(figure.GetProperty("latency_ratio").GetDouble() <= 1.3, figure.GetProperty("latency_target_met").GetBoolean());
+            Assert.Equal(figure.GetProperty("throughput_ratio").GetDouble() >= 8, figure.GetProperty("throughput_target_met").GetBoolean());
+            Assert.InRange(figure.GetProperty("largest_batch").GetInt32(), 1, 4);
+            var only = Assert.Single(figure.GetProperty("runs").EnumerateArray());
+            Assert.Equal(0, only.GetProperty("evictions").GetInt64());
+            Assert.Equal(0, only.GetProperty("replays").GetInt64());
+        }
+        var machine = root.GetProperty("machine");
+        Assert.True(machine.GetProperty("cores").GetInt32() > 0, "cores\n" + machine);
+        Assert.False(string.IsNullOrWhiteSpace(machine.GetProperty("os").GetString()), "os\n" + machine);
+        Assert.Contains(".NET", machine.GetProperty("runtime").GetString());
+    }
+
+    [Theory]
+    [InlineData("--shards 0", "--shards")]
+    [InlineData("--shards 6", "at most 5 shards")]
+    [InlineData("--sessions 0", "must be positive")]
+    [InlineData("--repeats -1", "must be positive")]
+    [InlineData("--tokens 600", "context")]
+    [InlineData("--sessions many", "many")]
+    [InlineData("--json no-such-folder/cluster.json", "does not exist")]
+    public async Task ClusterBenchmarkRejectsBadArguments(string arguments, string phrase)
+    {
+        var run = await Spa.RunAsync(["bench", "cluster", "--model", SharedData.Stories260K, .. arguments.Split(' ')]);
+
+        Expect.OneLineError(run, phrase, exitCode: 2);
     }
 }

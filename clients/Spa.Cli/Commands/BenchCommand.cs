@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Spa.Model;
@@ -15,6 +17,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Benchmarks.");
         bench.Subcommands.Add(Decode());
         bench.Subcommands.Add(BenchTrainCommand.Create());
+        bench.Subcommands.Add(BenchClusterCommand.Create());
         return bench;
     }
 
@@ -39,7 +42,7 @@ public static class BenchCommand
             var sizes = result.GetValue(batches) ?? [];
             if (length <= 0 || runs <= 0 || sizes.Any(b => b <= 0)) throw new UsageException("--tokens, --repeats and every --batches value must be positive");
             using var llama = model.LoadModel(result);
-            if (length + 8 > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
+            if (length + MaxPromptTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
 
             double single = Measure(llama, 1, length, runs, cancellation);
             Console.Error.WriteLine($"single stream: {single:F1} tokens/s");
@@ -53,8 +56,7 @@ public static class BenchCommand
 
             var report = new DecodeReport(
                 Path.GetFileName(Path.TrimEndingDirectorySeparator(model.ResolvePath(result))),
-                Math.Round(single, 1), batched, length, runs,
-                new MachineInfo(Environment.ProcessorCount, TorchSharp.torch.get_num_threads(), CpuName(), llama.Device.ToString(), llama.DType.ToString()));
+                Math.Round(single, 1), batched, length, runs, Machine(llama, TorchSharp.torch.get_num_threads()));
             var text = JsonSerializer.Serialize(report, JsonOptions);
             var path = result.GetValue(json);
             if (path is null) Console.Out.WriteLine(text);
@@ -71,15 +73,12 @@ public static class BenchCommand
     /// </summary>
     private static double Measure(LlamaModel model, int batch, int length, int runs, CancellationToken cancellation)
     {
-        var random = new Random(batch);
-        var prompts = Enumerable.Range(0, batch)
-            .Select(_ => (IReadOnlyList<int>)[model.Config.BosId, .. Enumerable.Range(0, random.Next(0, 8)).Select(_ => random.Next(3, model.Config.VocabSize))])
-            .ToArray();
+        var prompts = RandomPrompts(model.Config, batch, seed: batch);
         var rates = new List<double>();
         for (int run = 0; run <= runs; run++)
         {
             cancellation.ThrowIfCancellationRequested();
-            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, 8 + length));
+            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, MaxPromptTokens + length));
             var slots = Enumerable.Range(0, batch).ToArray();
             var inputs = prompts;
             var clock = Stopwatch.StartNew();
@@ -96,6 +95,38 @@ public static class BenchCommand
         return rates[rates.Count / 2];
     }
 
+    /// <summary>The longest prompt <see cref="RandomPrompts"/> makes; a benchmark leaves this much of the context to it.</summary>
+    internal const int MaxPromptTokens = 8;
+
+    /// <summary>
+    /// BOS and up to <see cref="MaxPromptTokens"/> - 1 random tokens each (the same for a given seed): sequences of
+    /// different lengths and contents, so that a batch is not one sequence repeated.
+    /// </summary>
+    internal static IReadOnlyList<int>[] RandomPrompts(LlamaConfig config, int count, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, count)
+            .Select(_ => (IReadOnlyList<int>)[config.BosId, .. Enumerable.Range(0, random.Next(0, MaxPromptTokens)).Select(_ => random.Next(3, config.VocabSize))])
+            .ToArray();
+    }
+
+    /// <summary>The machine facts every benchmark report carries; the load average tells how busy the machine was at the start.</summary>
+    internal static MachineInfo Machine(LlamaModel model, int torchThreads) =>
+        new(Environment.ProcessorCount, torchThreads, CpuName(), RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription,
+            LoadAverage(), model.Device.ToString(), model.DType.ToString());
+
+    private static double? LoadAverage()
+    {
+        try
+        {
+            return double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
+    }
+
     private static string CpuName()
     {
         try
@@ -108,7 +139,7 @@ public static class BenchCommand
         }
     }
 
-    private static readonly JsonSerializerOptions JsonOptions = new()
+    internal static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -116,6 +147,6 @@ public static class BenchCommand
     };
 
     private sealed record BatchFigure(int Batch, double TokensPerS);
-    private sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Device, string Dtype);
+    internal sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Os, string Runtime, double? LoadAverage, string Device, string Dtype);
     private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, IReadOnlyList<BatchFigure> Batched, int TokensPerSequence, int Repeats, MachineInfo Machine);
 }

@@ -1,0 +1,343 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Spa.Grains;
+using Spa.Model;
+using Spa.Model.Generation;
+using Spa.Model.Sampling;
+
+namespace Spa.Cli.Commands;
+
+/// <summary>
+/// <c>spa bench cluster</c>: greedy decoding through a one-process Orleans cluster (an in-process silo, sessions driven
+/// through <see cref="IDecodingSessionGrain.Generate"/>) against the in-process engine, both measured in the same
+/// process and the same run, for each shard count: the per-token latency of one session against the engine's single
+/// sequence, and the aggregate tokens/s of many concurrent sessions against one. Every measured run checks that the
+/// cluster's tokens are the engine's.
+/// </summary>
+public static class BenchClusterCommand
+{
+    /// <summary>The issue's targets: one session's per-token latency at most this multiple of the engine's...</summary>
+    public const double LatencyTarget = 1.3;
+
+    /// <summary>...and the concurrent sessions' aggregate tokens/s at least this multiple of one session's.</summary>
+    public const double ThroughputTarget = 8.0;
+
+    /// <summary>Tokens per session of the warm-up rounds (JIT, grain activations, cache allocation), which are not measured.</summary>
+    private const int WarmUpTokens = 16;
+
+    public static Command Create()
+    {
+        var model = new ModelArguments();
+        var shards = new Option<int[]>("--shards") { Description = "Shard counts to measure (each session's layers split over that many shard grains).", DefaultValueFactory = _ => [1, 2, 5], AllowMultipleArgumentsPerToken = true };
+        var sessions = new Option<int>("--sessions") { Description = "Concurrent sessions of the throughput measurement.", DefaultValueFactory = _ => 64 };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens each session generates per measured run (fewer if it ends its story).", DefaultValueFactory = _ => 128 };
+        var repeats = new Option<int>("--repeats") { Description = "Measured runs per shard count; the median is reported.", DefaultValueFactory = _ => 3 };
+        var json = new Option<string?>("--json") { Description = "Write every figure to this JSON file." };
+
+        var command = new Command("cluster", "Greedy decoding through the one-process cluster against the in-process engine: latency at one session, throughput of many.");
+        model.AddTo(command);
+        foreach (var option in new Option[] { shards, sessions, tokens, repeats, json }) command.Options.Add(option);
+        command.SetGuardedAction(async (result, cancellation) =>
+        {
+            var settings = new Settings(
+                [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats));
+            if (settings.ShardCounts.Length == 0 || settings.ShardCounts.Any(s => s <= 0)) throw new UsageException("--shards needs one or more positive shard counts");
+            foreach (var (option, value) in new[] { (sessions, settings.Sessions), (tokens, settings.Tokens), (repeats, settings.Repeats) })
+                if (value <= 0) throw new UsageException($"{option.Name} must be positive, got {value}");
+            // A run takes minutes: a JSON file that cannot be written is reported before it, not after.
+            var jsonPath = result.GetValue(json);
+            if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
+                throw new UsageException($"--json: the folder {folder} does not exist");
+            var modelPath = model.ResolvePath(result);
+            var modelOptions = model.Options(result);
+            var worker = TorchWorker.Shared;
+            // The engine runs on the torch worker too, the thread that runs every forward of the cluster, so that both
+            // run with the same torch thread settings.
+            var engine = await worker.Run(() => LlamaModel.Load(modelPath, modelOptions));
+            try
+            {
+                var config = engine.Config;
+                if (settings.ShardCounts.Max() > config.Layers) throw new UsageException($"--shards: a model of {config.Layers} layers splits into at most {config.Layers} shards");
+                if (settings.Tokens + BenchCommand.MaxPromptTokens > config.MaxSeqLen)
+                    throw new UsageException($"--tokens must leave room for the prompt in the context of {config.MaxSeqLen}");
+                // Every session keeps its KV-cache slot on every shard, so that the figures measure batching, not
+                // evictions and replays: a slot for the whole context of all layers bounds what any shard needs.
+                long bytesPerSession = await worker.Run(() =>
+                {
+                    using var onePosition = engine.CreateCache(1, 1);
+                    return onePosition.BytesPerSlot * config.MaxSeqLen;
+                });
+                var machine = BenchCommand.Machine(engine, await worker.Run(TorchSharp.torch.get_num_threads));
+                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions);
+                await silo.StartAsync(cancellation);
+                try
+                {
+                    var bench = new Bench(silo.Services.GetRequiredService<IGrainFactory>(), silo.Services.GetRequiredService<ModelHost>(),
+                        engine, BenchCommand.RandomPrompts(config, settings.Sessions, seed: 1), settings);
+                    var figures = await bench.Run(cancellation);
+                    var report = new ClusterReport(bench.ModelName, settings.Sessions, settings.Tokens, settings.Repeats,
+                        new Targets(LatencyTarget, ThroughputTarget), bench.SelfCheck, figures,
+                        bench.Options.BatchWindowMs, bench.Options.MaxBatch, bytesPerSession * settings.Sessions, machine);
+                    Console.Out.Write(Table(report));
+                    if (jsonPath is not null)
+                        await File.WriteAllTextAsync(jsonPath, JsonSerializer.Serialize(report, BenchCommand.JsonOptions) + Environment.NewLine, CancellationToken.None);
+                }
+                finally
+                {
+                    await silo.StopAsync(CancellationToken.None);
+                }
+            }
+            finally
+            {
+                await worker.Run(engine.Dispose);
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// The silo of <c>spa serve</c> without its HTTP side: localhost clustering on free ports, memory storage for the
+    /// sessions, the model host with the given per-shard KV-cache budget and the default batching settings.
+    /// </summary>
+    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard)
+    {
+        // No configuration files or environment: the benchmark measures the settings it reports.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        // Problems only, on stderr: stdout carries the table. Orleans' warnings are advice for production silos (server
+        // GC and the like), not problems of this run.
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning)
+            .AddFilter("Orleans", LogLevel.Error);
+        var (siloPort, gatewayPort) = FreePorts();
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLocalhostClustering(siloPort, gatewayPort);
+            silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
+            silo.AddSpaModel(o =>
+            {
+                o.ModelPath = modelPath;
+                o.Device = options.Device;
+                o.DType = options.DType;
+                o.Threads = options.Threads;
+                o.KvCacheBytesPerShard = kvCacheBytesPerShard;
+            });
+            // Many sessions of many tokens can take longer than Orleans' default 30 s response timeout for one Generate.
+            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromHours(1));
+        });
+        return builder.Build();
+    }
+
+    /// <summary>Two ports free now; both are held while the second is chosen so that they differ.</summary>
+    private static (int, int) FreePorts()
+    {
+        using var first = new TcpListener(IPAddress.Loopback, 0);
+        using var second = new TcpListener(IPAddress.Loopback, 0);
+        first.Start();
+        second.Start();
+        return (((IPEndPoint)first.LocalEndpoint).Port, ((IPEndPoint)second.LocalEndpoint).Port);
+    }
+
+    private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats);
+
+    /// <summary>The tokens of a measured run (one array per sequence or session) and its wall-clock time.</summary>
+    private sealed record Timed(int[][] Tokens, double Seconds)
+    {
+        public int Count => Tokens.Sum(t => t.Length);
+        public double TokensPerS => Count / Seconds;
+        public double MsPerToken => 1000 * Seconds / Count;
+    }
+
+    /// <summary>Steps, forwards and cache misses summed over the shard grains of one shard count (counters since activation).</summary>
+    private sealed record ShardCounters(long Steps, long Forwards, long Evictions, long Replays, int LargestBatch)
+    {
+        /// <summary>Steps per forward between <paramref name="before"/> and this: how many sessions a forward served.</summary>
+        public double MeanBatchSince(ShardCounters before) =>
+            Forwards == before.Forwards ? 0 : (double)(Steps - before.Steps - (Replays - before.Replays)) / (Forwards - before.Forwards);
+    }
+
+    /// <summary>The measurements, in the order they run: per repeat, per shard count, the engine then the cluster.</summary>
+    private sealed class Bench(IGrainFactory grains, ModelHost host, LlamaModel engine, IReadOnlyList<int>[] prompts, Settings settings)
+    {
+        private readonly Generator _generator = new(engine);
+        private int _run;
+        private int _sequencesChecked;
+        private long _tokensChecked;
+
+        public SpaModelOptions Options => host.Options;
+        public string ModelName => host.ModelName;
+        public SelfCheck SelfCheck => new(true, _sequencesChecked, _tokensChecked);
+
+        public async Task<IReadOnlyList<ShardFigure>> Run(CancellationToken cancellation)
+        {
+            int many = settings.Sessions;
+            var runs = settings.ShardCounts.ToDictionary(s => s, _ => new List<RunFigure>());
+            int steps = settings.ShardCounts.Length * (1 + settings.Repeats), step = 0;
+            var clock = Stopwatch.StartNew();
+            using var progress = new ProgressLine();
+            void Report(string what) =>
+                progress.Update($"{ProgressLine.Bar((double)step / steps)} {what}  {ProgressLine.Duration(clock.Elapsed)}", force: true);
+
+            Report("warming up the engine");
+            await Engine(1, WarmUpTokens);
+            await Engine(many, WarmUpTokens);
+            foreach (int shards in settings.ShardCounts)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                Report($"{shards} shard(s): warming up");
+                await Cluster(shards, 1, WarmUpTokens);
+                await Cluster(shards, many, WarmUpTokens);
+                step++;
+            }
+            for (int repeat = 1; repeat <= settings.Repeats; repeat++)
+            {
+                foreach (int shards in settings.ShardCounts)
+                {
+                    string where = $"run {repeat}/{settings.Repeats}, {shards} shard(s)";
+                    cancellation.ThrowIfCancellationRequested();
+                    Report($"{where}: engine, 1 sequence");
+                    var engineOne = await Engine(1, settings.Tokens);
+                    Report($"{where}: cluster, 1 session");
+                    var clusterOne = await Cluster(shards, 1, settings.Tokens);
+                    Check(clusterOne, engineOne, $"{where}, 1 session");
+                    cancellation.ThrowIfCancellationRequested();
+                    Report($"{where}: engine, batch of {many}");
+                    var engineMany = await Engine(many, settings.Tokens);
+                    Report($"{where}: cluster, {many} sessions");
+                    var before = await Counters(shards);
+                    var clusterMany = await Cluster(shards, many, settings.Tokens);
+                    var after = await Counters(shards);
+                    Check(clusterMany, engineMany, $"{where}, {many} sessions");
+                    runs[shards].Add(new RunFigure(repeat,
+                        Math.Round(engineOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken / engineOne.MsPerToken, 3),
+                        Math.Round(engineOne.TokensPerS, 1), Math.Round(engineMany.TokensPerS, 1),
+                        Math.Round(clusterOne.TokensPerS, 1), Math.Round(clusterMany.TokensPerS, 1), Math.Round(clusterMany.TokensPerS / clusterOne.TokensPerS, 2),
+                        Math.Round(after.MeanBatchSince(before), 2), after.Evictions - before.Evictions, after.Replays - before.Replays, clusterMany.Count));
+                    step++;
+                }
+            }
+            Report("done");
+
+            var figures = new List<ShardFigure>();
+            foreach (int shards in settings.ShardCounts)
+            {
+                var r = runs[shards];
+                double latency = Median(r.Select(x => x.LatencyRatio)), throughput = Median(r.Select(x => x.ThroughputRatio));
+                figures.Add(new ShardFigure(shards,
+                    Median(r.Select(x => x.EngineMsPerToken)), Median(r.Select(x => x.ClusterMsPerToken)), latency, latency <= LatencyTarget,
+                    Median(r.Select(x => x.ClusterOneTokensPerS)), Median(r.Select(x => x.ClusterManyTokensPerS)), throughput, throughput >= ThroughputTarget,
+                    Median(r.Select(x => x.EngineOneTokensPerS)), Median(r.Select(x => x.EngineBatchTokensPerS)),
+                    Math.Round(Median(r.Select(x => x.ClusterManyTokensPerS / x.EngineBatchTokensPerS)), 2),
+                    Median(r.Select(x => x.MeanBatch)), (await Counters(shards)).LargestBatch, r));
+            }
+            return figures;
+        }
+
+        /// <summary>The in-process engine on the torch worker: one sequence, or a batch decoding together (one forward a step).</summary>
+        private Task<Timed> Engine(int sequences, int tokens) => host.Worker.Run(() =>
+        {
+            var clock = Stopwatch.StartNew();
+            int[][] output = sequences == 1
+                ? [[.. _generator.Decode(prompts[0], tokens, SamplingOptions.Greedy).Select(t => t.Id)]]
+                : [.. _generator.DecodeBatchGreedy(prompts[..sequences], tokens).Select(t => t.ToArray())];
+            return new Timed(output, clock.Elapsed.TotalSeconds);
+        });
+
+        /// <summary>
+        /// <paramref name="sessions"/> new sessions (ids never used before) generating together through
+        /// <paramref name="shards"/> shards, greedy; ended afterwards, outside the time, to free their cache slots.
+        /// </summary>
+        private async Task<Timed> Cluster(int shards, int sessions, int tokens)
+        {
+            int run = ++_run;
+            var started = Enumerable.Range(0, sessions).Select(i => grains.GetGrain<IDecodingSessionGrain>($"bench-{run}-{shards}-{i}")).ToArray();
+            var clock = Stopwatch.StartNew();
+            var results = await Task.WhenAll(started.Select((g, i) => g.Generate(new GenerationRequest([.. prompts[i]], tokens, shards)).AsTask()));
+            double seconds = clock.Elapsed.TotalSeconds;
+            await Task.WhenAll(started.Select(g => g.End().AsTask()));
+            return new Timed([.. results.Select(r => r.Tokens)], seconds);
+        }
+
+        private async Task<ShardCounters> Counters(int shards)
+        {
+            var stats = await Task.WhenAll(Enumerable.Range(0, shards)
+                .Select(k => grains.GetGrain<IBaseModelShardGrain>(ShardKey.Format(ModelName, k, shards)).GetStats().AsTask()));
+            return new ShardCounters(stats.Sum(s => s.Steps), stats.Sum(s => s.Forwards), stats.Sum(s => s.Evictions),
+                stats.Sum(s => s.ReplayRequests), stats.Max(s => s.LargestBatch));
+        }
+
+        /// <summary>The self-check: a benchmark of wrong output is worthless, so any difference from the engine stops it.</summary>
+        private void Check(Timed cluster, Timed engine, string where)
+        {
+            for (int i = 0; i < engine.Tokens.Length; i++)
+            {
+                int[] got = cluster.Tokens[i], want = engine.Tokens[i];
+                int at = 0;
+                while (at < got.Length && at < want.Length && got[at] == want[at]) at++;
+                if (at < got.Length || at < want.Length)
+                    throw new InvalidOperationException($"self-check failed ({where}): session {i} generated {got.Length} tokens and the engine {want.Length}; " +
+                        $"they differ at token {at} (cluster {(at < got.Length ? got[at] : "none")}, engine {(at < want.Length ? want[at] : "none")})");
+                _sequencesChecked++;
+                _tokensChecked += want.Length;
+            }
+        }
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static string Table(ClusterReport report)
+    {
+        int many = report.Sessions;
+        var m = report.Machine;
+        var text = new StringBuilder();
+        text.AppendLine($"{report.Model}, {many} sessions x {report.TokensPerSession} tokens, greedy, median of {report.Repeats} run(s); " +
+            $"{m.Cores} cores, load {m.LoadAverage?.ToString("F1") ?? "?"} at start, {m.Runtime}");
+        text.AppendLine($"self-check passed: {report.SelfCheck.Sequences} sequences, {report.SelfCheck.Tokens} tokens equal to the engine's");
+        var header = new[] { "shards", "engine ms/token", "cluster ms/token", $"latency ratio (<= {LatencyTarget})",
+            "cluster 1 session tokens/s", $"{many} sessions tokens/s", $"{many} vs 1 (>= {ThroughputTarget})", $"engine batch {many} tokens/s", "mean batch" };
+        var rows = report.Shards.Select(f => new[]
+        {
+            f.Shards.ToString(), f.EngineMsPerToken.ToString("F3"), f.ClusterMsPerToken.ToString("F3"),
+            $"{f.LatencyRatio:F3} {(f.LatencyTargetMet ? "met" : "MISSED")}",
+            f.ClusterOneTokensPerS.ToString("N0"), f.ClusterManyTokensPerS.ToString("N0"),
+            $"{f.ThroughputRatio:F2}x {(f.ThroughputTargetMet ? "met" : "MISSED")}",
+            f.EngineBatchTokensPerS.ToString("N0"), f.MeanBatch.ToString("F1"),
+        }).ToList();
+        var widths = header.Select((h, c) => rows.Select(r => r[c].Length).Append(h.Length).Max()).ToArray();
+        foreach (var row in rows.Prepend(header))
+            text.AppendLine(string.Join("  ", row.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))));
+        return text.ToString();
+    }
+
+    private sealed record Targets(double LatencyRatioAtMost, double ThroughputRatioAtLeast);
+    private sealed record SelfCheck(bool Passed, int Sequences, long Tokens);
+
+    /// <summary>One measured run of one shard count; the ratios are against figures measured beside them.</summary>
+    private sealed record RunFigure(int Repeat,
+        double EngineMsPerToken, double ClusterMsPerToken, double LatencyRatio,
+        double EngineOneTokensPerS, double EngineBatchTokensPerS,
+        double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio,
+        double MeanBatch, long Evictions, long Replays, int ClusterManyTokens);
+
+    /// <summary>The medians over the runs of one shard count (each ratio is the median of the runs' own ratios).</summary>
+    private sealed record ShardFigure(int Shards,
+        double EngineMsPerToken, double ClusterMsPerToken, double LatencyRatio, bool LatencyTargetMet,
+        double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio, bool ThroughputTargetMet,
+        double EngineOneTokensPerS, double EngineBatchTokensPerS, double ClusterManyVsEngineBatch,
+        double MeanBatch, int LargestBatch, IReadOnlyList<RunFigure> Runs);
+
+    private sealed record ClusterReport(string Model, int Sessions, int TokensPerSession, int Repeats,
+        Targets Targets, SelfCheck SelfCheck, IReadOnlyList<ShardFigure> Shards,
+        double BatchWindowMs, int MaxBatch, long KvCacheBytesPerShard, BenchCommand.MachineInfo Machine);
+}
