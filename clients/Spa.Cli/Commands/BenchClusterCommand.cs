@@ -44,11 +44,13 @@ public static class BenchClusterCommand
 
         var command = new Command("cluster", "Greedy decoding through the one-process cluster against the in-process engine: latency at one session, throughput of many.");
         model.AddTo(command);
-        foreach (var option in new Option[] { shards, sessions, tokens, repeats, json }) command.Options.Add(option);
+        var window = new Option<double>("--batch-window-ms") { Description = "Spa:Model:BatchWindowMs of the shard grains.", DefaultValueFactory = _ => new SpaModelOptions().BatchWindowMs };
+        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, json }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             var settings = new Settings(
                 [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats));
+            if (result.GetValue(window) is var w && !(w is >= 0 and <= 1000)) throw new UsageException($"--batch-window-ms must be in [0, 1000], got {w}");
             if (settings.ShardCounts.Length == 0 || settings.ShardCounts.Any(s => s <= 0)) throw new UsageException("--shards needs one or more positive shard counts");
             foreach (var (option, value) in new[] { (sessions, settings.Sessions), (tokens, settings.Tokens), (repeats, settings.Repeats) })
                 if (value <= 0) throw new UsageException($"{option.Name} must be positive, got {value}");
@@ -76,7 +78,7 @@ public static class BenchClusterCommand
                     return onePosition.BytesPerSlot * config.MaxSeqLen;
                 });
                 var machine = BenchCommand.Machine(engine, await worker.Run(TorchSharp.torch.get_num_threads));
-                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions);
+                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions, result.GetValue(window));
                 await silo.StartAsync(cancellation);
                 try
                 {
@@ -106,9 +108,9 @@ public static class BenchClusterCommand
 
     /// <summary>
     /// The silo of <c>spa serve</c> without its HTTP side: localhost clustering on free ports, memory storage for the
-    /// sessions, the model host with the given per-shard KV-cache budget and the default batching settings.
+    /// sessions, the model host with the given per-shard KV-cache budget and batching window.
     /// </summary>
-    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard)
+    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard, double batchWindowMs)
     {
         // No configuration files or environment: the benchmark measures the settings it reports.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -116,11 +118,12 @@ public static class BenchClusterCommand
         // GC and the like), not problems of this run.
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning)
             .AddFilter("Orleans", LogLevel.Error);
-        var (siloPort, gatewayPort) = FreePorts();
+        var (siloPort, gatewayPort) = LoopbackPorts.FreePair();
         builder.UseOrleans(silo =>
         {
             silo.UseLocalhostClustering(siloPort, gatewayPort);
-            silo.AddMemoryGrainStorage(SpaGrainsHosting.SessionStorage);
+            silo.AddSpaMemoryStorage();
+            silo.AddAcceleratorPlacement(builder.Configuration);
             silo.AddSpaModel(o =>
             {
                 o.ModelPath = modelPath;
@@ -128,6 +131,7 @@ public static class BenchClusterCommand
                 o.DType = options.DType;
                 o.Threads = options.Threads;
                 o.KvCacheBytesPerShard = kvCacheBytesPerShard;
+                o.BatchWindowMs = batchWindowMs;
             });
             // Many sessions of many tokens can take longer than Orleans' default 30 s response timeout for one Generate.
             silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromHours(1));
@@ -135,15 +139,6 @@ public static class BenchClusterCommand
         return builder.Build();
     }
 
-    /// <summary>Two ports free now; both are held while the second is chosen so that they differ.</summary>
-    private static (int, int) FreePorts()
-    {
-        using var first = new TcpListener(IPAddress.Loopback, 0);
-        using var second = new TcpListener(IPAddress.Loopback, 0);
-        first.Start();
-        second.Start();
-        return (((IPEndPoint)first.LocalEndpoint).Port, ((IPEndPoint)second.LocalEndpoint).Port);
-    }
 
     private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats);
 

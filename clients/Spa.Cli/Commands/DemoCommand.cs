@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Spa.Grains;
 using Spa.Model;
@@ -111,12 +109,13 @@ public static class DemoCommand
 
     private static async Task Serve(string modelPath, string plugin, EdgeProfile profile, string prompt, int tokens, double? tau, CancellationToken cancellation)
     {
+        var (siloPort, gatewayPort) = LoopbackPorts.FreePair();
         var app = SiloHost.Build(new SiloHostOptions
         {
             Model = modelPath,
             Http = "127.0.0.1:0",
-            SiloPort = FreePort(),
-            GatewayPort = FreePort(),
+            SiloPort = siloPort,
+            GatewayPort = gatewayPort,
             ApiKey = "spa-demo-" + Guid.NewGuid().ToString("N"),
             Announce = TextWriter.Null,
             Quiet = true,
@@ -172,10 +171,4 @@ public static class DemoCommand
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
