@@ -71,6 +71,7 @@ public sealed class DecodingSessionGrain(
     private int _replays;
     private Sampler? _sampler; // null after a re-activation: rebuilt from the stored settings and history
     private IAsyncStream<TokenEvent>? _tokens;
+    private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
 
     private SessionState S => state.State;
     private string Id => this.GetPrimaryKeyString();
@@ -100,6 +101,7 @@ public sealed class DecodingSessionGrain(
         }
         finally
         {
+            await _published;
             await state.WriteStateAsync();
         }
     }
@@ -198,7 +200,6 @@ public sealed class DecodingSessionGrain(
         _fed = 0;
         _replays = 0;
         _sampler = new Sampler(sampling);
-        _tokens = this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
     }
 
     private async Task<GenerationResult> Run(int maxTokens)
@@ -207,6 +208,7 @@ public sealed class DecodingSessionGrain(
         var produced = new List<int>();
         while (produced.Count < maxTokens && !S.Finished)
             produced.Add((await NextToken()).Token);
+        await _published;
         await state.WriteStateAsync();
         return Result([.. produced]);
     }
@@ -259,7 +261,12 @@ public sealed class DecodingSessionGrain(
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
         var token = new TokenEvent(S.History.Count - S.PromptLength - 1, next, asked, usage.Degraded);
-        await (_tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id))).OnNextAsync(token);
+        if (options.Value.PublishTokens)
+        {
+            // One publication in flight at a time keeps the stream in order; it runs while the next token is computed.
+            await _published;
+            _published = (_tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id))).OnNextAsync(token);
+        }
         return token;
     }
 

@@ -26,6 +26,13 @@ public sealed class SpaModelOptions
     /// <summary>The most step requests a shard grain runs in one forward (it is also bounded by its session slots).</summary>
     public int MaxBatch { get; set; } = 64;
 
+    /// <summary>
+    /// Publish every token on the Orleans stream spa-tokens/{sessionId}. It costs a stream message per token (about
+    /// 0.4 ms of a 2-core machine's time with stories260K, see BENCHMARKS.md); a deployment whose clients only read
+    /// the HTTP responses may turn it off.
+    /// </summary>
+    public bool PublishTokens { get; set; } = true;
+
     public string Device { get; set; } = "cpu";
     public string DType { get; set; } = "float32";
 

@@ -81,8 +81,9 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
         try
         {
             var expected = RandomLadderPlugin.SaveAndGenerate(plugin, "Once upon a time", 30);
-            using (var registered = await a.Http.PostAsJsonAsync("/v1/devices", new { device_id = "phone-1", secret }))
-                Assert.True(registered.StatusCode == HttpStatusCode.Created, await registered.Content.ReadAsStringAsync());
+            var register = await Spa.RunAsync("device", "register", "--url", a.Http.BaseAddress!.ToString(), "--api-key", Key, "--device-id", "phone-1", "--secret", secret);
+            Assert.True(register.ExitCode == 0, register.ToString());
+            Assert.Contains("device phone-1 registered for user default (offline)", register.Stdout);
             await using var device = SpaDevice.Start($"127.0.0.1:{gatewayOfB}", "phone-1", secret, plugin);
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, StartTimeout);
             Directory.Delete(plugin, recursive: true); // the plugin now lives only in the device's memory

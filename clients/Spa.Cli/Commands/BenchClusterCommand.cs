@@ -45,7 +45,8 @@ public static class BenchClusterCommand
         var command = new Command("cluster", "Greedy decoding through the one-process cluster against the in-process engine: latency at one session, throughput of many.");
         model.AddTo(command);
         var window = new Option<double>("--batch-window-ms") { Description = "Spa:Model:BatchWindowMs of the shard grains.", DefaultValueFactory = _ => new SpaModelOptions().BatchWindowMs };
-        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, json }) command.Options.Add(option);
+        var noStream = new Option<bool>("--no-token-stream") { Description = "Do not publish tokens on the Orleans stream (Spa:Model:PublishTokens false)." };
+        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, noStream, json }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             var settings = new Settings(
@@ -78,7 +79,7 @@ public static class BenchClusterCommand
                     return onePosition.BytesPerSlot * config.MaxSeqLen;
                 });
                 var machine = BenchCommand.Machine(engine, await worker.Run(TorchSharp.torch.get_num_threads));
-                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions, result.GetValue(window));
+                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions, result.GetValue(window), !result.GetValue(noStream));
                 await silo.StartAsync(cancellation);
                 try
                 {
@@ -87,7 +88,7 @@ public static class BenchClusterCommand
                     var figures = await bench.Run(cancellation);
                     var report = new ClusterReport(bench.ModelName, settings.Sessions, settings.Tokens, settings.Repeats,
                         new Targets(LatencyTarget, ThroughputTarget), bench.SelfCheck, figures,
-                        bench.Options.BatchWindowMs, bench.Options.MaxBatch, bytesPerSession * settings.Sessions, machine);
+                        bench.Options.BatchWindowMs, bench.Options.MaxBatch, bench.Options.PublishTokens, bytesPerSession * settings.Sessions, machine);
                     Console.Out.Write(Table(report));
                     if (jsonPath is not null)
                         await File.WriteAllTextAsync(jsonPath, JsonSerializer.Serialize(report, BenchCommand.JsonOptions) + Environment.NewLine, CancellationToken.None);
@@ -110,7 +111,7 @@ public static class BenchClusterCommand
     /// The silo of <c>spa serve</c> without its HTTP side: localhost clustering on free ports, memory storage for the
     /// sessions, the model host with the given per-shard KV-cache budget and batching window.
     /// </summary>
-    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard, double batchWindowMs)
+    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard, double batchWindowMs, bool publishTokens)
     {
         // No configuration files or environment: the benchmark measures the settings it reports.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -132,6 +133,7 @@ public static class BenchClusterCommand
                 o.Threads = options.Threads;
                 o.KvCacheBytesPerShard = kvCacheBytesPerShard;
                 o.BatchWindowMs = batchWindowMs;
+                o.PublishTokens = publishTokens;
             });
             // Many sessions of many tokens can take longer than Orleans' default 30 s response timeout for one Generate.
             silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromHours(1));
@@ -334,5 +336,5 @@ public static class BenchClusterCommand
 
     private sealed record ClusterReport(string Model, int Sessions, int TokensPerSession, int Repeats,
         Targets Targets, SelfCheck SelfCheck, IReadOnlyList<ShardFigure> Shards,
-        double BatchWindowMs, int MaxBatch, long KvCacheBytesPerShard, BenchCommand.MachineInfo Machine);
+        double BatchWindowMs, int MaxBatch, bool PublishTokens, long KvCacheBytesPerShard, BenchCommand.MachineInfo Machine);
 }
