@@ -166,24 +166,30 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
     }
 
     /// <summary>
-    /// Collects the batch the first pending request opened, then runs it. While a forward of this shard runs, the batch
-    /// waits for it (the worker is busy anyway) and then gives that forward's sessions a window to join, so that
-    /// sessions that fell into two batches merge again. It goes at once when full or when slots run out.
+    /// Collects the batch the first pending request opened, then runs it. While the torch worker is busy (with this
+    /// shard's forward or another shard's: all shards of a process share it), the batch keeps collecting, since it could
+    /// not run earlier anyway, and then gives the sessions a window to join once the worker is free, so that sessions
+    /// that fell into different batches, here or at other shards, merge again. It goes at once when every expected
+    /// session is in, when full, or when slots run out.
     /// </summary>
     private async Task CollectAndRun()
     {
         var window = TimeSpan.FromMilliseconds(Math.Max(0, host.Options.BatchWindowMs));
-        var deadline = Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency);
+        long Deadline() => Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency);
+        var deadline = Deadline();
         Task? delay = null;
         while (!_forceFlush && _pending.Count < MaxBatch)
         {
+            if (_inForward == 0 && BatchIsComplete()) break;
+            bool busy = _inForward > 0 || host.Worker.IsBusy;
             long now = Stopwatch.GetTimestamp();
-            if (_inForward == 0 && (BatchIsComplete() || now >= deadline)) break;
+            if (!busy && now >= deadline) break;
             var wake = _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (_inForward > 0)
+            if (busy)
             {
-                await Task.WhenAny(wake.Task, _batchEnded.Task);
-                if (_inForward == 0) (deadline, delay) = (Stopwatch.GetTimestamp() + (long)(window.TotalSeconds * Stopwatch.Frequency), null);
+                // This shard's forward ends its batch; another shard's work ends when the worker is idle.
+                await Task.WhenAny(wake.Task, _inForward > 0 ? _batchEnded.Task : host.Worker.WhenIdle());
+                if (_inForward == 0 && !host.Worker.IsBusy) (deadline, delay) = (Deadline(), null);
             }
             else
             {

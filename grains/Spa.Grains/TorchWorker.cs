@@ -10,6 +10,9 @@ namespace Spa.Grains;
 public sealed class TorchWorker
 {
     private readonly BlockingCollection<Action> _queue = [];
+    private readonly Lock _idleLock = new();
+    private int _busy; // items queued or running
+    private TaskCompletionSource _idle = Done();
 
     [ThreadStatic] private static bool _onWorker;
 
@@ -30,15 +33,38 @@ public sealed class TorchWorker
         thread.Start();
     }
 
+    /// <summary>True while work is queued or running.</summary>
+    public bool IsBusy => Volatile.Read(ref _busy) > 0;
+
+    /// <summary>Completes when no work is queued or running (at once when idle now).</summary>
+    public Task WhenIdle()
+    {
+        lock (_idleLock) return _idle.Task;
+    }
+
     public Task<T> Run<T>(Func<T> work)
     {
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_idleLock)
+            if (_busy++ == 0) _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _queue.Add(() =>
         {
             try { done.SetResult(work()); }
             catch (Exception e) { done.SetException(e); }
+            finally
+            {
+                lock (_idleLock)
+                    if (--_busy == 0) _idle.SetResult();
+            }
         });
         return done.Task;
+    }
+
+    private static TaskCompletionSource Done()
+    {
+        var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        idle.SetResult();
+        return idle;
     }
 
     public Task Run(Action work) => Run(() => { work(); return true; });
