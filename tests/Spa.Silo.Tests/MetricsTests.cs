@@ -6,8 +6,8 @@ using System.Text.Json;
 namespace Spa.Silo.Tests;
 
 /// <summary>
-/// <c>GET /metrics</c> after real generations: every documented metric is there, beside Orleans' and the runtime's, and
-/// the counters grew by exactly what the responses report.
+/// <c>GET /metrics</c> after real generations (base, parallel, spa): every documented metric is there, beside Orleans'
+/// and the runtime's, and the counters grew by exactly what the responses report.
 /// </summary>
 [Collection(ServerCollection.Name)]
 public sealed class MetricsTests(ServerFixture server)
@@ -32,6 +32,8 @@ public sealed class MetricsTests(ServerFixture server)
         var plain = (await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 12}""", HttpStatusCode.OK)).GetProperty("spa");
         var parallel = (await PluginCompletionTests.Send(client, "/v1/completions",
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 12, spa = new { mode = "parallel", device_id = id } }), HttpStatusCode.OK)).GetProperty("spa");
+        var gated = (await PluginCompletionTests.Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 12, spa = new { mode = "spa", device_id = id } }), HttpStatusCode.OK)).GetProperty("spa");
         var after = await Scrape();
 
         foreach (var name in Documented)
@@ -41,18 +43,23 @@ public sealed class MetricsTests(ServerFixture server)
 
         double Grew(string name, params (string Label, string Value)[] labels) => after.Sum(name, labels) - before.Sum(name, labels);
         long Field(JsonElement spa, string field) => spa.GetProperty(field).GetInt64();
-        Assert.Equal(Field(plain, "generated_tokens") + Field(parallel, "generated_tokens"), Grew("spa_tokens_generated_total"));
+        long Both(string field) => Field(parallel, field) + Field(gated, field);
+        long tokens = Field(plain, "generated_tokens") + Both("generated_tokens");
+        Assert.Equal(tokens, Grew("spa_tokens_generated_total"));
         Assert.Equal(Field(parallel, "generated_tokens"), Grew("spa_tokens_generated_total", ("mode", "parallel")));
         Assert.True(Field(parallel, "transmissions") > 0);
         Assert.Equal(Field(parallel, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "parallel")));
-        Assert.Equal(Field(parallel, "transmissions"), Grew("spa_edge_transmissions_total"));
-        Assert.Equal(Field(parallel, "bytes_up"), Grew("spa_edge_bytes_total", ("direction", "up")));
-        Assert.Equal(Field(parallel, "bytes_down"), Grew("spa_edge_bytes_total", ("direction", "down")));
-        Assert.Equal(2, Grew("spa_requests_total", ("status", "200")));
-        Assert.Equal(2, Grew("spa_time_to_first_token_seconds_count"));
+        Assert.Equal(Field(gated, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "spa")));
+        Assert.Equal(Both("bytes_up"), Grew("spa_edge_bytes_total", ("direction", "up")));
+        Assert.Equal(Both("bytes_down"), Grew("spa_edge_bytes_total", ("direction", "down")));
+        // The gate decides every token of the gated generation; the ones it sends to the edge are its transmissions.
+        Assert.Equal(Field(gated, "transmissions"), Grew("spa_gate_decisions_total", ("choice", "edge")));
+        Assert.Equal(Field(gated, "generated_tokens"), Grew("spa_gate_decisions_total"));
+        Assert.Equal(3, Grew("spa_requests_total", ("status", "200")));
+        Assert.Equal(3, Grew("spa_time_to_first_token_seconds_count"));
         // One total and one cloud share per token; edge and network only for the tokens that went to the device.
-        Assert.Equal(Field(plain, "generated_tokens") + Field(parallel, "generated_tokens"), Grew("spa_token_latency_seconds_count", ("component", "total")));
-        Assert.Equal(Field(parallel, "transmissions"), Grew("spa_token_latency_seconds_count", ("component", "edge")));
+        Assert.Equal(tokens, Grew("spa_token_latency_seconds_count", ("component", "total")));
+        Assert.Equal(Both("transmissions"), Grew("spa_token_latency_seconds_count", ("component", "edge")));
         Assert.True(Grew("spa_batch_size_count") > 0);
         Assert.True(after.Sum("spa_kv_cache_bytes") > 0);
         Assert.True(after.Sum("spa_edge_devices_connected") >= 1);
