@@ -30,7 +30,7 @@ namespace Spa.Grains;
 [Reentrant]
 [Immovable(ImmovableKind.Any)]
 [AcceleratorPlacement]
-public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators accelerators, ILocalSiloDetails silo, ILogger<BaseModelShardGrain> logger)
+public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators accelerators, ILocalSiloDetails silo, SpaMetrics metrics, ILogger<BaseModelShardGrain> logger)
     : Grain, IBaseModelShardGrain
 {
     /// <summary>A session that stepped within this time is expected to step again soon; a batch waits for it.</summary>
@@ -59,7 +59,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
     private bool IsLast => _shard == _shardCount - 1;
     private int MaxBatch => Math.Max(1, Math.Min(host.Options.MaxBatch, _cache.Slots));
 
-    private sealed record PendingStep(ShardStepRequest Request, int Slot, int Count, TaskCompletionSource<ShardStepResult> Done);
+    private sealed record PendingStep(ShardStepRequest Request, int Slot, int Count, TaskCompletionSource<ShardStepResult> Done, long QueuedAt);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -75,6 +75,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
         int from = _from;
         _cache = await host.Worker.Run(() => new KvCache(model.Config, slots, model.Config.MaxSeqLen, model.Device, model.DType, from, layers));
         for (int s = slots - 1; s >= 0; s--) _freeSlots.Push(s);
+        metrics.KvCacheAllocated(_cache.Bytes);
         logger.LogInformation("shard {Key}: layers [{From}, {To}), {Slots} session slots, {Bytes} bytes of KV cache, batches of up to {MaxBatch} within {Window} ms; accelerator {Accelerator} on {Silo}, computing on {Device}",
             this.GetPrimaryKeyString(), _from, _to, slots, _cache.Bytes, MaxBatch, host.Options.BatchWindowMs, _accelerator, silo.SiloAddress, host.Options.Device);
     }
@@ -82,7 +83,9 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         var cache = _cache;
-        if (cache is not null) await host.Worker.Run(cache.Dispose);
+        if (cache is null) return;
+        metrics.KvCacheAllocated(-cache.Bytes);
+        await host.Worker.Run(cache.Dispose);
     }
 
     public ValueTask<ShardDescription> Describe()
@@ -141,7 +144,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
                 throw new InvalidOperationException($"session '{session}' sent a step to shard {_shard} while its previous step there is still running");
         }
 
-        var pending = new PendingStep(request, slot, count, new TaskCompletionSource<ShardStepResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var pending = new PendingStep(request, slot, count, new TaskCompletionSource<ShardStepResult>(TaskCreationOptions.RunContinuationsAsynchronously),
+            Stopwatch.GetTimestamp());
         _pinned.Add(session);
         _pending.Add(pending);
         if (_pending.Count == 1) _ = CollectAndRun(); // opens the window; it runs until its first wait
@@ -214,6 +218,8 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
         _forwards++;
         _forwardedSteps += group.Length;
         _largestBatch = Math.Max(_largestBatch, group.Length);
+        metrics.Forward(group.Length);
+        foreach (var p in group) metrics.QueueWait(p.QueuedAt);
         var model = _model;
         var cache = _cache;
         int from = _from, to = _to;
@@ -328,6 +334,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
             slot = _sessions[victim.Value].Slot;
             _sessions.Remove(victim.Value);
             _evictions++;
+            metrics.Eviction();
         }
         _sessions[session] = (_recent.AddFirst(session), slot);
         return slot;

@@ -63,7 +63,8 @@ public sealed class SessionState
 public sealed class DecodingSessionGrain(
     [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
     IOptions<SpaModelOptions> options,
-    ModelHost host) : Grain, IDecodingSessionGrain
+    ModelHost host,
+    SpaMetrics metrics) : Grain, IDecodingSessionGrain
 {
     private CloudGate? _gate; // switch and spa; null after a re-activation: built again from the device's plugin
     private IGatePolicy? _policy;
@@ -72,6 +73,7 @@ public sealed class DecodingSessionGrain(
     private Sampler? _sampler; // null after a re-activation: rebuilt from the stored settings and history
     private IAsyncStream<TokenEvent>? _tokens;
     private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
+    private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
 
     private SessionState S => state.State;
     private string Id => this.GetPrimaryKeyString();
@@ -118,6 +120,13 @@ public sealed class DecodingSessionGrain(
         await DropGate();
         _fed = 0;
         _sampler = null;
+        Inactive();
+    }
+
+    private void Inactive()
+    {
+        if (_active) metrics.SessionEnded();
+        _active = false;
     }
 
     private async Task ReleaseShards()
@@ -172,6 +181,7 @@ public sealed class DecodingSessionGrain(
             catch (EdgeUnavailableException) when (request.Fallback == FallbackPolicies.Base)
             {
                 fallbacks = 1; // the generation starts without its plugin; later tokens try the device again
+                metrics.Fallback();
             }
         }
         state.State = new SessionState
@@ -200,6 +210,8 @@ public sealed class DecodingSessionGrain(
         _fed = 0;
         _replays = 0;
         _sampler = new Sampler(sampling);
+        if (!_active) metrics.SessionStarted();
+        _active = true;
     }
 
     private async Task<GenerationResult> Run(int maxTokens)
@@ -217,7 +229,11 @@ public sealed class DecodingSessionGrain(
         new(tokens, S.Finished ? S.StopReason : "length", S.History.Count, _replays, S.Mode, S.GeneratedTokens, S.Transmissions,
             S.BytesUp, S.BytesDown, S.EdgeTokens, S.Fallbacks > 0, S.Fallbacks, S.CloudMs, S.EdgeMs, S.NetworkMs);
 
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await DropGate();
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        Inactive();
+        await DropGate();
+    }
 
     private async Task DropGate()
     {
@@ -256,7 +272,9 @@ public sealed class DecodingSessionGrain(
         S.BytesDown += usage.BytesDown;
         S.EdgeMs += usage.EdgeMs;
         S.NetworkMs += usage.NetworkMs;
-        S.CloudMs += Stopwatch.GetElapsedTime(started).TotalMilliseconds - usage.EdgeMs - usage.NetworkMs;
+        double cloudMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - usage.EdgeMs - usage.NetworkMs;
+        S.CloudMs += cloudMs;
+        metrics.Token(S.Mode, usage.Transmissions, usage.BytesUp, usage.BytesDown, cloudMs, usage.EdgeMs, usage.NetworkMs);
         if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
@@ -274,6 +292,7 @@ public sealed class DecodingSessionGrain(
     private async Task FallBack(string? reason)
     {
         S.Fallbacks++;
+        metrics.Fallback();
         if (S.Fallback == FallbackPolicies.Base) return;
         var message = $"device '{S.DeviceId}' is unavailable ({reason}) and the request's fallback is 'fail'";
         (S.Finished, S.StopReason) = (true, "device_unavailable");
@@ -293,7 +312,9 @@ public sealed class DecodingSessionGrain(
         {
             if (_gate is null && !await TryRestoreGate(usage)) return (step.Logits, false);
             _policy ??= S.MBudget is { } budget ? new BudgetPolicy(budget, _gate!.Tau) : new ThresholdPolicy(S.Tau);
-            if (!_policy.Decide(await _gate!.ProbabilityAsync(normed))) return (step.Logits, false);
+            bool toEdge = _policy.Decide(await _gate!.ProbabilityAsync(normed));
+            metrics.GateDecision(toEdge);
+            if (!toEdge) return (step.Logits, false);
         }
         int dim = normed.Length, rows = step.Taps.Sum(t => t.Shape[0]);
         var taps = new float[rows * dim];

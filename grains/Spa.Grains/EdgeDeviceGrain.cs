@@ -28,6 +28,7 @@ public sealed class EdgeDeviceGrain(
     [PersistentState("device", SpaGrainsHosting.SessionStorage)] IPersistentState<EdgeDeviceState> state,
     ModelHost host,
     IOptions<EdgeOptions> options,
+    SpaMetrics metrics,
     ILogger<EdgeDeviceGrain> logger) : Grain, IEdgeDeviceGrain
 {
     private PluginEdge? _simulated;
@@ -86,6 +87,7 @@ public sealed class EdgeDeviceGrain(
         bool fresh = !Connected;
         (_observer, _connectedPlugin) = (observer, plugin);
         _connectedUntil = Stopwatch.GetTimestamp() + (long)(options.Value.ConnectionTtlSeconds * Stopwatch.Frequency);
+        metrics.DeviceReachable(Id, _connectedUntil);
         if (fresh) logger.LogInformation("device {Device} of {Owner} connected ({Kind} plugin)", Id, state.State.Owner, plugin.Kind);
         return Info();
     }
@@ -94,6 +96,7 @@ public sealed class EdgeDeviceGrain(
     {
         Authenticate(secret);
         (_observer, _connectedPlugin) = (null, null);
+        metrics.DeviceGone(Id);
         logger.LogInformation("device {Device} disconnected", Id);
         return ValueTask.CompletedTask;
     }
@@ -135,6 +138,7 @@ public sealed class EdgeDeviceGrain(
         {
             // A device that fails or answers late is taken offline: the sessions' fallback decides, and a new connection brings it back.
             (_observer, _connectedPlugin) = (null, null);
+            metrics.DeviceGone(Id);
             var reason = e is TimeoutException ? $"did not answer within {timeout.TotalMilliseconds:0} ms" : $"failed ({e.GetType().Name}: {e.Message})";
             logger.LogWarning("device {Device} {Reason}; it is offline until it connects again", Id, reason);
             throw new EdgeUnavailableException($"device '{Id}' {reason}");
@@ -179,10 +183,13 @@ public sealed class EdgeDeviceGrain(
         var model = await host.GetModelAsync(host.ModelName);
         var facts = PluginEdge.Facts(host.ModelName, model);
         _simulated = await TorchWorker.Edge.Run(() => PluginEdge.Load(directory, facts, host.Options.Device, host.Options.DType));
+        metrics.DeviceReachable(Id, long.MaxValue); // a simulated device answers as long as its plugin is loaded
     }
 
+    /// <summary>Also takes the device out of the connected gauge: its callers (registration, deactivation) end any connection too.</summary>
     private async Task DropSimulation()
     {
+        metrics.DeviceGone(Id);
         var edge = _simulated;
         _simulated = null;
         if (edge is not null) await TorchWorker.Edge.Run(edge.Dispose);

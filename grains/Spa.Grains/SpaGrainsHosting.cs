@@ -28,7 +28,7 @@ public static class SpaGrainsHosting
     {
         services.Configure<SpaModelOptions>(configuration.GetSection(SpaModelOptions.Section));
         services.Configure<EdgeOptions>(configuration.GetSection(EdgeOptions.Section));
-        return services.AddSingleton<ModelHost>();
+        return services.AddSpaServices();
     }
 
     /// <summary>As above, with the model options set in code (tests, benchmarks, the demo).</summary>
@@ -36,9 +36,13 @@ public static class SpaGrainsHosting
     {
         silo.Services.Configure(configure);
         if (edge is not null) silo.Services.Configure(edge);
-        silo.Services.AddSingleton<ModelHost>();
+        silo.Services.AddSpaServices();
         return silo.AddMemoryStreams(TokenStreams.Provider);
     }
+
+    /// <summary>What the grains take besides their options: the model host and the meter (with the meter factory, which a bare service collection lacks).</summary>
+    private static IServiceCollection AddSpaServices(this IServiceCollection services) =>
+        services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
 
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo) =>

@@ -14,7 +14,7 @@ namespace Spa.Silo;
 /// one JSON body or as Server-Sent Events. Both ways consume the grain's token stream, so that a stop string ends the
 /// generation at once and a client that goes away cancels it; the session is ended afterwards, freeing its KV caches.
 /// </summary>
-internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, ILogger<CompletionsEndpoint> logger)
+internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, SpaMetrics metrics, ILogger<CompletionsEndpoint> logger)
 {
     public async Task Handle(HttpContext context)
     {
@@ -71,6 +71,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             try
             {
                 any = await tokens.MoveNextAsync();
+                if (any) metrics.TimeToFirstToken(clock.Elapsed);
             }
             catch (Exception e) when (Refusal(e) is { } refusal)
             {

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -71,6 +72,11 @@ public static class SiloHost
         builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
         builder.Services.AddSingleton<Admission>();
         builder.Services.AddHostedService<ModelWarmup>(); // after the silo's own hosted service, so it starts once the silo is up
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(SpaMetrics.MeterName, "Microsoft.Orleans")
+            .AddRuntimeInstrumentation()
+            // Every scrape sees the counts of that moment, not a copy up to the cache's age old.
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
         var app = builder.Build();
         MapEndpoints(app);
@@ -91,10 +97,20 @@ public static class SiloHost
     {
         var served = app.Services.GetRequiredService<ServedModel>();
         var keys = app.Services.GetRequiredService<ApiKeys>();
+        // The meter provider first: measurements made before it listens are lost, and the meter records its zeros when built.
+        app.Services.GetRequiredService<MeterProvider>();
+        var metrics = app.Services.GetRequiredService<SpaMetrics>();
 
         // Authorization: Bearer KEY on /v1/*, then 503 until the model is ready.
         app.Use(async (context, next) =>
         {
+            // Counted as the status line goes out, refusals included, so that a client that has its answer finds it counted.
+            if (context.Request.Path.StartsWithSegments("/v1/completions"))
+                context.Response.OnStarting(() =>
+                {
+                    metrics.Request(context.Response.StatusCode);
+                    return Task.CompletedTask;
+                });
             if (context.Request.Path.StartsWithSegments("/v1"))
             {
                 var user = keys.Authenticate(ApiKeys.BearerToken(context.Request.Headers.Authorization));
@@ -139,6 +155,8 @@ public static class SiloHost
             },
         }));
 
+        // Prometheus scrapes it without a key: it must be reachable only from the monitoring network.
+        app.MapPrometheusScrapingEndpoint();
         app.MapPost("/v1/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().Handle(context));
         app.MapPost("/v1/devices", (HttpContext context) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Register(context));
         app.MapGet("/v1/devices/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Get(context, id));

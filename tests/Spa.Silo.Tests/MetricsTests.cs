@@ -1,0 +1,153 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// <c>GET /metrics</c> after real generations (base, parallel, spa): every documented metric is there, beside Orleans'
+/// and the runtime's, and the counters grew by exactly what the responses report.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class MetricsTests(ServerFixture server)
+{
+    private static readonly string[] Documented =
+    [
+        "spa_tokens_generated_total", "spa_edge_transmissions_total", "spa_edge_bytes_total", "spa_gate_decisions_total",
+        "spa_token_latency_seconds", "spa_time_to_first_token_seconds", "spa_sessions_active", "spa_kv_cache_bytes",
+        "spa_kv_cache_evictions_total", "spa_batch_size", "spa_queue_wait_seconds", "spa_requests_total",
+        "spa_edge_devices_connected", "spa_edge_fallbacks_total",
+    ];
+
+    [Fact]
+    public async Task TheScrapeHasEveryMetricAndCountsWhatTheResponsesReport()
+    {
+        using var client = server.Client();
+        var id = "metrics-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices",
+            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+        var before = await Scrape();
+
+        var plain = (await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 12}""", HttpStatusCode.OK)).GetProperty("spa");
+        var parallel = (await PluginCompletionTests.Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 12, spa = new { mode = "parallel", device_id = id } }), HttpStatusCode.OK)).GetProperty("spa");
+        var gated = (await PluginCompletionTests.Send(client, "/v1/completions",
+            JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 12, spa = new { mode = "spa", device_id = id } }), HttpStatusCode.OK)).GetProperty("spa");
+        var after = await Scrape();
+
+        foreach (var name in Documented)
+            Assert.True(after.Has(name), $"/metrics lacks {name}");
+        Assert.Contains(after.Samples, s => s.Name.StartsWith("orleans_", StringComparison.Ordinal));
+        Assert.Contains(after.Samples, s => s.Name.StartsWith("dotnet_", StringComparison.Ordinal));
+
+        double Grew(string name, params (string Label, string Value)[] labels) => after.Sum(name, labels) - before.Sum(name, labels);
+        long Field(JsonElement spa, string field) => spa.GetProperty(field).GetInt64();
+        long Both(string field) => Field(parallel, field) + Field(gated, field);
+        long tokens = Field(plain, "generated_tokens") + Both("generated_tokens");
+        Assert.Equal(tokens, Grew("spa_tokens_generated_total"));
+        Assert.Equal(Field(parallel, "generated_tokens"), Grew("spa_tokens_generated_total", ("mode", "parallel")));
+        Assert.True(Field(parallel, "transmissions") > 0);
+        Assert.Equal(Field(parallel, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "parallel")));
+        Assert.Equal(Field(gated, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "spa")));
+        Assert.Equal(Both("bytes_up"), Grew("spa_edge_bytes_total", ("direction", "up")));
+        Assert.Equal(Both("bytes_down"), Grew("spa_edge_bytes_total", ("direction", "down")));
+        // The gate decides every token of the gated generation; the ones it sends to the edge are its transmissions.
+        Assert.Equal(Field(gated, "transmissions"), Grew("spa_gate_decisions_total", ("choice", "edge")));
+        Assert.Equal(Field(gated, "generated_tokens"), Grew("spa_gate_decisions_total"));
+        Assert.Equal(3, Grew("spa_requests_total", ("status", "200")));
+        Assert.Equal(3, Grew("spa_time_to_first_token_seconds_count"));
+        // One total and one cloud share per token; edge and network only for the tokens that went to the device.
+        Assert.Equal(tokens, Grew("spa_token_latency_seconds_count", ("component", "total")));
+        Assert.Equal(Both("transmissions"), Grew("spa_token_latency_seconds_count", ("component", "edge")));
+        Assert.True(Grew("spa_batch_size_count") > 0);
+        Assert.True(after.Sum("spa_kv_cache_bytes") > 0);
+        Assert.True(after.Sum("spa_edge_devices_connected") >= 1);
+    }
+
+    [Fact]
+    public async Task MetricsNeedNoKeyAndTheApiStillDoes()
+    {
+        using var anonymous = server.Client(null);
+        using var response = await anonymous.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/models")).StatusCode);
+    }
+
+    private async Task<Exposition> Scrape()
+    {
+        using var client = server.Client(null);
+        using var response = await client.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return Exposition.Parse(await response.Content.ReadAsStringAsync());
+    }
+}
+
+/// <summary>One sample of the Prometheus text format: <c>name{label="value",...} value [timestamp]</c>.</summary>
+internal sealed record Sample(string Name, IReadOnlyDictionary<string, string> Labels, double Value);
+
+/// <summary>A parsed Prometheus text exposition (version 0.0.4): its samples; comments and type lines are skipped.</summary>
+internal sealed class Exposition(List<Sample> samples)
+{
+    public IReadOnlyList<Sample> Samples => samples;
+
+    /// <summary>A metric is present under its own name or, for a histogram, its series' suffixes.</summary>
+    public bool Has(string name) => samples.Any(s => s.Name == name || s.Name == name + "_bucket" || s.Name == name + "_count" || s.Name == name + "_sum");
+
+    /// <summary>The sum over the samples named <paramref name="name"/> that carry all of <paramref name="labels"/>.</summary>
+    public double Sum(string name, params (string Label, string Value)[] labels) =>
+        samples.Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value)).Sum(s => s.Value);
+
+    public static Exposition Parse(string text)
+    {
+        var samples = new List<Sample>();
+        foreach (var raw in text.Split('\n'))
+        {
+            var line = raw.Trim();
+            if (line.Length == 0 || line[0] == '#') continue;
+            int at = 0;
+            while (at < line.Length && line[at] != '{' && line[at] != ' ') at++;
+            var name = line[..at];
+            var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (at < line.Length && line[at] == '{') at = ParseLabels(line, at + 1, labels);
+            var fields = line[at..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(fields.Length is 1 or 2, $"not a sample line: {line}");
+            samples.Add(new Sample(name, labels, ParseValue(fields[0])));
+        }
+        return new Exposition(samples);
+    }
+
+    /// <summary>Reads <c>label="value",...}</c> from <paramref name="at"/>, unescaping \\, \" and \n; returns the index after the brace.</summary>
+    private static int ParseLabels(string line, int at, Dictionary<string, string> labels)
+    {
+        while (true)
+        {
+            while (line[at] is ' ' or ',') at++;
+            if (line[at] == '}') return at + 1;
+            int equals = line.IndexOf('=', at);
+            var label = line[at..equals].Trim();
+            at = equals + 1;
+            Assert.True(line[at] == '"', $"a label value must be quoted: {line}");
+            var value = new StringBuilder();
+            for (at++; line[at] != '"'; at++)
+            {
+                if (line[at] == '\\')
+                {
+                    at++;
+                    value.Append(line[at] == 'n' ? '\n' : line[at]);
+                }
+                else value.Append(line[at]);
+            }
+            labels[label] = value.ToString();
+            at++;
+        }
+    }
+
+    private static double ParseValue(string value) => value switch
+    {
+        "+Inf" => double.PositiveInfinity,
+        "-Inf" => double.NegativeInfinity,
+        "NaN" => double.NaN,
+        _ => double.Parse(value, NumberStyles.Float, CultureInfo.InvariantCulture),
+    };
+}
