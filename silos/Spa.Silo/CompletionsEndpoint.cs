@@ -23,16 +23,17 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         IReadOnlyList<int> promptTokens;
         try
         {
-            JsonDocument body;
-            try
+            using (var body = await RequestBody.ReadJsonAsync(context))
             {
-                body = await JsonDocument.ParseAsync(context.Request.Body, default, aborted);
+                try
+                {
+                    request = CompletionRequest.Parse(body.RootElement, served);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw RequestBody.Unreadable(e);
+                }
             }
-            catch (JsonException e)
-            {
-                throw ApiError.BadRequest($"the request body is not valid JSON: {e.Message}");
-            }
-            using (body) request = CompletionRequest.Parse(body.RootElement, served);
             promptTokens = served.Tokenizer.Encode(request.Prompt, bos: true, eos: false);
             if (promptTokens.Count >= served.ContextLength)
                 throw ApiError.BadRequest(

@@ -27,7 +27,7 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         SimulatedDevice? simulated;
         try
         {
-            using var body = await ReadJson(context);
+            using var body = await RequestBody.ReadJsonAsync(context);
             var root = body.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
             foreach (var property in root.EnumerateObject())
@@ -40,9 +40,9 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
             secret = given ?? "dev-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             simulated = CompletionRequest.Field(root, "simulated") is { } s ? Simulation(s) : null;
         }
-        catch (ApiError error)
+        catch (Exception e) when (e is ApiError or InvalidOperationException)
         {
-            await error.WriteAsync(context.Response);
+            await (e as ApiError ?? RequestBody.Unreadable((InvalidOperationException)e)).WriteAsync(context.Response);
             return;
         }
 
@@ -68,6 +68,8 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         EdgeDeviceInfo info;
         try
         {
+            // An id registration would refuse names no device, and is not worth a grain activation.
+            if (!DeviceIdPattern().IsMatch(id)) throw new DeviceNotFoundException($"no device '{id}': device ids are 1 to 64 letters, digits, '.', '_' or '-'");
             info = await grains.GetGrain<IEdgeDeviceGrain>(id).Describe();
         }
         catch (DeviceNotFoundException e)
@@ -123,18 +125,6 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
             }
         }
         return new SimulatedDevice(directory, profile);
-    }
-
-    private static async Task<JsonDocument> ReadJson(HttpContext context)
-    {
-        try
-        {
-            return await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
-        }
-        catch (JsonException e)
-        {
-            throw ApiError.BadRequest($"the request body is not valid JSON: {e.Message}");
-        }
     }
 
     private static string? Text(JsonElement o, string name)

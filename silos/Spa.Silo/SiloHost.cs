@@ -101,6 +101,20 @@ public static class SiloHost
         app.Services.GetRequiredService<MeterProvider>();
         var metrics = app.Services.GetRequiredService<SpaMetrics>();
 
+        // Routing's own refusals (an unknown path, a method a path does not take) come without a body; give them the
+        // API's error shape, so that a client parses every refusal the same way.
+        app.UseStatusCodePages(context =>
+        {
+            var response = context.HttpContext.Response;
+            var reason = response.StatusCode switch
+            {
+                StatusCodes.Status404NotFound => $"no endpoint at {context.HttpContext.Request.Path}",
+                StatusCodes.Status405MethodNotAllowed => $"{context.HttpContext.Request.Method} is not a method of {context.HttpContext.Request.Path}",
+                _ => $"the request was refused with status {response.StatusCode}",
+            };
+            return new ApiError(response.StatusCode, reason, code: response.StatusCode == StatusCodes.Status404NotFound ? "not_found" : null).WriteAsync(response);
+        });
+
         // Authorization: Bearer KEY on /v1/*, then 503 until the model is ready.
         app.Use(async (context, next) =>
         {
