@@ -383,36 +383,6 @@ public sealed class DecodingSessionGrain(
         return sampler;
     }
 
-    /// <summary>The round trips of one token: the shards' (split modes) and the session's own (ladder modes).</summary>
-    private sealed class EdgeCounter
-    {
-        public long Transmissions, BytesUp, BytesDown;
-        public double EdgeMs, NetworkMs;
-        public bool Degraded;
-        public string? Failure;
-
-        public void Add(long up, long down, double edgeMs, double elapsedMs, long transmissions = 1)
-        {
-            Transmissions += transmissions;
-            BytesUp += up;
-            BytesDown += down;
-            EdgeMs += edgeMs;
-            NetworkMs += Math.Max(0, elapsedMs - edgeMs);
-        }
-
-        public void Add(EdgeUsage usage)
-        {
-            Transmissions += usage.Transmissions;
-            BytesUp += usage.BytesUp;
-            BytesDown += usage.BytesDown;
-            EdgeMs += usage.EdgeMs;
-            NetworkMs += usage.NetworkMs;
-            if (usage.Degraded) Degrade(usage.Failure);
-        }
-
-        public void Degrade(string? failure) => (Degraded, Failure) = (true, Failure ?? failure);
-    }
-
     /// <summary>What the shards return for one step: the base's logits, the taps of the last position and n when asked, and the devices' round trips.</summary>
     private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed, EdgeCounter Edge);
 

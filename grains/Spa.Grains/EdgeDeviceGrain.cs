@@ -162,7 +162,7 @@ public sealed class EdgeDeviceGrain(
     {
         var s = Required();
         string deviceState = s.Simulated is not null ? DeviceStates.Simulated : Connected ? DeviceStates.Connected : DeviceStates.Offline;
-        string? kind = s.Simulated is not null ? _simulated?.Describe().Kind : _connectedPlugin?.Kind;
+        string? kind = s.Simulated is not null ? _simulated?.Kind : _connectedPlugin?.Kind;
         return new EdgeDeviceInfo(Id, s.Owner, deviceState, s.Model, kind, s.Simulated?.Profile);
     }
 

@@ -17,9 +17,13 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
     private readonly EdgeRuntime _runtime;
     private readonly Lock _oneAtATime = new();
 
-    private readonly LlamaConfig _base;
+    private readonly double _flopsPerRow;
 
-    private PluginEdge(PersonalPlugin plugin, LlamaConfig baseConfig) => (_runtime, _base) = (new EdgeRuntime(plugin), baseConfig);
+    private PluginEdge(PersonalPlugin plugin, LlamaConfig baseConfig)
+    {
+        _runtime = new EdgeRuntime(plugin);
+        _flopsPerRow = PluginTraffic.For(baseConfig, plugin.Kind, plugin.Dimensions, TapPlacement.Edge, ActivationType.Fp32).EdgeFlops;
+    }
 
     /// <summary>Loads the plugin in <paramref name="directory"/> for the described base, on the CPU in fp32 unless told otherwise.</summary>
     public static PluginEdge Load(string directory, BaseModelFacts facts, string device = "cpu", string dtype = "float32")
@@ -53,13 +57,14 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
 
     public PersonalPlugin Plugin => _runtime.Plugin;
 
+    /// <summary>The plugin's kind as the cloud names it: ladder, lora or adapter.</summary>
+    public string Kind => PluginNames.Name(Plugin.Kind);
+
     /// <summary>What the cloud may hold: the kind, the base it belongs to, and the gate with its tau.</summary>
-    public DevicePlugin Describe() => new(PluginNames.Name(Plugin.Kind), Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? 0.5);
+    public DevicePlugin Describe() => new(Kind, Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? 0.5);
 
     /// <summary>FLOPs of the call on the device, as the latency model counts them (per row: position or token).</summary>
-    public double Flops(EdgeCall call) =>
-        PluginTraffic.For(_base, Plugin.Kind, Plugin.Dimensions, TapPlacement.Edge, ActivationType.Fp32).EdgeFlops
-        * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);
+    public double Flops(EdgeCall call) => _flopsPerRow * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);
 
     public Task<EdgeAnswer> Answer(EdgeCall call) => Task.FromResult(AnswerNow(call));
 

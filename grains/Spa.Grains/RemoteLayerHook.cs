@@ -17,9 +17,7 @@ public sealed class RemoteLayerHook : ILayerHook
     private readonly IGrainFactory _grains;
     private readonly (string Session, SplitEdge? Edge)[] _rows;
     private readonly int _dim, _loraWidth;
-    private readonly long[] _transmissions, _bytesUp, _bytesDown;
-    private readonly double[] _edgeMs, _networkMs;
-    private readonly string?[] _failures;
+    private readonly EdgeCounter[] _counters;
 
     public RemoteLayerHook(IGrainFactory grains, IReadOnlyList<ShardStepRequest> rows, LlamaConfig config)
     {
@@ -28,12 +26,12 @@ public sealed class RemoteLayerHook : ILayerHook
         _dim = config.Dim;
         _loraWidth = config.Dim + config.KvHeads * config.HeadDim; // delta q, then delta v
         int n = _rows.Length;
-        (_transmissions, _bytesUp, _bytesDown, _edgeMs, _networkMs, _failures) = (new long[n], new long[n], new long[n], new double[n], new double[n], new string?[n]);
+        _counters = [.. Enumerable.Range(0, n).Select(_ => new EdgeCounter())];
     }
 
     /// <summary>What row <paramref name="row"/>'s device cost in this forward; null for a row without a split plugin.</summary>
     public EdgeUsage? Usage(int row) => _rows[row].Edge is null ? null
-        : new EdgeUsage(_transmissions[row], _bytesUp[row], _bytesDown[row], _edgeMs[row], _networkMs[row], _failures[row] is not null, _failures[row]);
+        : _counters[row].ToUsage();
 
     public (Tensor Query, Tensor Value)? AttentionDelta(int layer, Tensor normalisedInput)
     {
@@ -59,7 +57,7 @@ public sealed class RemoteLayerHook : ILayerHook
         var calls = new Task<(int Row, float[]? Output)>[rows];
         for (int b = 0; b < rows; b++)
         {
-            bool asks = _rows[b].Edge?.Kind == kind && _failures[b] is null;
+            bool asks = _rows[b].Edge?.Kind == kind && !_counters[b].Degraded;
             calls[b] = asks ? AskOne(b, call, layer, new Activations(input[(b * block)..((b + 1) * block)], [positions, _dim]))
                 : Task.FromResult<(int, float[]?)>((b, null));
         }
@@ -72,7 +70,7 @@ public sealed class RemoteLayerHook : ILayerHook
             if (output is not null && output.Length == positions * width) output.CopyTo(result, row * positions * width);
             else
             {
-                if (output is not null) _failures[row] = $"the device answered {output.Length} values where {positions * width} were due";
+                if (output is not null) _counters[row].Degrade($"the device answered {output.Length} values where {positions * width} were due");
                 if (keepInput) Array.Copy(input, row * block, result, row * block, block);
             }
         }
@@ -87,16 +85,12 @@ public sealed class RemoteLayerHook : ILayerHook
         {
             var answer = await _grains.GetGrain<IEdgeDeviceGrain>(edge!.DeviceId).Ask(new EdgeCall(session, call, layer, input)).ConfigureAwait(false);
             double elapsed = watch.Elapsed.TotalMilliseconds;
-            _transmissions[row]++;
-            _bytesUp[row] += 4L * input.Data.Length;
-            _bytesDown[row] += 4L * answer.Output.Data.Length;
-            _edgeMs[row] += answer.EdgeMs;
-            _networkMs[row] += Math.Max(0, elapsed - answer.EdgeMs);
+            _counters[row].Add(4L * input.Data.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, elapsed);
             return (row, answer.Output.Data);
         }
         catch (Exception e)
         {
-            _failures[row] = e.Message;
+            _counters[row].Degrade(e.Message);
             return (row, null);
         }
     }

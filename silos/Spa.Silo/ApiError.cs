@@ -20,4 +20,10 @@ public sealed class ApiError(int status, string message, string? param = null, s
     }
 
     public static ApiError BadRequest(string message, string? param = null) => new(StatusCodes.Status400BadRequest, message, param);
+
+    /// <summary>A device that is not registered, named by the field <paramref name="param"/>.</summary>
+    public static ApiError DeviceNotFound(string message, string param) => new(StatusCodes.Status404NotFound, message, param, "device_not_found");
+
+    /// <summary>Another user's device, or a wrong secret, named by the field <paramref name="param"/>.</summary>
+    public static ApiError DeviceForbidden(string message, string param) => new(StatusCodes.Status403Forbidden, message, param, "device_forbidden");
 }

@@ -106,6 +106,13 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         return x >= min && x <= max ? x : throw ApiError.BadRequest($"{name} must be between {min} and {max}, got {x}", name);
     }
 
+    /// <summary>A string field (null when absent); <paramref name="prefix"/> names the object it is in, for the error.</summary>
+    internal static string? Text(JsonElement obj, string name, string prefix = "")
+    {
+        if (Field(obj, name) is not { } value) return null;
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw ApiError.BadRequest($"{prefix}{name} must be a string", prefix + name);
+    }
+
     /// <summary>The field's value; absent and JSON null are the same.</summary>
     internal static JsonElement? Field(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
@@ -147,9 +154,5 @@ public sealed record PluginChoice(string Mode, string? DeviceId, double? Tau, do
         return new PluginChoice(mode, device, tau, budget, fallback);
     }
 
-    private static string? Text(JsonElement o, string name)
-    {
-        if (CompletionRequest.Field(o, name) is not { } value) return null;
-        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw ApiError.BadRequest($"spa.{name} must be a string", "spa." + name);
-    }
+    private static string? Text(JsonElement o, string name) => CompletionRequest.Text(o, name, "spa.");
 }

@@ -103,8 +103,8 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     /// <summary>The answer to a generation that cannot go on because of what the request asked for; null for a server fault.</summary>
     private static ApiError? Refusal(Exception e) => e switch
     {
-        DeviceNotFoundException => new ApiError(StatusCodes.Status404NotFound, e.Message, "spa.device_id", "device_not_found"),
-        DeviceAccessDeniedException => new ApiError(StatusCodes.Status403Forbidden, e.Message, "spa.device_id", "device_forbidden"),
+        DeviceNotFoundException => ApiError.DeviceNotFound(e.Message, "spa.device_id"),
+        DeviceAccessDeniedException => ApiError.DeviceForbidden(e.Message, "spa.device_id"),
         EdgeUnavailableException => new ApiError(StatusCodes.Status503ServiceUnavailable, e.Message, "spa.device_id", "device_unavailable", "server_error"),
         ArgumentException => ApiError.BadRequest(e.Message),
         _ => null,

@@ -32,9 +32,9 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
             if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
             foreach (var property in root.EnumerateObject())
                 if (!Fields.Contains(property.Name)) throw ApiError.BadRequest($"{property.Name} is not a device setting: use {string.Join(", ", Fields)}", property.Name);
-            id = Text(root, "device_id") ?? throw ApiError.BadRequest("device_id is required", "device_id");
+            id = CompletionRequest.Text(root, "device_id") ?? throw ApiError.BadRequest("device_id is required", "device_id");
             if (!DeviceIdPattern().IsMatch(id)) throw ApiError.BadRequest("device_id must be 1 to 64 letters, digits, '.', '_' or '-'", "device_id");
-            var given = Text(root, "secret");
+            var given = CompletionRequest.Text(root, "secret");
             if (given is not null && given.Length < 16) throw ApiError.BadRequest("secret must have at least 16 characters", "secret");
             generated = given is null;
             secret = given ?? "dev-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
@@ -54,7 +54,7 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         catch (Exception e) when (e is DeviceAccessDeniedException or ArgumentException or InvalidDataException or FileNotFoundException)
         {
             await (e is DeviceAccessDeniedException
-                ? new ApiError(StatusCodes.Status403Forbidden, e.Message, "device_id", "device_forbidden")
+                ? ApiError.DeviceForbidden(e.Message, "device_id")
                 : ApiError.BadRequest(e.Message, "simulated")).WriteAsync(context.Response);
             return;
         }
@@ -74,12 +74,12 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         }
         catch (DeviceNotFoundException e)
         {
-            await new ApiError(StatusCodes.Status404NotFound, e.Message, "device_id", "device_not_found").WriteAsync(context.Response);
+            await ApiError.DeviceNotFound(e.Message, "device_id").WriteAsync(context.Response);
             return;
         }
         if (info.Owner != user)
         {
-            await new ApiError(StatusCodes.Status403Forbidden, $"device '{id}' belongs to another user", "device_id", "device_forbidden").WriteAsync(context.Response);
+            await ApiError.DeviceForbidden($"device '{id}' belongs to another user", "device_id").WriteAsync(context.Response);
             return;
         }
         await context.Response.WriteAsJsonAsync(Describe(info, null));
@@ -103,7 +103,7 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
     private static SimulatedDevice Simulation(JsonElement s)
     {
         if (s.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("simulated must be an object", "simulated");
-        var directory = Text(s, "plugin_dir") ?? throw ApiError.BadRequest("simulated.plugin_dir is required: the plugin directory on the silo's host", "simulated.plugin_dir");
+        var directory = CompletionRequest.Text(s, "plugin_dir") ?? throw ApiError.BadRequest("simulated.plugin_dir is required: the plugin directory on the silo's host", "simulated.plugin_dir");
         EdgeProfile? profile = null;
         if (CompletionRequest.Field(s, "profile") is { } p)
         {
@@ -112,7 +112,7 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
                 profile = p.ValueKind switch
                 {
                     JsonValueKind.String => EdgeProfiles.Named(p.GetString()!),
-                    JsonValueKind.Object => EdgeProfiles.Validate(new EdgeProfile(Text(p, "name") ?? "custom",
+                    JsonValueKind.Object => EdgeProfiles.Validate(new EdgeProfile(CompletionRequest.Text(p, "name") ?? "custom",
                         (int)(CompletionRequest.Integer(p, "cores", 0, 4096) ?? 0), CompletionRequest.Number(p, "flops_per_core", 0, 1e15) ?? 0,
                         CompletionRequest.Number(p, "rtt_ms", 0, 60_000) ?? 0, CompletionRequest.Number(p, "up_mbps", 0, 1e6) ?? 0,
                         CompletionRequest.Number(p, "down_mbps", 0, 1e6) ?? 0)),
@@ -125,11 +125,5 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
             }
         }
         return new SimulatedDevice(directory, profile);
-    }
-
-    private static string? Text(JsonElement o, string name)
-    {
-        if (CompletionRequest.Field(o, name) is not { } value) return null;
-        return value.ValueKind == JsonValueKind.String ? value.GetString() : throw ApiError.BadRequest($"{name} must be a string", name);
     }
 }

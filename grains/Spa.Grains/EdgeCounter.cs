@@ -1,0 +1,42 @@
+namespace Spa.Grains;
+
+/// <summary>
+/// Round trips to one device and what they cost: their count, the bytes they carried (fp32), the device's compute time
+/// and the rest of their time (the network's), and the first failure, which marks the work degraded. A session keeps
+/// one per token (its own side steps plus the shards' calls); a shard keeps one per row of a split-plugin forward.
+/// </summary>
+public sealed class EdgeCounter
+{
+    public long Transmissions { get; private set; }
+    public long BytesUp { get; private set; }
+    public long BytesDown { get; private set; }
+    public double EdgeMs { get; private set; }
+    public double NetworkMs { get; private set; }
+    public bool Degraded => Failure is not null;
+    public string? Failure { get; private set; }
+
+    /// <summary>One round trip that took <paramref name="elapsedMs"/>, of which the device computed <paramref name="edgeMs"/>.</summary>
+    public void Add(long up, long down, double edgeMs, double elapsedMs)
+    {
+        Transmissions++;
+        BytesUp += up;
+        BytesDown += down;
+        EdgeMs += edgeMs;
+        NetworkMs += Math.Max(0, elapsedMs - edgeMs);
+    }
+
+    public void Add(EdgeUsage usage)
+    {
+        Transmissions += usage.Transmissions;
+        BytesUp += usage.BytesUp;
+        BytesDown += usage.BytesDown;
+        EdgeMs += usage.EdgeMs;
+        NetworkMs += usage.NetworkMs;
+        if (usage.Degraded) Degrade(usage.Failure ?? "a shard's call to the device failed");
+    }
+
+    /// <summary>Marks the work degraded; the first failure is the one reported.</summary>
+    public void Degrade(string failure) => Failure ??= failure;
+
+    public EdgeUsage ToUsage() => new(Transmissions, BytesUp, BytesDown, EdgeMs, NetworkMs, Degraded, Failure);
+}
