@@ -36,6 +36,7 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", simulated), HttpStatusCode.OK);
         var baseline = await PluginCompletionTests.Send(client, "/v1/completions",
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24 }), HttpStatusCode.OK);
+        Assert.NotEqual(Text(baseline), Text(expected)); // the plugin changes the text, so equal texts below mean it was used
 
         var id = "real-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
