@@ -22,7 +22,8 @@ public sealed record ShardStepRequest(
     [property: Id(3)] int[]? Tokens,
     [property: Id(4)] Activations? Hidden,
     [property: Id(5)] bool WantTaps = false,
-    [property: Id(6)] SplitEdge? Edge = null);
+    [property: Id(6)] SplitEdge? Edge = null,
+    [property: Id(7)] bool RecordRoundTrips = false);
 
 /// <summary>
 /// A session whose plugin sits inside the base (lora, adapter): the shard calls the device <see cref="DeviceId"/> inside
@@ -36,7 +37,7 @@ public sealed record SplitEdge(
 /// <summary>
 /// The round trips a shard made to a session's device in one step: their count, the bytes they carried (fp32), the
 /// time the device computed and the rest of their time (the network's). Degraded: a call failed and the layer ran
-/// without the plugin.
+/// without the plugin. <see cref="RoundTrips"/> lists each call when the request asked for them (a traced step).
 /// </summary>
 [GenerateSerializer, Alias("spa.EdgeUsage")]
 public sealed record EdgeUsage(
@@ -46,7 +47,18 @@ public sealed record EdgeUsage(
     [property: Id(3)] double EdgeMs,
     [property: Id(4)] double NetworkMs,
     [property: Id(5)] bool Degraded,
-    [property: Id(6)] string? Failure = null);
+    [property: Id(6)] string? Failure = null,
+    [property: Id(7)] EdgeRoundTrip[]? RoundTrips = null);
+
+/// <summary>One round trip to a device: what it asked (and for which base layer), the bytes it carried, the device's compute time and the network's.</summary>
+[GenerateSerializer, Alias("spa.EdgeRoundTrip")]
+public sealed record EdgeRoundTrip(
+    [property: Id(0)] EdgeCallKind Kind,
+    [property: Id(1)] int Layer,
+    [property: Id(2)] long BytesUp,
+    [property: Id(3)] long BytesDown,
+    [property: Id(4)] double EdgeMs,
+    [property: Id(5)] double NetworkMs);
 
 /// <summary>
 /// A shard's answer. When the shard does not hold the session's positions before StartPosition (its cache slot was

@@ -74,6 +74,7 @@ public sealed class DecodingSessionGrain(
     private IAsyncStream<TokenEvent>? _tokens;
     private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
     private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
+    private Activity? _generation; // the trace of the generation running now: it spans the calls that pull a token stream
 
     private SessionState S => state.State;
     private string Id => this.GetPrimaryKeyString();
@@ -87,6 +88,7 @@ public sealed class DecodingSessionGrain(
     public async ValueTask<GenerationResult> Continue(int maxTokens)
     {
         if (S.History.Count == 0) throw new InvalidOperationException("the session has no generation to continue: call Generate first");
+        BeginGeneration();
         return await Run(maxTokens);
     }
 
@@ -103,9 +105,22 @@ public sealed class DecodingSessionGrain(
         }
         finally
         {
+            EndGeneration();
             await _published;
             await state.WriteStateAsync();
         }
+    }
+
+    private void BeginGeneration()
+    {
+        EndGeneration();
+        _generation = SpaTracing.StartGeneration(Id, S.Mode, S.Shards, S.PromptLength);
+    }
+
+    private void EndGeneration()
+    {
+        SpaTracing.EndGeneration(_generation, S.GeneratedTokens, S.Transmissions, S.Finished ? S.StopReason : "length");
+        _generation = null;
     }
 
     public ValueTask<GenerationResult> GetStatus() => ValueTask.FromResult(Result([]));
@@ -212,14 +227,22 @@ public sealed class DecodingSessionGrain(
         _sampler = new Sampler(sampling);
         if (!_active) metrics.SessionStarted();
         _active = true;
+        BeginGeneration();
     }
 
     private async Task<GenerationResult> Run(int maxTokens)
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
         var produced = new List<int>();
-        while (produced.Count < maxTokens && !S.Finished)
-            produced.Add((await NextToken()).Token);
+        try
+        {
+            while (produced.Count < maxTokens && !S.Finished)
+                produced.Add((await NextToken()).Token);
+        }
+        finally
+        {
+            EndGeneration();
+        }
         await _published;
         await state.WriteStateAsync();
         return Result([.. produced]);
@@ -232,6 +255,7 @@ public sealed class DecodingSessionGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         Inactive();
+        EndGeneration();
         await DropGate();
     }
 
@@ -250,20 +274,22 @@ public sealed class DecodingSessionGrain(
     private async Task<TokenEvent> NextToken()
     {
         long started = Stopwatch.GetTimestamp();
+        using var trace = SpaTracing.StartToken(_generation, S.Mode, S.Shards, S.History.Count - S.PromptLength);
         var history = S.History.ToArray();
         bool ladder = S.Mode is SessionModes.Side or SessionModes.Parallel or SessionModes.Switch or SessionModes.Spa;
         var split = SessionModes.Split(S.Mode) ? new SplitEdge(S.DeviceId!, S.Mode) : null;
-        var step = await Pipeline(history, _fed, ladder, split);
+        bool record = SpaTracing.Records(trace);
+        var step = await Pipeline(history, _fed, ladder, split, record);
         if (step is null)
         {
             _replays++;
-            step = await Pipeline(history, 0, ladder, split)
+            step = await Pipeline(history, 0, ladder, split, record)
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
         _fed = history.Length;
         var usage = step.Edge;
         if (usage.Degraded) await FallBack(usage.Failure);
-        var (logits, asked) = ladder ? await WithSideNetwork(step, usage) : (step.Logits, split is not null && !usage.Degraded);
+        var (logits, asked) = ladder ? await WithSideNetwork(step, usage, trace) : (step.Logits, split is not null && !usage.Degraded);
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
         S.GeneratedTokens++;
@@ -275,6 +301,7 @@ public sealed class DecodingSessionGrain(
         double cloudMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - usage.EdgeMs - usage.NetworkMs;
         S.CloudMs += cloudMs;
         metrics.Token(S.Mode, usage.Transmissions, usage.BytesUp, usage.BytesDown, cloudMs, usage.EdgeMs, usage.NetworkMs);
+        SpaTracing.TokenMade(trace, next, usage);
         if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
@@ -305,7 +332,7 @@ public sealed class DecodingSessionGrain(
     /// (always in side and parallel; when the gate says so in switch and spa), else the base's. Adds the round trip to
     /// <paramref name="usage"/>.
     /// </summary>
-    private async Task<(float[] Logits, bool Asked)> WithSideNetwork(PipelineStep step, EdgeCounter usage)
+    private async Task<(float[] Logits, bool Asked)> WithSideNetwork(PipelineStep step, EdgeCounter usage, Activity? trace)
     {
         var normed = step.Normed ?? throw new InvalidOperationException("the last shard returned no n");
         if (SessionModes.Gated(S.Mode))
@@ -314,6 +341,7 @@ public sealed class DecodingSessionGrain(
             _policy ??= S.MBudget is { } budget ? new BudgetPolicy(budget, _gate!.Tau) : new ThresholdPolicy(S.Tau);
             bool toEdge = _policy.Decide(await _gate!.ProbabilityAsync(normed));
             metrics.GateDecision(toEdge);
+            SpaTracing.GateDecision(trace, toEdge);
             if (!toEdge) return (step.Logits, false);
         }
         int dim = normed.Length, rows = step.Taps.Sum(t => t.Shape[0]);
@@ -337,7 +365,7 @@ public sealed class DecodingSessionGrain(
             await FallBack(e.Message);
             return (step.Logits, false);
         }
-        usage.Add(4L * taps.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        usage.Add(EdgeCallKind.SideNetwork, 0, 4L * taps.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return (await host.PluginLogitsAsync(S.Model, PluginNames.ParseMode(S.Mode), normed, answer.Output.Data), true);
     }
 
@@ -386,15 +414,18 @@ public sealed class DecodingSessionGrain(
     /// <summary>What the shards return for one step: the base's logits, the taps of the last position and n when asked, and the devices' round trips.</summary>
     private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed, EdgeCounter Edge);
 
-    /// <summary>Positions [start, history.Length) through every shard; null when a shard needs a replay.</summary>
-    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps, SplitEdge? split)
+    /// <summary>
+    /// Positions [start, history.Length) through every shard, keeping each device round trip when <paramref name="recordRoundTrips"/>;
+    /// null when a shard needs a replay.
+    /// </summary>
+    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps, SplitEdge? split, bool recordRoundTrips)
     {
         Activations? hidden = null;
         var taps = new List<Activations>();
-        var usage = new EdgeCounter();
+        var usage = new EdgeCounter(recordRoundTrips);
         for (int k = 0; k < S.Shards; k++)
         {
-            var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split);
+            var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split, recordRoundTrips);
             var result = await Shard(k).Step(request);
             if (result.NeedsReplay) return null;
             if (result.Edge is { } edge) usage.Add(edge);

@@ -4,9 +4,12 @@ namespace Spa.Grains;
 /// Round trips to one device and what they cost: their count, the bytes they carried (fp32), the device's compute time
 /// and the rest of their time (the network's), and the first failure, which marks the work degraded. A session keeps
 /// one per token (its own side steps plus the shards' calls); a shard keeps one per row of a split-plugin forward.
+/// Each round trip is also kept, for the trace, when the counter was made for a traced step.
 /// </summary>
-public sealed class EdgeCounter
+public sealed class EdgeCounter(bool recordRoundTrips = false)
 {
+    private readonly List<EdgeRoundTrip>? _roundTrips = recordRoundTrips ? [] : null;
+
     public long Transmissions { get; private set; }
     public long BytesUp { get; private set; }
     public long BytesDown { get; private set; }
@@ -15,14 +18,19 @@ public sealed class EdgeCounter
     public bool Degraded => Failure is not null;
     public string? Failure { get; private set; }
 
-    /// <summary>One round trip that took <paramref name="elapsedMs"/>, of which the device computed <paramref name="edgeMs"/>.</summary>
-    public void Add(long up, long down, double edgeMs, double elapsedMs)
+    /// <summary>Each round trip so far; null when the counter does not record them.</summary>
+    public IReadOnlyList<EdgeRoundTrip>? RoundTrips => _roundTrips;
+
+    /// <summary>One <paramref name="kind"/> round trip that took <paramref name="elapsedMs"/>, of which the device computed <paramref name="edgeMs"/>.</summary>
+    public void Add(EdgeCallKind kind, int layer, long up, long down, double edgeMs, double elapsedMs)
     {
+        double networkMs = Math.Max(0, elapsedMs - edgeMs);
         Transmissions++;
         BytesUp += up;
         BytesDown += down;
         EdgeMs += edgeMs;
-        NetworkMs += Math.Max(0, elapsedMs - edgeMs);
+        NetworkMs += networkMs;
+        _roundTrips?.Add(new EdgeRoundTrip(kind, layer, up, down, edgeMs, networkMs));
     }
 
     public void Add(EdgeUsage usage)
@@ -32,11 +40,12 @@ public sealed class EdgeCounter
         BytesDown += usage.BytesDown;
         EdgeMs += usage.EdgeMs;
         NetworkMs += usage.NetworkMs;
+        if (usage.RoundTrips is not null) _roundTrips?.AddRange(usage.RoundTrips);
         if (usage.Degraded) Degrade(usage.Failure ?? "a shard's call to the device failed");
     }
 
     /// <summary>Marks the work degraded; the first failure is the one reported.</summary>
     public void Degrade(string failure) => Failure ??= failure;
 
-    public EdgeUsage ToUsage() => new(Transmissions, BytesUp, BytesDown, EdgeMs, NetworkMs, Degraded, Failure);
+    public EdgeUsage ToUsage() => new(Transmissions, BytesUp, BytesDown, EdgeMs, NetworkMs, Degraded, Failure, _roundTrips?.ToArray());
 }

@@ -25,8 +25,7 @@ public sealed class RemoteLayerHook : ILayerHook
         _rows = rows.Select(r => (r.SessionId, r.Edge)).ToArray();
         _dim = config.Dim;
         _loraWidth = config.Dim + config.KvHeads * config.HeadDim; // delta q, then delta v
-        int n = _rows.Length;
-        _counters = [.. Enumerable.Range(0, n).Select(_ => new EdgeCounter())];
+        _counters = [.. rows.Select(r => new EdgeCounter(r.RecordRoundTrips))];
     }
 
     /// <summary>What row <paramref name="row"/>'s device cost in this forward; null for a row without a split plugin.</summary>
@@ -85,7 +84,7 @@ public sealed class RemoteLayerHook : ILayerHook
         {
             var answer = await _grains.GetGrain<IEdgeDeviceGrain>(edge!.DeviceId).Ask(new EdgeCall(session, call, layer, input)).ConfigureAwait(false);
             double elapsed = watch.Elapsed.TotalMilliseconds;
-            _counters[row].Add(4L * input.Data.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, elapsed);
+            _counters[row].Add(call, layer, 4L * input.Data.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, elapsed);
             return (row, answer.Output.Data);
         }
         catch (Exception e)

@@ -15,10 +15,14 @@ public sealed class SpaMetrics
 {
     public const string MeterName = "Spa";
 
-    // Sub-millisecond decode steps up to multi-second prefills and slow links.
+    /// <summary>The activity source of the serving path's traces (<see cref="SpaTracing"/>), named as the meter.</summary>
+    public const string ActivitySourceName = "Spa";
+
+    // From a small model's decode step (a tenth of a millisecond) and a local device's answer, up to multi-second
+    // prefills and slow links: about three buckets per decade, so that a quantile is within a factor of ~2.5.
     private static readonly InstrumentAdvice<double> Seconds = new()
     {
-        HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     };
 
     private static readonly InstrumentAdvice<int> BatchSizes = new() { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128] };

@@ -56,6 +56,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         }
 
         var sessionId = Guid.NewGuid().ToString("N");
+        using var trace = SpaTracing.StartCompletion(sessionId, request.Plugin.Mode, request.MaxTokens, request.Stream);
         var completion = new Completion("cmpl-" + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens]);
         var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
         var sampling = request.Sampling;
@@ -81,6 +82,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             }
             if (request.Stream) await Stream(context, session, tokens, any, request, completion, aborted);
             else await Whole(context, session, tokens, any, request, completion, aborted);
+            SpaTracing.CompletionDone(trace, completion.CompletionTokens, completion.FinishReason);
             logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, plugin.Mode, clock.Elapsed.TotalMilliseconds);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)

@@ -61,6 +61,7 @@ public static class SiloHost
             }
             else RedisCluster.Configure(silo, options, redis);
             silo.AddSpaModel(builder.Configuration);
+            silo.AddActivityPropagation(); // a grain call carries its caller's trace, so a completion is one trace across silos
             silo.AddAcceleratorPlacement(builder.Configuration);
         });
 
@@ -76,7 +77,8 @@ public static class SiloHost
             .AddMeter(SpaMetrics.MeterName, "Microsoft.Orleans")
             .AddRuntimeInstrumentation()
             // Every scrape sees the counts of that moment, not a copy up to the cache's age old.
-            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0))
+            .AddTracing(builder.Configuration);
 
         var app = builder.Build();
         MapEndpoints(app);

@@ -32,7 +32,7 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         // The reference: a simulated device with the same plugin.
         var simulated = "sim-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = LadderPlugin.Directory } }), HttpStatusCode.Created);
+            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = RandomPlugin.Ladder } }), HttpStatusCode.Created);
         var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", simulated), HttpStatusCode.OK);
         var baseline = await PluginCompletionTests.Send(client, "/v1/completions",
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24 }), HttpStatusCode.OK);
@@ -88,7 +88,7 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
     private void CopyPlugin()
     {
         Directory.CreateDirectory(_copy);
-        foreach (var file in Directory.GetFiles(LadderPlugin.Directory)) File.Copy(file, Path.Combine(_copy, Path.GetFileName(file)), overwrite: true);
+        foreach (var file in Directory.GetFiles(RandomPlugin.Ladder)) File.Copy(file, Path.Combine(_copy, Path.GetFileName(file)), overwrite: true);
     }
 
     private static async Task<string> State(HttpClient client, string id)

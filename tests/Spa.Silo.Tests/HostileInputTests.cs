@@ -46,7 +46,7 @@ public sealed class HostileInputTests(ServerFixture server, ITestOutputHelper ou
         var own = "fuzz-own-" + Guid.NewGuid().ToString("N")[..8];
         var others = "fuzz-bob-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(alice, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = own, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+            JsonSerializer.Serialize(new { device_id = own, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
         await PluginCompletionTests.Send(bob, "/v1/devices", JsonSerializer.Serialize(new { device_id = others }), HttpStatusCode.Created);
 
         var fuzz = new Fuzz(new Random(Seed), own, others);

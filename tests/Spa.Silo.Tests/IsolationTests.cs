@@ -19,7 +19,7 @@ public sealed class IsolationTests(ServerFixture server)
         using var bob = server.Client(ServerFixture.OtherKey);
         var id = "iso-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(alice, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
         foreach (var mode in SessionModes.All.Where(m => m != SessionModes.Base))
             foreach (var stream in new[] { false, true })
             {
@@ -37,11 +37,11 @@ public sealed class IsolationTests(ServerFixture server)
         using var bob = server.Client(ServerFixture.OtherKey);
         var id = "iso-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(alice, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory } }), HttpStatusCode.Created);
+            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder } }), HttpStatusCode.Created);
 
         await PluginCompletionTests.Send(bob, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = "bobs-own-secret-0123456789" }), HttpStatusCode.Forbidden);
         await PluginCompletionTests.Send(bob, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Forbidden);
+            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Forbidden);
 
         // Still alice's, still the simulated device she registered.
         using var response = await alice.GetAsync($"/v1/devices/{id}");

@@ -26,7 +26,7 @@ public sealed class MetricsTests(ServerFixture server)
         using var client = server.Client();
         var id = "metrics-" + Guid.NewGuid().ToString("N")[..8];
         await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
         var before = await Scrape();
 
         var plain = (await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 12}""", HttpStatusCode.OK)).GetProperty("spa");

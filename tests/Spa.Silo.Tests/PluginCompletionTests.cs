@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -31,7 +32,7 @@ public sealed class PluginCompletionTests(ServerFixture server)
     private async Task<string> RegisterSimulated(HttpClient client)
     {
         var id = "phone-" + Guid.NewGuid().ToString("N")[..8];
-        var body = await Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = LadderPlugin.Directory, profile = "local" } }), HttpStatusCode.Created);
+        var body = await Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
         Assert.Equal("simulated", body.GetProperty("state").GetString());
         Assert.Equal("ladder", body.GetProperty("plugin_kind").GetString());
         Assert.StartsWith("dev-", body.GetProperty("secret").GetString()); // generated, shown once
@@ -160,19 +161,24 @@ public sealed class CapacityTests
     }
 }
 
-/// <summary>A ladder plugin with random weights (randn * 0.2), saved once per test run.</summary>
-internal static class LadderPlugin
+/// <summary>Plugins of each kind with random weights (randn * 0.2, so that they change the output), saved once per test run.</summary>
+internal static class RandomPlugin
 {
-    private static readonly Lazy<string> Saved = new(() =>
+    private static readonly ConcurrentDictionary<PluginKind, Lazy<string>> Saved = new();
+
+    public static string Ladder => Of(PluginKind.Ladder);
+
+    public static string Of(PluginKind kind) => Saved.GetOrAdd(kind, k => new Lazy<string>(() => Save(k))).Value;
+
+    private static string Save(PluginKind kind)
     {
-        var directory = Path.Combine(Path.GetTempPath(), $"spa-silo-plugin-{Environment.ProcessId}");
+        var directory = Path.Combine(Path.GetTempPath(), $"spa-silo-plugin-{Environment.ProcessId}-{PluginNames.Name(kind)}");
         using var model = LlamaModel.Load(SharedData.Stories260K, new ModelOptions());
-        using var plugin = PersonalPlugin.Create(model, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(model.Config), seed: 3);
+        var mode = kind == PluginKind.Ladder ? CombinationMode.Spa : CombinationMode.Parallel;
+        using var plugin = PersonalPlugin.Create(model, kind, mode, PluginDimensions.For(model.Config), seed: 3);
         using (no_grad())
             foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
         plugin.Save(directory);
         return directory;
-    });
-
-    public static string Directory => Saved.Value;
+    }
 }

@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Spa.Grains;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// A silo configured with <c>Spa:Telemetry:OtlpEndpoint</c> posts its traces (http/protobuf) to a real receiver on
+/// loopback: the requests arrive at <c>/v1/traces</c> and carry the span and event names of a real completion.
+/// </summary>
+public sealed class OtlpExportTests
+{
+    [Fact]
+    public async Task TracesOfACompletionReachTheOtlpReceiver()
+    {
+        await using var receiver = await OtlpReceiver.Start();
+        var server = ServerFixture.With(("Spa__Telemetry__OtlpEndpoint", receiver.BaseAddress));
+        await server.InitializeAsync();
+        try
+        {
+            using var client = server.Client();
+            var device = "otlp-" + Guid.NewGuid().ToString("N")[..8];
+            await PluginCompletionTests.Send(client, "/v1/devices",
+                System.Text.Json.JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+            await PluginCompletionTests.Send(client, "/v1/completions",
+                System.Text.Json.JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 6, spa = new { mode = "parallel", device_id = device } }), HttpStatusCode.OK);
+        }
+        finally
+        {
+            await server.DisposeAsync(); // stopping the host flushes the exporter's batch
+        }
+
+        Assert.NotEmpty(receiver.Requests);
+        Assert.All(receiver.Requests, r =>
+        {
+            Assert.Equal("/v1/traces", r.Path);
+            Assert.Equal("application/x-protobuf", r.ContentType);
+        });
+        // Span and event names travel as UTF-8 strings inside the protobuf.
+        var bodies = receiver.Requests.SelectMany(r => r.Body).ToArray();
+        foreach (var name in new[] { SpaTracing.Completion, SpaTracing.Generation, SpaTracing.Token, SpaTracing.RoundTrip })
+            Assert.True(bodies.AsSpan().IndexOf(Encoding.UTF8.GetBytes(name)) >= 0, $"no exported trace carries '{name}'");
+    }
+}
+
+/// <summary>An OTLP/HTTP receiver on a free loopback port: keeps every request and answers 200 with an empty protobuf body.</summary>
+internal sealed class OtlpReceiver : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private OtlpReceiver(WebApplication app) => _app = app;
+
+    public ConcurrentQueue<(string Path, string? ContentType, byte[] Body)> Requests { get; } = new();
+
+    public string BaseAddress => _app.Urls.Single();
+
+    public static async Task<OtlpReceiver> Start()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        var receiver = new OtlpReceiver(app);
+        app.MapPost("/{**path}", async (HttpContext context) =>
+        {
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body);
+            receiver.Requests.Enqueue((context.Request.Path, context.Request.ContentType, body.ToArray()));
+            context.Response.ContentType = "application/x-protobuf";
+        });
+        await app.StartAsync();
+        return receiver;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
