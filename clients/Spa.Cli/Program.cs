@@ -15,6 +15,7 @@ root.Subcommands.Add(DataCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(DeviceCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(DashboardCommand.Create());
 var parsed = root.Parse(args);
 // System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every
 // other failure instead: one line on stderr, exit code 2. (--help still wins over a parse error.)
