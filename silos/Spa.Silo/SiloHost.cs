@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using Orleans.Dashboard;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -20,6 +21,12 @@ public static class SiloHost
 {
     public const string DefaultHttp = "127.0.0.1:8080";
     public const string UserItem = "spa.user";
+
+    /// <summary>Where the Orleans dashboard is served, behind the API keys.</summary>
+    public const string DashboardPath = "/dashboard";
+
+    /// <summary>The cookie that carries the API key of a browser that opened <c>/dashboard?key=KEY</c>.</summary>
+    public const string DashboardCookie = "spa_dashboard_key";
 
     /// <summary>
     /// Builds the host; throws <see cref="ArgumentException"/> for a bad option or a missing model, and
@@ -62,6 +69,7 @@ public static class SiloHost
             else RedisCluster.Configure(silo, options, redis);
             silo.AddSpaModel(builder.Configuration);
             silo.AddActivityPropagation(); // a grain call carries its caller's trace, so a completion is one trace across silos
+            silo.AddDashboard();
             silo.AddAcceleratorPlacement(builder.Configuration);
         });
 
@@ -95,6 +103,37 @@ public static class SiloHost
     /// <summary>The URLs Kestrel listens on (with the real port where port 0 was asked); valid once the host has started.</summary>
     public static IReadOnlyList<string> Addresses(WebApplication app) => [.. app.Urls];
 
+    /// <summary>
+    /// The dashboard takes an API key as the API does (Authorization: Bearer KEY) or, since a browser cannot send that
+    /// header from its address bar, from the cookie that <c>/dashboard?key=KEY</c> sets once (HttpOnly, SameSite
+    /// strict, this path only) before redirecting to the address without the key. False when it has answered.
+    /// </summary>
+    private static async Task<bool> AdmitToDashboard(HttpContext context, ApiKeys keys)
+    {
+        var request = context.Request;
+        var fromQuery = request.Query["key"].ToString();
+        var key = fromQuery.Length > 0 ? fromQuery : ApiKeys.BearerToken(request.Headers.Authorization) ?? request.Cookies[DashboardCookie];
+        if (keys.Authenticate(key) is null)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await new ApiError(StatusCodes.Status401Unauthorized,
+                $"missing or invalid API key: send the header 'Authorization: Bearer KEY', or open {DashboardPath}?key=KEY once in a browser",
+                code: "invalid_api_key").WriteAsync(context.Response);
+            return false;
+        }
+        if (fromQuery.Length == 0) return true;
+        context.Response.Cookies.Append(DashboardCookie, fromQuery, new CookieOptions
+        {
+            HttpOnly = true,
+            SameSite = SameSiteMode.Strict,
+            Secure = request.IsHttps,
+            Path = DashboardPath,
+        });
+        var rest = QueryString.Create(request.Query.Where(q => q.Key != "key"));
+        context.Response.Redirect(request.PathBase + request.Path + rest);
+        return false;
+    }
+
     private static void MapEndpoints(WebApplication app)
     {
         var served = app.Services.GetRequiredService<ServedModel>();
@@ -127,6 +166,11 @@ public static class SiloHost
                     metrics.Request(context.Response.StatusCode);
                     return Task.CompletedTask;
                 });
+            if (context.Request.Path.StartsWithSegments(DashboardPath))
+            {
+                if (await AdmitToDashboard(context, keys)) await next(context);
+                return;
+            }
             if (context.Request.Path.StartsWithSegments("/v1"))
             {
                 var user = keys.Authenticate(ApiKeys.BearerToken(context.Request.Headers.Authorization));
@@ -173,6 +217,7 @@ public static class SiloHost
 
         // Prometheus scrapes it without a key: it must be reachable only from the monitoring network.
         app.MapPrometheusScrapingEndpoint();
+        app.MapOrleansDashboard(routePrefix: DashboardPath);
         app.MapPost("/v1/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().Handle(context));
         app.MapPost("/v1/devices", (HttpContext context) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Register(context));
         app.MapGet("/v1/devices/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Get(context, id));
