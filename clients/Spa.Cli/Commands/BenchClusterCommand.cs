@@ -46,11 +46,15 @@ public static class BenchClusterCommand
         model.AddTo(command);
         var window = new Option<double>("--batch-window-ms") { Description = "Spa:Model:BatchWindowMs of the shard grains.", DefaultValueFactory = _ => new SpaModelOptions().BatchWindowMs };
         var noStream = new Option<bool>("--no-token-stream") { Description = "Do not publish tokens on the Orleans stream (Spa:Model:PublishTokens false)." };
-        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, noStream, json }) command.Options.Add(option);
+        var tracing = new Option<bool>("--tracing")
+        {
+            Description = "Measure every cluster run a second time with the traces recorded (a listener on the Spa and Orleans activity sources, as an exporter attaches) and report the ratios.",
+        };
+        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, noStream, tracing, json }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             var settings = new Settings(
-                [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats));
+                [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats), result.GetValue(tracing));
             if (result.GetValue(window) is var w && !(w is >= 0 and <= 1000)) throw new UsageException($"--batch-window-ms must be in [0, 1000], got {w}");
             if (settings.ShardCounts.Length == 0 || settings.ShardCounts.Any(s => s <= 0)) throw new UsageException("--shards needs one or more positive shard counts");
             foreach (var (option, value) in new[] { (sessions, settings.Sessions), (tokens, settings.Tokens), (repeats, settings.Repeats) })
@@ -125,6 +129,7 @@ public static class BenchClusterCommand
             silo.UseLocalhostClustering(siloPort, gatewayPort);
             silo.AddSpaMemoryStorage();
             silo.AddAcceleratorPlacement(builder.Configuration);
+            silo.AddActivityPropagation(); // as spa serve: what a recorded trace costs includes Orleans' grain-call activities
             silo.AddSpaModel(o =>
             {
                 o.ModelPath = modelPath;
@@ -142,7 +147,33 @@ public static class BenchClusterCommand
     }
 
 
-    private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats);
+    private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats, bool Tracing);
+
+    /// <summary>Records every activity of the serving path while it lives, as a tracing exporter's listener would.</summary>
+    private sealed class TraceRecorder : IDisposable
+    {
+        private readonly ActivityListener _listener;
+        private long _activities, _events;
+
+        public TraceRecorder()
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = source => source.Name is SpaMetrics.ActivitySourceName or "Microsoft.Orleans.Application",
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+                ActivityStopped = activity =>
+                {
+                    Interlocked.Increment(ref _activities);
+                    foreach (var _ in activity.Events) Interlocked.Increment(ref _events);
+                },
+            };
+            ActivitySource.AddActivityListener(_listener);
+        }
+
+        public long Activities => Interlocked.Read(ref _activities);
+
+        public void Dispose() => _listener.Dispose();
+    }
 
     /// <summary>The tokens of a measured run (one array per sequence or session) and its wall-clock time.</summary>
     private sealed record Timed(int[][] Tokens, double Seconds)
@@ -212,11 +243,25 @@ public static class BenchClusterCommand
                     var clusterMany = await Cluster(shards, many, settings.Tokens);
                     var after = await Counters(shards);
                     Check(clusterMany, engineMany, $"{where}, {many} sessions");
+                    Traced? traced = null;
+                    if (settings.Tracing)
+                    {
+                        Report($"{where}: cluster traced, 1 and {many} sessions");
+                        using var recorder = new TraceRecorder();
+                        var tracedOne = await Cluster(shards, 1, settings.Tokens);
+                        var tracedMany = await Cluster(shards, many, settings.Tokens);
+                        Check(tracedOne, engineOne, $"{where}, 1 session traced");
+                        Check(tracedMany, engineMany, $"{where}, {many} sessions traced");
+                        if (recorder.Activities < tracedOne.Count + tracedMany.Count)
+                            throw new InvalidOperationException($"the traced runs recorded {recorder.Activities} activities for {tracedOne.Count + tracedMany.Count} tokens: tracing is not on");
+                        traced = new Traced(Math.Round(tracedOne.MsPerToken, 3), Math.Round(tracedOne.MsPerToken / clusterOne.MsPerToken, 3),
+                            Math.Round(tracedMany.TokensPerS, 1), Math.Round(tracedMany.TokensPerS / clusterMany.TokensPerS, 3), recorder.Activities);
+                    }
                     runs[shards].Add(new RunFigure(repeat,
                         Math.Round(engineOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken / engineOne.MsPerToken, 3),
                         Math.Round(engineOne.TokensPerS, 1), Math.Round(engineMany.TokensPerS, 1),
                         Math.Round(clusterOne.TokensPerS, 1), Math.Round(clusterMany.TokensPerS, 1), Math.Round(clusterMany.TokensPerS / clusterOne.TokensPerS, 2),
-                        Math.Round(after.MeanBatchSince(before), 2), after.Evictions - before.Evictions, after.Replays - before.Replays, clusterMany.Count));
+                        Math.Round(after.MeanBatchSince(before), 2), after.Evictions - before.Evictions, after.Replays - before.Replays, clusterMany.Count, traced));
                     step++;
                 }
             }
@@ -232,7 +277,9 @@ public static class BenchClusterCommand
                     Median(r.Select(x => x.ClusterOneTokensPerS)), Median(r.Select(x => x.ClusterManyTokensPerS)), throughput, throughput >= ThroughputTarget,
                     Median(r.Select(x => x.EngineOneTokensPerS)), Median(r.Select(x => x.EngineBatchTokensPerS)),
                     Math.Round(Median(r.Select(x => x.ClusterManyTokensPerS / x.EngineBatchTokensPerS)), 2),
-                    Median(r.Select(x => x.MeanBatch)), (await Counters(shards)).LargestBatch, r));
+                    Median(r.Select(x => x.MeanBatch)), (await Counters(shards)).LargestBatch,
+                    settings.Tracing ? Median(r.Select(x => x.Traced!.LatencyRatio)) : null,
+                    settings.Tracing ? Median(r.Select(x => x.Traced!.ThroughputRatio)) : null, r));
             }
             return figures;
         }
@@ -314,6 +361,9 @@ public static class BenchClusterCommand
         var widths = header.Select((h, c) => rows.Select(r => r[c].Length).Append(h.Length).Max()).ToArray();
         foreach (var row in rows.Prepend(header))
             text.AppendLine(string.Join("  ", row.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))));
+        foreach (var f in report.Shards.Where(f => f.TracingLatencyRatio is not null))
+            text.AppendLine($"tracing recorded, {f.Shards} shard(s): 1 session ms/token x{f.TracingLatencyRatio:F3}, {many} sessions tokens/s x{f.TracingThroughputRatio:F3} " +
+                "(traced / untraced, median of the runs' ratios)");
         return text.ToString();
     }
 
@@ -325,14 +375,17 @@ public static class BenchClusterCommand
         double EngineMsPerToken, double ClusterMsPerToken, double LatencyRatio,
         double EngineOneTokensPerS, double EngineBatchTokensPerS,
         double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio,
-        double MeanBatch, long Evictions, long Replays, int ClusterManyTokens);
+        double MeanBatch, long Evictions, long Replays, int ClusterManyTokens, Traced? Traced);
+
+    /// <summary>The same run measured again with its traces recorded; the ratios are traced / untraced.</summary>
+    private sealed record Traced(double ClusterMsPerToken, double LatencyRatio, double ClusterManyTokensPerS, double ThroughputRatio, long Activities);
 
     /// <summary>The medians over the runs of one shard count (each ratio is the median of the runs' own ratios).</summary>
     private sealed record ShardFigure(int Shards,
         double EngineMsPerToken, double ClusterMsPerToken, double LatencyRatio, bool LatencyTargetMet,
         double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio, bool ThroughputTargetMet,
         double EngineOneTokensPerS, double EngineBatchTokensPerS, double ClusterManyVsEngineBatch,
-        double MeanBatch, int LargestBatch, IReadOnlyList<RunFigure> Runs);
+        double MeanBatch, int LargestBatch, double? TracingLatencyRatio, double? TracingThroughputRatio, IReadOnlyList<RunFigure> Runs);
 
     private sealed record ClusterReport(string Model, int Sessions, int TokensPerSession, int Repeats,
         Targets Targets, SelfCheck SelfCheck, IReadOnlyList<ShardFigure> Shards,

@@ -29,8 +29,11 @@ public static class DashboardPicture
         foreach (var panel in dashboard.Panels)
         {
             var plot = await PanelPlot(panel, prometheus, start, end, step, window, cancellation);
-            float left = panel.X * column + Margin, top = header + panel.Y * RowHeight + Margin;
-            plot.Render(canvas, new PixelRect(left, left + panel.Width * column - 2 * Margin, top + panel.Height * RowHeight - 2 * Margin, top));
+            // Each panel on its own surface: a plot paints its whole canvas, so it cannot share one.
+            using var tile = SKSurface.Create(new SKImageInfo((int)(panel.Width * column) - 2 * Margin, panel.Height * RowHeight - 2 * Margin));
+            plot.Render(tile);
+            using var picture = tile.Snapshot();
+            canvas.DrawImage(picture, panel.X * column + Margin, header + panel.Y * RowHeight + Margin);
         }
         using var image = surface.Snapshot();
         using var png = image.Encode(SKEncodedImageFormat.Png, 100);
@@ -43,6 +46,7 @@ public static class DashboardPicture
     {
         var plot = new Plot();
         double? last = null;
+        double low = double.PositiveInfinity, high = double.NegativeInfinity;
         foreach (var query in panel.Queries)
         {
             var expr = GrafanaDashboard.WithWindow(query.Expr, window);
@@ -55,13 +59,18 @@ public static class DashboardPicture
                 line.LineWidth = 2;
                 line.LegendText = GrafanaDashboard.Legend(query.Legend, series.Labels);
                 last = points[^1].Value;
+                low = Math.Min(low, points.Min(p => p.Value));
+                high = Math.Max(high, points.Max(p => p.Value));
             }
         }
         string unit = panel.Unit is "short" or "" ? "" : panel.Unit;
         plot.Title(panel.Kind == "stat" && last is { } value ? $"{panel.Title}: {Format(value)} {unit}".TrimEnd() : panel.Title, size: 15);
-        plot.Axes.DateTimeTicksBottom();
+        if (plot.Axes.DateTimeTicksBottom().TickGenerator is ScottPlot.TickGenerators.DateTimeAutomatic ticks)
+            ticks.LabelFormatter = time => time.ToString("HH:mm", System.Globalization.CultureInfo.InvariantCulture);
         plot.Axes.SetLimitsX(start.UtcDateTime.ToOADate(), end.UtcDateTime.ToOADate());
         if (unit.Length > 0) plot.YLabel(unit, size: 12);
+        // Counts, rates, bytes and times start at zero, as Grafana draws them, so that a flat series reads as its value.
+        if (low >= 0 && high > 0) plot.Axes.SetLimitsY(0, high * 1.1);
         if (plot.GetPlottables().Any())
         {
             plot.ShowLegend(Alignment.UpperLeft);
