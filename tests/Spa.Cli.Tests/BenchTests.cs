@@ -38,11 +38,12 @@ public sealed class BenchTests
         var file = temp["cluster.json"];
 
         var run = await Spa.RunAsync("bench", "cluster", "--model", SharedData.Stories260K,
-            "--shards", "1", "2", "--sessions", "4", "--tokens", "8", "--repeats", "1", "--json", file);
+            "--shards", "1", "2", "--sessions", "4", "--tokens", "8", "--repeats", "1", "--tracing", "--json", file);
 
         Expect.Success(run);
         Expect.NoStackTrace(run);
         Assert.Contains("latency ratio", run.Stdout);
+        Assert.Contains("tracing recorded", run.Stdout);
         Assert.True(File.Exists(file), "no JSON written\n" + run);
         using var json = JsonDocument.Parse(File.ReadAllText(file));
         var root = json.RootElement;
@@ -51,8 +52,8 @@ public sealed class BenchTests
         Assert.Equal(8, root.GetProperty("tokens_per_session").GetInt32());
         var check = root.GetProperty("self_check");
         Assert.True(check.GetProperty("passed").GetBoolean(), "self-check\n" + root);
-        // Per shard count, one run: the engine alone and 1 session, the engine's batch and 4 sessions.
-        Assert.Equal(2 * (1 + 4), check.GetProperty("sequences").GetInt32());
+        // Per shard count, one run: the engine alone and 1 session, the engine's batch and 4 sessions, each cluster run again traced.
+        Assert.Equal(2 * 2 * (1 + 4), check.GetProperty("sequences").GetInt32());
         Assert.True(check.GetProperty("tokens").GetInt64() > 0, "tokens checked\n" + root);
 
         var shards = root.GetProperty("shards").EnumerateArray().ToList();
@@ -61,7 +62,7 @@ public sealed class BenchTests
         {
             foreach (var name in new[] { "engine_ms_per_token", "cluster_ms_per_token", "latency_ratio", "cluster_one_tokens_per_s",
                          "cluster_many_tokens_per_s", "throughput_ratio", "engine_one_tokens_per_s", "engine_batch_tokens_per_s",
-                         "cluster_many_vs_engine_batch", "mean_batch" })
+                         "cluster_many_vs_engine_batch", "mean_batch", "tracing_latency_ratio", "tracing_throughput_ratio" })
                 Assert.True(figure.GetProperty(name).GetDouble() is > 0 and < 1e6, $"{name}\n{figure}");
             Assert.Equal(figure.GetProperty("latency_ratio").GetDouble() <= 1.3, figure.GetProperty("latency_target_met").GetBoolean());
             Assert.Equal(figure.GetProperty("throughput_ratio").GetDouble() >= 8, figure.GetProperty("throughput_target_met").GetBoolean());
@@ -69,6 +70,8 @@ public sealed class BenchTests
             var only = Assert.Single(figure.GetProperty("runs").EnumerateArray());
             Assert.Equal(0, only.GetProperty("evictions").GetInt64());
             Assert.Equal(0, only.GetProperty("replays").GetInt64());
+            // Every token of the traced runs made at least its token step's activity.
+            Assert.True(only.GetProperty("traced").GetProperty("activities").GetInt64() >= 8 * (1 + 4), "traced\n" + only);
         }
         var machine = root.GetProperty("machine");
         Assert.True(machine.GetProperty("cores").GetInt32() > 0, "cores\n" + machine);
