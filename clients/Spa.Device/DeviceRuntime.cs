@@ -22,6 +22,8 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
         {
             client.UseStaticClustering(options.Gateways.ToArray());
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (options.ClusterId, options.ServiceId));
+            // The cluster's calls into this device carry their trace, as calls between silos do.
+            client.AddActivityPropagation();
         });
         using var host = builder.Build();
         using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(stop))
