@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -10,25 +11,30 @@ using Spa.Grains;
 namespace Spa.Silo.Tests;
 
 /// <summary>
-/// A silo configured with <c>Spa:Telemetry:OtlpEndpoint</c> posts its traces (http/protobuf) to a real receiver on
-/// loopback: the requests arrive at <c>/v1/traces</c> and carry the span and event names of a real completion.
+/// A silo configured with <c>Spa:Telemetry:OtlpEndpoint</c>, or with the standard <c>OTEL_EXPORTER_OTLP_*</c>
+/// variables, posts its traces (http/protobuf) to a real receiver on loopback: the requests arrive at
+/// <c>/v1/traces</c> and carry the span and event names of a real completion.
 /// </summary>
 public sealed class OtlpExportTests
 {
-    [Fact]
-    public async Task TracesOfACompletionReachTheOtlpReceiver()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task TracesOfACompletionReachTheOtlpReceiver(bool standardVariables)
     {
         await using var receiver = await OtlpReceiver.Start();
-        var server = ServerFixture.With(("Spa__Telemetry__OtlpEndpoint", receiver.BaseAddress));
+        var server = standardVariables
+            ? ServerFixture.With(("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.BaseAddress), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+            : ServerFixture.With(("Spa__Telemetry__OtlpEndpoint", receiver.BaseAddress));
         await server.InitializeAsync();
         try
         {
             using var client = server.Client();
             var device = "otlp-" + Guid.NewGuid().ToString("N")[..8];
             await PluginCompletionTests.Send(client, "/v1/devices",
-                System.Text.Json.JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+                JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
             await PluginCompletionTests.Send(client, "/v1/completions",
-                System.Text.Json.JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 6, spa = new { mode = "parallel", device_id = device } }), HttpStatusCode.OK);
+                JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 6, spa = new { mode = "parallel", device_id = device } }), HttpStatusCode.OK);
         }
         finally
         {
