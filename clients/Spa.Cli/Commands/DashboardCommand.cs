@@ -21,12 +21,13 @@ public static class DashboardCommand
         var prometheus = new Option<string>("--prometheus") { Description = "The Prometheus server's address.", DefaultValueFactory = _ => "http://127.0.0.1:9090" };
         var files = new Option<string[]>("--dashboard") { Description = "A dashboard's JSON model (repeat for several).", Required = true, AllowMultipleArgumentsPerToken = true };
         var output = new Option<string>("--out") { Description = "The folder for the PNGs (one per dashboard, named as its file).", Required = true };
-        var minutes = new Option<double>("--minutes") { Description = "The time range: the last this many minutes.", DefaultValueFactory = _ => 15 };
+        var minutes = new Option<double>("--minutes") { Description = "The time range: this many minutes up to --end.", DefaultValueFactory = _ => 15 };
+        var end = new Option<DateTimeOffset?>("--end") { Description = "The end of the time range, e.g. 2026-01-31T12:00:00Z (default: now)." };
         var step = new Option<double>("--step") { Description = "Seconds between points.", DefaultValueFactory = _ => 5 };
         var window = new Option<string>("--window") { Description = "The window of rate() and quantiles ($__rate_interval), a Prometheus duration.", DefaultValueFactory = _ => "1m" };
 
         var command = new Command("render", "Draw dashboards as PNGs from the same Prometheus queries their panels run.");
-        foreach (var option in new Option[] { prometheus, files, output, minutes, step, window }) command.Options.Add(option);
+        foreach (var option in new Option[] { prometheus, files, output, minutes, end, step, window }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             if (!Uri.TryCreate(result.GetValue(prometheus), UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
@@ -38,11 +39,11 @@ public static class DashboardCommand
 
             using var http = new HttpClient { BaseAddress = new Uri(address.ToString().TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
             var api = new PrometheusApi(http);
-            var end = DateTimeOffset.UtcNow;
+            var until = result.GetValue(end) ?? DateTimeOffset.UtcNow;
             foreach (var file in dashboards)
             {
                 var path = Path.Combine(folder, Path.GetFileNameWithoutExtension(file) + ".png");
-                await DashboardPicture.Render(GrafanaDashboard.Load(file), api, end - TimeSpan.FromMinutes(range), end, TimeSpan.FromSeconds(seconds),
+                await DashboardPicture.Render(GrafanaDashboard.Load(file), api, until - TimeSpan.FromMinutes(range), until, TimeSpan.FromSeconds(seconds),
                     result.GetValue(window)!, path, cancellation);
                 Console.WriteLine($"{path}");
             }
