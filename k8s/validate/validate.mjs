@@ -8,12 +8,14 @@
 // schema validator reads (it reads every property its schema declares, and every key of a map), and a key it never
 // read is one the schema does not know. An object none of whose keys is read has a free-form schema and is skipped.
 //
-// Usage: node validate.mjs [FILE ...]   (no FILE, or "-": standard input). Exit 0: all valid; 1: invalid; 2: usage.
+// Usage: node validate.mjs [--json] [FILE ...]   (no FILE, or "-": standard input). Exit 0: all valid; 1: invalid;
+// 2: usage. --json prints the objects as one JSON array on stdout (the summary then goes to stderr), for a program
+// that checks more than the schemas do.
 
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
-const usage = "usage: node validate.mjs [FILE ...]  (no FILE or '-': read standard input)";
+const usage = "usage: node validate.mjs [--json] [FILE ...]  (no FILE or '-': read standard input)";
 
 /** The module path of an object's model class: "apps/v1" + "StatefulSet" -> kubernetes-models/apps/v1/StatefulSet. */
 function modelModule(apiVersion, kind) {
@@ -107,12 +109,15 @@ async function main(args) {
     console.log(usage);
     return 0;
   }
-  const unknownOption = args.find((arg) => arg.startsWith("-") && arg !== "-");
+  const json = args.includes("--json");
+  const files = args.filter((arg) => arg !== "--json");
+  const unknownOption = files.find((arg) => arg.startsWith("-") && arg !== "-");
   if (unknownOption) {
     console.error(`validate: unknown option '${unknownOption}' (${usage})`);
     return 2;
   }
-  const sources = args.length === 0 ? ["-"] : args;
+  const sources = files.length === 0 ? ["-"] : files;
+  const all = [];
   let objects = 0;
   let invalid = 0;
   for (const source of sources) {
@@ -128,6 +133,7 @@ async function main(args) {
       const object = document.toJS();
       if (object === null) continue;
       objects++;
+      all.push(object);
       const found = await problems(object);
       for (const problem of found) console.error(`${where}: ${describe(object, index)}: ${problem}`);
       if (found.length > 0) invalid++;
@@ -137,7 +143,8 @@ async function main(args) {
     console.error("validate: no manifest found in the input");
     return 1;
   }
-  console.log(`${objects} objects, ${invalid} invalid`);
+  if (json) console.log(JSON.stringify(all));
+  (json ? console.error : console.log)(`${objects} objects, ${invalid} invalid`);
   return invalid === 0 ? 0 : 1;
 }
 
