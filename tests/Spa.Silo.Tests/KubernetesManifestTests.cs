@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Spa.Model.Tests;
 using Spa.Testing;
@@ -110,12 +111,50 @@ public sealed class KubernetesManifestTests
         Assert.Equal(expected, objects.Select(o => (string)o!["kind"]!).Distinct().Order());
         foreach (var namespaced in objects.Where(o => (string?)o!["kind"] != "Namespace"))
             Assert.Equal("spa", (string?)namespaced!["metadata"]!["namespace"]);
-        // The dashboards and provisioning of grafana/ are mounted from the ConfigMaps generated from them.
-        var grafanaVolumes = Named(objects, "Deployment", "spa-grafana")["spec"]!["template"]!["spec"]!["volumes"]!.AsArray()
-            .Select(v => (string?)v!["configMap"]?["name"]).OfType<string>().ToHashSet();
-        var configMaps = OfKind(objects, "ConfigMap").Select(c => (string)c["metadata"]!["name"]!).ToHashSet();
-        Assert.Equal(3, grafanaVolumes.Count);
-        Assert.Subset(configMaps, grafanaVolumes);
+    }
+
+    /// <summary>The data of the ConfigMap generated as <paramref name="name"/> (kustomize appends a hash to the name).</summary>
+    private static JsonObject ConfigMapData(JsonArray objects, string name) =>
+        OfKind(objects, "ConfigMap").Single(c => ((string)c["metadata"]!["name"]!).StartsWith(name + "-", StringComparison.Ordinal))["data"]!.AsObject();
+
+    /// <summary>The value of the first "KEY: VALUE" line of a YAML text.</summary>
+    private static string YamlValue(string yaml, string key) =>
+        Regex.Match(yaml, $@"^\s*{Regex.Escape(key)}:\s*(\S+)\s*$", RegexOptions.Multiline) is { Success: true } match ? match.Groups[1].Value
+        : throw new InvalidOperationException($"no '{key}:' in\n{yaml}");
+
+    [Fact]
+    public async Task GrafanaFindsTheDashboardsAndPrometheusTheSilos()
+    {
+        var objects = await OverlayAsync("cpu");
+        // Grafana mounts grafana/'s files, generated into ConfigMaps, where its provisioning expects them.
+        var grafana = Named(objects, "Deployment", "spa-grafana")["spec"]!["template"]!["spec"]!;
+        var mounts = Containers(Named(objects, "Deployment", "spa-grafana")).Single()["volumeMounts"]!.AsArray()
+            .ToDictionary(m => (string)m!["name"]!, m => (string)m!["mountPath"]!);
+        var mountedConfigMaps = grafana["volumes"]!.AsArray().Where(v => v!["configMap"] is not null)
+            .ToDictionary(v => (string)v!["configMap"]!["name"]!, v => mounts[(string)v!["name"]!]);
+        var dashboards = ConfigMapData(objects, "grafana-dashboards");
+        Assert.Equal(["spa-edge-fleet.json", "spa-overview.json"], dashboards.Select(d => d.Key).Order());
+        foreach (var (file, json) in dashboards) Assert.False(string.IsNullOrEmpty((string?)JsonNode.Parse((string)json!)!["title"]), $"{file} has no title");
+        var provider = (string)ConfigMapData(objects, "grafana-dashboard-providers")["spa.yaml"]!;
+        Assert.Equal(YamlValue(provider, "path"), mountedConfigMaps.Single(m => m.Key.StartsWith("grafana-dashboards-", StringComparison.Ordinal)).Value);
+        Assert.Equal("/etc/grafana/provisioning/dashboards", mountedConfigMaps.Single(m => m.Key.StartsWith("grafana-dashboard-providers-", StringComparison.Ordinal)).Value);
+        Assert.Equal("/etc/grafana/provisioning/datasources", mountedConfigMaps.Single(m => m.Key.StartsWith("grafana-datasources-", StringComparison.Ordinal)).Value);
+
+        // The datasource's URL is the Prometheus Service, and that Service selects the Prometheus pod.
+        var datasource = new Uri(YamlValue((string)ConfigMapData(objects, "grafana-datasources")["prometheus.yaml"]!, "url"));
+        var service = Named(objects, "Service", datasource.Host);
+        Assert.Contains(service["spec"]!["ports"]!.AsArray(), p => (int)p!["port"]! == datasource.Port);
+        var prometheus = Named(objects, "Deployment", "spa-prometheus");
+        foreach (var (key, value) in service["spec"]!["selector"]!.AsObject())
+            Assert.Equal((string?)value, (string?)prometheus["spec"]!["template"]!["metadata"]!["labels"]![key]);
+        // Prometheus keeps the pods annotated as the silos are, and its account may list them.
+        var config = (string)ConfigMapData(objects, "spa-prometheus-config")["prometheus.yml"]!;
+        Assert.Contains("__meta_kubernetes_pod_annotation_prometheus_io_scrape", config);
+        Assert.Equal("\"true\"", YamlValue(config, "regex"));
+        var account = (string)prometheus["spec"]!["template"]!["spec"]!["serviceAccountName"]!;
+        var binding = OfKind(objects, "RoleBinding").Single(b => b["subjects"]!.AsArray().Any(x => (string?)x!["name"] == account));
+        var verbs = Named(objects, "Role", (string)binding["roleRef"]!["name"]!)["rules"]!.AsArray().Single()!["verbs"]!.AsArray().Select(v => (string)v!);
+        Assert.Subset(verbs.ToHashSet(), new HashSet<string> { "list", "watch" });
     }
 
     [Fact]
@@ -169,7 +208,7 @@ public sealed class KubernetesManifestTests
     {
         var objects = await OverlayAsync(overlay);
         var workloads = Workloads(objects).ToList();
-        Assert.Equal(3, workloads.Count);
+        Assert.Equal(4, workloads.Count);
         foreach (var workload in workloads)
             foreach (var container in Containers(workload))
             {
