@@ -293,6 +293,24 @@ public sealed class KubernetesManifestTests
         Assert.Equal((8080, options.SiloPort, options.GatewayPort), (ports["http"], ports["silo"], ports["gateway"]));
     }
 
+    [Fact]
+    public async Task TheModelLoaderIsValidAndMountsTheModelVolumeWritable()
+    {
+        var run = await ValidateAsync(await File.ReadAllTextAsync(Path.Combine(K8s, "model-loader.yaml")));
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        var loader = Assert.Single(JsonNode.Parse(run.Stdout)!.AsArray())!;
+        var claim = (string)Assert.Single(loader["spec"]!["volumes"]!.AsArray())!["persistentVolumeClaim"]!["claimName"]!;
+        var objects = await OverlayAsync("cpu");
+        Assert.Equal((string?)Named(objects, "PersistentVolumeClaim", claim)["metadata"]!["namespace"], (string?)loader["metadata"]!["namespace"]);
+        var siloModels = Assert.Single(Named(objects, "StatefulSet", "spa-silo")["spec"]!["template"]!["spec"]!["volumes"]!.AsArray(),
+            v => (string?)v!["persistentVolumeClaim"]?["claimName"] == claim)!;
+        var siloMount = Assert.Single(SiloContainer(objects)["volumeMounts"]!.AsArray(), m => (string?)m!["name"] == (string?)siloModels["name"])!;
+        var loaderMount = Assert.Single(Assert.Single(loader["spec"]!["containers"]!.AsArray())!["volumeMounts"]!.AsArray())!;
+        // The copy instructions (README) name the loader's path; the silos read the same files at theirs.
+        Assert.Equal((string?)siloMount["mountPath"], (string?)loaderMount["mountPath"]);
+        Assert.NotEqual(true, (bool?)loaderMount["readOnly"]);
+    }
+
     [Theory]
     [InlineData("unknown field", """
         apiVersion: apps/v1
