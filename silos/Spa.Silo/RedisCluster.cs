@@ -11,7 +11,8 @@ namespace Spa.Silo;
 
 /// <summary>
 /// The several-process cluster: silos find each other through a membership table in Redis and keep grain state
-/// there (sessions, and the stream subscriptions of "PubSubStore"), so a session outlives the silo that ran it.
+/// there (sessions, and the stream subscriptions of "PubSubStore"), so a session outlives the silo that ran it. In a
+/// pod, Orleans' Kubernetes hosting adds what the pod knows: the silo's name and address, and the other silos' pods.
 /// </summary>
 internal static class RedisCluster
 {
@@ -45,9 +46,19 @@ internal static class RedisCluster
             cluster.ClusterId = options.ClusterId!;
             cluster.ServiceId = options.ServiceId!;
         });
-        // Bound to the advertised address only: silos of one host then differ by port alone.
-        silo.ConfigureEndpoints(IPAddress.Parse(options.Advertise ?? IPAddress.Loopback.ToString()), options.SiloPort, options.GatewayPort,
-            listenOnAnyHostAddress: false);
+        if (options.InKubernetes)
+        {
+            // Orleans reads the pod from the same downward API variables that Validate checked.
+            silo.UseKubernetesHosting();
+            // The pod's IP is advertised and every address of the pod listens (the Services reach it through its IP).
+            silo.ConfigureEndpoints(IPAddress.Parse(options.PodIP!), options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: true);
+        }
+        else
+        {
+            // Bound to the advertised address only: silos of one host then differ by port alone.
+            silo.ConfigureEndpoints(IPAddress.Parse(options.Advertise ?? IPAddress.Loopback.ToString()), options.SiloPort, options.GatewayPort,
+                listenOnAnyHostAddress: false);
+        }
         silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = configuration);
         silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
             clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));

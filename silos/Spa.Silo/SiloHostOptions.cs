@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Configuration;
+using Orleans.Hosting.Kubernetes;
 using Spa.Grains;
 using Spa.Model.Checkpoints;
 using StackExchange.Redis;
@@ -54,6 +55,28 @@ public sealed class SiloHostOptions
     /// <summary>The service whose grain state this silo reads and writes (Spa:Cluster:ServiceId, default spa).</summary>
     public string? ServiceId { get; set; }
 
+    /// <summary>
+    /// Where the silo runs (Spa:Cluster:Hosting): <see cref="HostHosting"/> (default), or <see cref="KubernetesHosting"/>
+    /// in a pod, where Orleans' Kubernetes hosting names the silo after the pod, advertises the pod's IP, takes the
+    /// cluster and service ids from the pod's labels and watches the cluster's pods; it needs Redis.
+    /// </summary>
+    public string? Hosting { get; set; }
+
+    /// <summary>Under Kubernetes hosting: the pod's name, from the downward API variable POD_NAME.</summary>
+    public string? PodName { get; set; }
+
+    /// <summary>Under Kubernetes hosting: the pod's namespace (POD_NAMESPACE).</summary>
+    public string? PodNamespace { get; set; }
+
+    /// <summary>Under Kubernetes hosting: the pod's IP address (POD_IP), the address the silo advertises.</summary>
+    public string? PodIP { get; set; }
+
+    public const string HostHosting = "host";
+    public const string KubernetesHosting = "kubernetes";
+
+    /// <summary>Whether <see cref="Hosting"/> is <see cref="KubernetesHosting"/>.</summary>
+    public bool InKubernetes => string.Equals(Hosting, KubernetesHosting, StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Where the generated API key is announced; default stdout.</summary>
     public TextWriter? Announce { get; set; }
 
@@ -61,7 +84,7 @@ public sealed class SiloHostOptions
     public bool Quiet { get; set; }
 
     public const string Usage =
-        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP]";
+        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP] [--hosting host|kubernetes]";
 
     /// <summary>
     /// Reads the silo program's arguments; throws <see cref="ArgumentException"/> with a one-line reason for an unknown
@@ -84,6 +107,7 @@ public sealed class SiloHostOptions
                 case "--api-key": options.ApiKey = value; break;
                 case "--redis": options.Redis = value; break;
                 case "--advertise": options.Advertise = value; break;
+                case "--hosting": options.Hosting = value; break;
                 case "--shards": options.Shards = Integer(name, value); break;
                 case "--silo-port": options.SiloPort = Integer(name, value); break;
                 case "--gateway-port": options.GatewayPort = Integer(name, value); break;
@@ -95,7 +119,10 @@ public sealed class SiloHostOptions
 
     /// <summary>
     /// These options with what they leave unset taken from <paramref name="configuration"/>: the model and shards
-    /// from Spa:Model (the model then from $SPA_MODEL or the shared data folder), the cluster from Spa:Cluster.
+    /// from Spa:Model (the model then from $SPA_MODEL or the shared data folder), the cluster from Spa:Cluster. Under
+    /// Kubernetes hosting the pod and the cluster and service ids come from the variables the downward API sets
+    /// (POD_NAME, POD_NAMESPACE, POD_IP, ORLEANS_CLUSTER_ID, ORLEANS_SERVICE_ID), as Orleans' Kubernetes hosting reads
+    /// them: the ids must be the pod's labels, by which the silos find each other's pods.
     /// </summary>
     public SiloHostOptions WithConfiguration(IConfiguration configuration)
     {
@@ -106,6 +133,16 @@ public sealed class SiloHostOptions
         resolved.Shards ??= model.Shards;
         resolved.Redis ??= cluster.Redis;
         resolved.Advertise ??= cluster.Advertise;
+        resolved.Hosting ??= cluster.Hosting;
+        if (resolved.InKubernetes)
+        {
+            resolved.PodName ??= configuration[KubernetesHostingOptions.PodNameEnvironmentVariable];
+            resolved.PodNamespace ??= configuration[KubernetesHostingOptions.PodNamespaceEnvironmentVariable];
+            resolved.PodIP ??= configuration[KubernetesHostingOptions.PodIPEnvironmentVariable];
+            resolved.ClusterId ??= configuration[KubernetesHostingOptions.ClusterIdEnvironmentVariable];
+            resolved.ServiceId ??= configuration[KubernetesHostingOptions.ServiceIdEnvironmentVariable];
+            return resolved;
+        }
         resolved.ClusterId ??= cluster.ClusterId;
         resolved.ServiceId ??= cluster.ServiceId;
         return resolved;
@@ -119,6 +156,9 @@ public sealed class SiloHostOptions
         CheckPort("--silo-port", SiloPort);
         CheckPort("--gateway-port", GatewayPort);
         if (SiloPort == GatewayPort) throw new ArgumentException($"--silo-port and --gateway-port must differ, both are {SiloPort}");
+        if (Hosting is not null && !InKubernetes && !string.Equals(Hosting, HostHosting, StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"--hosting ({SpaClusterOptions.Section}:Hosting) must be {HostHosting} or {KubernetesHosting}, got '{Hosting}'");
+        if (InKubernetes) ValidateKubernetes();
         if (Redis is not null) RedisConfiguration();
         else if (Advertise is not null)
             throw new ArgumentException($"--advertise ({SpaClusterOptions.Section}:Advertise) needs --redis ({SpaClusterOptions.Section}:Redis): a localhost cluster advertises 127.0.0.1");
@@ -129,6 +169,27 @@ public sealed class SiloHostOptions
         if (string.IsNullOrWhiteSpace(Model))
             throw new ArgumentException($"no model given and none found: pass --model PATH, set {SpaModelOptions.Section}:ModelPath or ${ModelLocator.ModelVariable}");
         if (!File.Exists(Model) && !Directory.Exists(Model)) throw new ArgumentException($"the model {Model} does not exist");
+    }
+
+    private void ValidateKubernetes()
+    {
+        const string hosting = $"--hosting {KubernetesHosting} ({SpaClusterOptions.Section}:Hosting)";
+        if (Redis is null)
+            throw new ArgumentException($"{hosting} needs --redis ({SpaClusterOptions.Section}:Redis): silos in pods keep their membership table and state in Redis");
+        if (Advertise is not null)
+            throw new ArgumentException($"--advertise ({SpaClusterOptions.Section}:Advertise) does not apply under {hosting}: the silo advertises its pod's IP");
+        foreach (var (value, variable, source) in new[]
+        {
+            (PodName, KubernetesHostingOptions.PodNameEnvironmentVariable, "fieldRef metadata.name"),
+            (PodNamespace, KubernetesHostingOptions.PodNamespaceEnvironmentVariable, "fieldRef metadata.namespace"),
+            (PodIP, KubernetesHostingOptions.PodIPEnvironmentVariable, "fieldRef status.podIP"),
+            (ClusterId, KubernetesHostingOptions.ClusterIdEnvironmentVariable, $"fieldRef metadata.labels['{KubernetesHostingOptions.ClusterIdLabel}']"),
+            (ServiceId, KubernetesHostingOptions.ServiceIdEnvironmentVariable, $"fieldRef metadata.labels['{KubernetesHostingOptions.ServiceIdLabel}']"),
+        })
+            if (string.IsNullOrWhiteSpace(value))
+                throw new ArgumentException($"{hosting} needs the environment variable {variable} from the downward API ({source})");
+        if (!IPAddress.TryParse(PodIP, out _))
+            throw new ArgumentException($"{KubernetesHostingOptions.PodIPEnvironmentVariable} must be an IP address, got '{PodIP}'");
     }
 
     /// <summary>The StackExchange.Redis configuration of <see cref="Redis"/>; throws <see cref="ArgumentException"/> when it is not one.</summary>
@@ -186,6 +247,9 @@ public sealed class SpaClusterOptions
 
     /// <summary>See <see cref="SiloHostOptions.Advertise"/>.</summary>
     public string? Advertise { get; set; }
+
+    /// <summary>See <see cref="SiloHostOptions.Hosting"/>.</summary>
+    public string? Hosting { get; set; }
 
     public string ClusterId { get; set; } = "spa";
 

@@ -119,6 +119,8 @@ public sealed class BadInputTests
     [InlineData("--redis (Spa:Cluster:Redis) must be HOST:PORT", "--redis", "127.0.0.1:99999")]
     [InlineData("--advertise (Spa:Cluster:Advertise) must be an IP address", "--redis", "127.0.0.1:6379", "--advertise", "not-an-address")]
     [InlineData("--advertise (Spa:Cluster:Advertise) needs --redis", "--advertise", "127.0.0.1")]
+    [InlineData("--hosting kubernetes (Spa:Cluster:Hosting) needs --redis", "--hosting", "kubernetes")]
+    [InlineData("--hosting (Spa:Cluster:Hosting) must be host or kubernetes, got 'docker'", "--hosting", "docker")]
     public async Task ServeWithBadValues(string phrase, params string[] options)
     {
         var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", .. options]);
@@ -130,6 +132,7 @@ public sealed class BadInputTests
     [Theory]
     [InlineData(2, "--silo-port must be a port number from 1 to 65535, got 0", "--silo-port", "0")]
     [InlineData(2, "unknown option '--bogus'", "--bogus", "1")]
+    [InlineData(2, "--hosting kubernetes (Spa:Cluster:Hosting) needs the environment variable POD_NAME", "--hosting", "kubernetes", "--redis", "127.0.0.1:6379")]
     [InlineData(1, "the Redis server 127.0.0.1:1 does not answer", "--redis", "127.0.0.1:1")]
     public async Task SiloProgramWithBadValues(int exitCode, string phrase, params string[] options)
     {

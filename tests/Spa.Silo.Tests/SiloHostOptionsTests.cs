@@ -15,9 +15,10 @@ public sealed class SiloHostOptionsTests
     public void SiloArguments()
     {
         var options = SiloHostOptions.Parse(["--http", "127.0.0.1:9000", "--model=m", "--shards", "2", "--api-key", "k",
-            "--redis", "127.0.0.1:6379", "--silo-port", "11112", "--gateway-port=30001", "--advertise", "10.0.0.5"]);
+            "--redis", "127.0.0.1:6379", "--silo-port", "11112", "--gateway-port=30001", "--advertise", "10.0.0.5", "--hosting", "kubernetes"]);
         Assert.Equal(("127.0.0.1:9000", "m", 2, "k"), (options.Http, options.Model, options.Shards, options.ApiKey));
         Assert.Equal(("127.0.0.1:6379", 11112, 30001, "10.0.0.5"), (options.Redis, options.SiloPort, options.GatewayPort, options.Advertise));
+        Assert.True(options.InKubernetes);
         Assert.Equal("http://127.0.0.1:9000", SiloHostOptions.ToUrl(options.Http!));
         Assert.Contains("unknown option '--frobnicate'", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--frobnicate", "1"])).Message);
         Assert.Contains("--model needs a value", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--model"])).Message);
@@ -90,5 +91,58 @@ public sealed class SiloHostOptionsTests
         Assert.Contains("--shards (Spa:Model:Shards) must be positive, got -2", Assert.Throws<ArgumentException>(options.Validate).Message);
         options = new SiloHostOptions().WithConfiguration(Config(("Spa:Model:ModelPath", SharedData.Stories260K), ("Spa:Cluster:ClusterId", " ")));
         Assert.Contains("Spa:Cluster:ClusterId must not be empty", Assert.Throws<ArgumentException>(options.Validate).Message);
+    }
+
+    /// <summary>What a silo pod of k8s/ sees: its cluster settings and the downward API's variables.</summary>
+    private static Dictionary<string, string> PodEnvironment() => new()
+    {
+        ["Spa:Model:ModelPath"] = SharedData.Stories260K,
+        ["Spa:Cluster:Hosting"] = "kubernetes",
+        ["Spa:Cluster:Redis"] = "spa-redis:6379",
+        ["Spa:Cluster:ClusterId"] = "not-the-label",
+        ["POD_NAME"] = "spa-silo-1",
+        ["POD_NAMESPACE"] = "spa",
+        ["POD_IP"] = "10.244.1.7",
+        ["ORLEANS_CLUSTER_ID"] = "blue",
+        ["ORLEANS_SERVICE_ID"] = "spa-service",
+    };
+
+    private static SiloHostOptions InPod(Dictionary<string, string> environment) =>
+        new SiloHostOptions().WithConfiguration(Config([.. environment.Select(e => (e.Key, e.Value))]));
+
+    [Fact]
+    public void KubernetesHostingTakesThePodAndTheIdsFromTheDownwardApi()
+    {
+        var options = InPod(PodEnvironment());
+        options.Validate();
+        Assert.True(options.InKubernetes);
+        Assert.Equal(("spa-silo-1", "spa", "10.244.1.7"), (options.PodName, options.PodNamespace, options.PodIP));
+        // The ids are the pod's labels, by which Orleans finds the silos' pods; Spa:Cluster:ClusterId does not apply.
+        Assert.Equal(("blue", "spa-service"), (options.ClusterId, options.ServiceId));
+        Assert.Equal("spa-redis:6379", options.Redis);
+
+        var onHost = new SiloHostOptions().WithConfiguration(Config(("Spa:Cluster:Hosting", "host"), ("POD_NAME", "spa-silo-1"), ("ORLEANS_CLUSTER_ID", "blue")));
+        Assert.False(onHost.InKubernetes);
+        Assert.Equal((null, "spa"), (onHost.PodName, onHost.ClusterId));
+    }
+
+    [Theory]
+    [InlineData("Spa:Cluster:Redis", null, "--hosting kubernetes (Spa:Cluster:Hosting) needs --redis (Spa:Cluster:Redis)")]
+    [InlineData("Spa:Cluster:Advertise", "10.0.0.5", "--advertise (Spa:Cluster:Advertise) does not apply under --hosting kubernetes")]
+    [InlineData("POD_NAME", null, "needs the environment variable POD_NAME from the downward API (fieldRef metadata.name)")]
+    [InlineData("POD_NAMESPACE", "", "needs the environment variable POD_NAMESPACE from the downward API (fieldRef metadata.namespace)")]
+    [InlineData("POD_IP", null, "needs the environment variable POD_IP from the downward API (fieldRef status.podIP)")]
+    [InlineData("POD_IP", "spa-silo-1.spa", "POD_IP must be an IP address, got 'spa-silo-1.spa'")]
+    [InlineData("ORLEANS_CLUSTER_ID", null, "needs the environment variable ORLEANS_CLUSTER_ID from the downward API (fieldRef metadata.labels['orleans/clusterId'])")]
+    [InlineData("ORLEANS_SERVICE_ID", " ", "needs the environment variable ORLEANS_SERVICE_ID from the downward API (fieldRef metadata.labels['orleans/serviceId'])")]
+    [InlineData("Spa:Cluster:Hosting", "docker", "--hosting (Spa:Cluster:Hosting) must be host or kubernetes, got 'docker'")]
+    public void AnIncompletePodIsRefusedWithAReason(string key, string? value, string reason)
+    {
+        var environment = PodEnvironment();
+        if (value is null) environment.Remove(key);
+        else environment[key] = value;
+        var error = Assert.Throws<ArgumentException>(InPod(environment).Validate);
+        Assert.Contains(reason, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
     }
 }

@@ -30,8 +30,13 @@ public static class ServeCommand
             Description = "With --redis: the IP address this silo binds and announces to the others (default: Spa:Cluster:Advertise, else 127.0.0.1).",
         };
 
+        var hosting = new Option<string?>("--hosting")
+        {
+            Description = $"Where the silo runs: {SiloHostOptions.HostHosting}, or {SiloHostOptions.KubernetesHosting} in a pod (needs --redis; the pod's name, namespace and IP from the downward API; default: Spa:Cluster:Hosting, else {SiloHostOptions.HostHosting}).",
+        };
+
         var command = new Command("serve", "Run a silo with the OpenAI-compatible HTTP API until stopped: a one-process cluster, or with --redis one silo of a cluster.");
-        foreach (var option in new Option[] { model, http, apiKey, shards, redis, siloPort, gatewayPort, advertise }) command.Options.Add(option);
+        foreach (var option in new Option[] { model, http, apiKey, shards, redis, siloPort, gatewayPort, advertise, hosting }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             // SiloHost.Build validates every value (SiloHostOptions.Validate), as for Spa.Silo; its ArgumentException is bad usage.
@@ -45,6 +50,7 @@ public static class ServeCommand
                 SiloPort = result.GetValue(siloPort),
                 GatewayPort = result.GetValue(gatewayPort),
                 Advertise = result.GetValue(advertise),
+                Hosting = result.GetValue(hosting),
             });
             await using (app)
             {
