@@ -21,7 +21,7 @@ public sealed class EdgeDeviceState
 /// One registered device. A connected device answers through the observer its spa-device process registered (with
 /// a timeout; a failed or late answer takes the device offline until it connects again). A simulated device runs its
 /// plugin in this silo on the edge worker and applies its profile's delays for real: the compute time the profile
-/// gives (beyond the real compute) and the link's round-trip time and transfer times. Counts every round trip and
+/// gives (beyond the real compute) and the link's round-trip time and transfer times, with its jitter and loss. Counts every round trip and
 /// the fp32 bytes it carried, which is where M is measured.
 /// </summary>
 public sealed class EdgeDeviceGrain(
@@ -150,11 +150,14 @@ public sealed class EdgeDeviceGrain(
         if (_simulated is null) await LoadSimulation(simulated.PluginDirectory);
         var edge = _simulated!;
         var profile = simulated.Profile ?? EdgeProfiles.Local;
+        long started = Stopwatch.GetTimestamp();
         var answer = await TorchWorker.Edge.Run(() => edge.AnswerNow(call));
         double computeMs = Math.Max(answer.EdgeMs, profile.ComputeMs(edge.Flops(call)));
-        double networkMs = profile.NetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length);
-        double delayMs = computeMs - answer.EdgeMs + networkMs;
-        if (delayMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(delayMs));
+        double networkMs = profile.DrawNetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length, Random.Shared);
+        // The answer is due computeMs + networkMs after the call arrived. The wait for the edge worker, which every
+        // simulated device of this silo shares and a real device would not, is part of that time, not added to it.
+        var remaining = TimeSpan.FromMilliseconds(computeMs + networkMs) - Stopwatch.GetElapsedTime(started);
+        if (remaining > TimeSpan.Zero) await Task.Delay(remaining);
         return answer with { EdgeMs = computeMs };
     }
 
