@@ -207,7 +207,7 @@ public static class Report
         foreach (var m in report.Modes)
             foreach (var g in m.Groups)
                 text.AppendLine($"| {m.Mode} | {g.Group} | {F(m.ParamsPercent)} | {F(g.M)} | {F(g.MeasuredMs.Cloud)} | {F(g.MeasuredMs.Delivery)} / {F(g.PredictedMs.Delivery)} | {F(g.MeasuredMs.Edge)} / {F(g.PredictedMs.Edge)} | " +
-                    $"{F(g.MeasuredMs.Network)} / {F(g.PredictedMs.Network)} | {F(g.MeanTokenLatencyMs)} | {F(g.PredictedTokenLatencyMs)} | {g.PredictionError * 100:+0.0;-0.0}% |");
+                    $"{F(g.MeasuredMs.Network)} / {F(g.PredictedMs.Network)} | {F(g.MeanTokenLatencyMs)} | {F(g.PredictedTokenLatencyMs)} | {Math.Round(g.PredictionError * 100, 1):+0.0;-0.0;0.0}% |");
         if (report.Projection is { } projection)
         {
             text.AppendLine();

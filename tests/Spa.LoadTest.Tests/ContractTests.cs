@@ -104,7 +104,7 @@ public sealed class ContractTests(EmbeddedRun run, ITestOutputHelper output) : I
             foreach (var group in groups)
             {
                 double measured = group.GetProperty("mean_token_latency_ms").GetDouble(), predicted = group.GetProperty("predicted_token_latency_ms").GetDouble();
-                string line = $"{name} on {group.GetProperty("group").GetString()}: measured {measured:F2} ms, model {predicted:F2} ms ({(predicted / measured - 1) * 100:+0.0;-0.0}%)";
+                string line = $"{name} on {group.GetProperty("group").GetString()}: measured {measured:F2} ms, model {predicted:F2} ms ({Math.Round((predicted / measured - 1) * 100, 1):+0.0;-0.0;0.0}%)";
                 output.WriteLine(line);
                 if (Math.Abs(predicted / measured - 1) > 0.10) failures.Add(line);
             }
