@@ -131,6 +131,7 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
             }, CancellationToken.None)));
         }
         cancellation.ThrowIfCancellationRequested();
+        Current = null;
         return recorder;
     }
 
