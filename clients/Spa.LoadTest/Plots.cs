@@ -34,36 +34,36 @@ public static class Plots
             }
             xs.Add(sorted[^1]);
             ys.Add(1);
-            var line = plot.Add.ScatterLine(xs.ToArray(), ys.ToArray());
-            line.LegendText = mode.Mode;
-            line.LineWidth = 2;
+            Line(plot, mode.Mode, xs, ys);
         }
-        plot.Title($"Per-token latency, {report.Model} ({report.Shape})");
-        plot.XLabel("latency of a token (ms)");
-        plot.YLabel("fraction of tokens at or below");
-        plot.ShowLegend(Alignment.LowerRight);
-        plot.SavePng(path, Width, Height);
+        Save(plot, path, $"Per-token latency, {report.Model} ({report.Shape})", "latency of a token (ms)", "fraction of tokens at or below", Alignment.LowerRight);
     }
 
     private static void Throughput(string path, LoadReport report)
     {
         var plot = new Plot();
         foreach (var mode in report.Modes.Where(m => m.TokensPerSecond.Count > 0))
-        {
-            var line = plot.Add.ScatterLine(
-                Enumerable.Range(0, mode.TokensPerSecond.Count).Select(s => s + 0.5).ToArray(),
-                mode.TokensPerSecond.Select(n => (double)n).ToArray());
-            line.LegendText = mode.Mode;
-            line.LineWidth = 2;
-        }
+            Line(plot, mode.Mode, Enumerable.Range(0, mode.TokensPerSecond.Count).Select(s => s + 0.5), mode.TokensPerSecond.Select(n => (double)n));
         var warmup = plot.Add.VerticalLine(report.WarmupSeconds);
         warmup.LinePattern = LinePattern.Dashed;
         warmup.LegendText = "end of warm-up";
-        plot.Title("Throughput over time (each mode from its own start)");
-        plot.XLabel("seconds since the mode started");
-        plot.YLabel("tokens per second");
-        plot.ShowLegend(Alignment.UpperRight);
-        plot.SavePng(path, Width, Height);
+        Save(plot, path, "Throughput over time (each mode from its own start)", "seconds since the mode started", "tokens per second", Alignment.UpperRight);
+    }
+
+    private static void Line(Plot plot, string label, IEnumerable<double> xs, IEnumerable<double> ys)
+    {
+        var line = plot.Add.ScatterLine(xs.ToArray(), ys.ToArray());
+        line.LegendText = label;
+        line.LineWidth = 2;
+    }
+
+    private static void Save(Plot plot, string path, string title, string x, string y, Alignment legend, int width = Width)
+    {
+        plot.Title(title);
+        plot.XLabel(x);
+        plot.YLabel(y);
+        plot.ShowLegend(legend);
+        plot.SavePng(path, width, Height);
     }
 
     private static void Breakdown(string path, LoadReport report)
@@ -100,9 +100,6 @@ public static class Plots
         foreach (var (name, color, _) in parts)
             plot.Legend.ManualItems.Add(new LegendItem { LabelText = name, FillColor = color });
         plot.Axes.Margins(bottom: 0);
-        plot.Title("Where a token's time goes, per mode: measured and the latency model's");
-        plot.YLabel("ms per token (mean)");
-        plot.ShowLegend(Alignment.UpperLeft);
-        plot.SavePng(path, Width + 200, Height);
+        Save(plot, path, "Where a token's time goes, per mode: measured and the latency model's", "", "ms per token (mean)", Alignment.UpperLeft, Width + 200);
     }
 }
