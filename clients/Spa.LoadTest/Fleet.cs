@@ -49,6 +49,12 @@ public sealed class Fleet
         new("laptop-wifi", 1, Profiles.Laptop, Profiles.Wifi),
     ];
 
+    /// <summary>
+    /// Devices that are spa-device processes on this machine: their link is the real loopback TCP connection, which
+    /// the latency model sees as no delay, and their compute is this machine's (a laptop's profile).
+    /// </summary>
+    public static Fleet Processes { get; } = new([new DeviceGroup("process-loopback", 1, Profiles.Laptop, new LinkProfile("loopback", 0, 1e6, 1e6))]);
+
     public static DeviceGroup Named(string name) =>
         BuiltIn.FirstOrDefault(g => string.Equals(g.Name, name.Trim(), StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown profile '{name}': use one of {string.Join(", ", BuiltIn.Select(g => g.Name))}");

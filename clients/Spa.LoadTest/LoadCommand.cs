@@ -45,10 +45,11 @@ public static class LoadCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the prompts, the random plugins and the arrivals.", DefaultValueFactory = _ => 1 };
         var json = new Option<string?>("--json") { Description = "Write the report as JSON here, with CSV, Markdown and PNG plots beside it (same name)." };
         var noPlots = new Option<bool>("--no-plots") { Description = "Do not draw the PNG plots." };
+        var deviceProcesses = new Option<bool>("--device-processes") { Description = $"Run the devices as separate spa-device processes over real TCP to the gateway (at most {DeviceProcesses.MaxDevices}; no emulated delays: the link is real loopback)." };
         var project = new Option<string?>("--project") { Description = "Also print the latency model's projection onto llama-7b's dimensions for the same profiles and measured M." };
 
         var root = new RootCommand("spa-load: simulates a fleet of edge devices against a SPA cluster and reports, per mode, throughput, per-token latency, time to first token, M and the latency model's prediction beside each measurement.");
-        foreach (var option in new Option[] { embedded, cluster, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, project })
+        foreach (var option in new Option[] { embedded, cluster, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project })
             root.Options.Add(option);
         root.SetGuardedAction(async (result, cancellation) =>
         {
@@ -59,7 +60,13 @@ public static class LoadCommand
                 result.GetValue(duration), result.GetValue(requests), result.GetValue(warmup), result.GetValue(maxTokens), result.GetValue(tau),
                 result.GetValue(shards), result.GetValue(seed));
             Validate(settings);
-            var fleetDefinition = result.GetValue(fleet) is { } fleetPath ? Fleet.Load(fleetPath) : Fleet.Of(result.GetValue(profiles)!.Split(',', StringSplitOptions.RemoveEmptyEntries));
+            bool asProcesses = result.GetValue(deviceProcesses);
+            if (asProcesses && (result.GetValue(fleet) is not null || result.GetValue(profiles) != Fleet.DefaultProfile))
+                throw new UsageException("--device-processes: the devices talk over real loopback TCP, so --fleet and --profiles (emulated links) do not apply");
+            if (asProcesses && settings.Devices > DeviceProcesses.MaxDevices)
+                throw new UsageException($"--device-processes runs at most {DeviceProcesses.MaxDevices} devices (one process each), not {settings.Devices}");
+            var fleetDefinition = asProcesses ? Fleet.Processes
+                : result.GetValue(fleet) is { } fleetPath ? Fleet.Load(fleetPath) : Fleet.Of(result.GetValue(profiles)!.Split(',', StringSplitOptions.RemoveEmptyEntries));
             var jsonPath = result.GetValue(json);
             if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
                 throw new UsageException($"--json: the folder {folder} does not exist");
@@ -95,7 +102,9 @@ public static class LoadCommand
                     gateway = $"127.0.0.1:{gatewayPort}";
                 }
                 using var client = await Connect(gateway, cancellation);
-                var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins, BenchCommand.RandomPrompts(model.Config, 256, settings.Seed));
+                await using var processes = asProcesses ? new DeviceProcesses(gateway) : null;
+                var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins,
+                    BenchCommand.RandomPrompts(model.Config, 256, settings.Seed), processes);
                 var figures = new List<ModeFigures>();
                 double deliveryMs = 0;
                 var sorted = new Dictionary<string, float[]>();
@@ -104,7 +113,7 @@ public static class LoadCommand
                     foreach (var mode in modeList)
                     {
                         if (LoadRun.KindFor(mode) is { } kind)
-                            await run.RegisterFleet(kind, n => live.Status = $"registering {settings.Devices:N0} devices with a {PluginNames.Name(kind)} plugin: {n:N0}", cancellation);
+                            await run.RegisterFleet(kind, n => live.Status = $"{(asProcesses ? "connecting" : "registering")} {settings.Devices:N0} devices with a {PluginNames.Name(kind)} plugin: {n:N0}", cancellation);
                         live.Status = $"running {mode}";
                         var recorder = await run.RunMode(mode, cancellation);
                         if (mode == SessionModes.Base) deliveryMs = Report.DeliveryMs(recorder);

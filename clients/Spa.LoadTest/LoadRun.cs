@@ -38,8 +38,9 @@ public sealed record FleetDevice(string Id, string Owner, string Secret, DeviceG
 /// the plugin the mode needs (each device loads its own copy), then drives sessions through
 /// <see cref="IDecodingSessionGrain.GenerateStream"/>, timing every token as it arrives.
 /// </summary>
+/// <remarks>With <paramref name="processes"/> the devices are real <c>spa-device</c> processes instead of simulated ones.</remarks>
 public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOnlyList<FleetDevice> fleet, PluginFiles plugins,
-    IReadOnlyList<int>[] prompts)
+    IReadOnlyList<int>[] prompts, DeviceProcesses? processes = null)
 {
     private PluginKind? _registeredKind;
     private long _requestIds;
@@ -57,7 +58,10 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         _ => PluginKind.Ladder,
     };
 
-    /// <summary>Registers (or re-registers) every device of the fleet with the plugin of <paramref name="kind"/>.</summary>
+    /// <summary>
+    /// Registers (or re-registers) every device of the fleet with the plugin of <paramref name="kind"/>: as simulated
+    /// devices, or as plain devices whose spa-device processes then connect with the plugin.
+    /// </summary>
     public async Task RegisterFleet(PluginKind kind, Action<int> progress, CancellationToken cancellation)
     {
         if (_registeredKind == kind) return;
@@ -66,9 +70,10 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         await Parallel.ForEachAsync(fleet, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellation }, async (device, _) =>
         {
             await grains.GetGrain<IEdgeDeviceGrain>(device.Id).Register(
-                new DeviceRegistration(device.Owner, device.Secret, new SimulatedDevice(directory, device.Group.Edge)));
-            progress(Interlocked.Increment(ref done));
+                new DeviceRegistration(device.Owner, device.Secret, processes is null ? new SimulatedDevice(directory, device.Group.Edge) : null));
+            if (processes is null) progress(Interlocked.Increment(ref done));
         });
+        if (processes is not null) await processes.Start(fleet, directory, progress, cancellation);
         _registeredKind = kind;
     }
 

@@ -15,6 +15,8 @@ public sealed class CommandLineTests
     [InlineData("unknown profile", "unknown profile 'phone-3g'", "--embedded", "--profiles", "phone-3g")]
     [InlineData("projection", "--project knows llama-7b", "--embedded", "--project", "gpt-2")]
     [InlineData("not a number", "spa-load: error:", "--embedded", "--devices", "many")]
+    [InlineData("processes with emulated links", "--fleet and --profiles (emulated links) do not apply", "--embedded", "--device-processes", "--profiles", "laptop-wifi")]
+    [InlineData("too many processes", "--device-processes runs at most 32 devices", "--embedded", "--device-processes", "--devices", "40")]
     public async Task ABadOptionIsOneLineAndExitCodeTwo(string what, string message, params string[] args)
     {
         await using var run = await SpaLoad.RunAsync(TimeSpan.FromSeconds(60), [.. args, "--model", SharedData.Stories260K]);
