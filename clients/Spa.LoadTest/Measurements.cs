@@ -65,7 +65,7 @@ public sealed class ModeRecorder(string mode)
         }
     }
 
-    public int[] TokensPerSecond
+    public int[] TokensEachSecond
     {
         get
         {

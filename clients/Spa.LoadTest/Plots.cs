@@ -42,8 +42,8 @@ public static class Plots
     private static void Throughput(string path, LoadReport report)
     {
         var plot = new Plot();
-        foreach (var mode in report.Modes.Where(m => m.TokensPerSecond.Count > 0))
-            Line(plot, mode.Mode, Enumerable.Range(0, mode.TokensPerSecond.Count).Select(s => s + 0.5), mode.TokensPerSecond.Select(n => (double)n));
+        foreach (var mode in report.Modes.Where(m => m.TokensEachSecond.Count > 0))
+            Line(plot, mode.Mode, Enumerable.Range(0, mode.TokensEachSecond.Count).Select(s => s + 0.5), mode.TokensEachSecond.Select(n => (double)n));
         var warmup = plot.Add.VerticalLine(report.WarmupSeconds);
         warmup.LinePattern = LinePattern.Dashed;
         warmup.LegendText = "end of warm-up";

@@ -49,7 +49,7 @@ public sealed record ModeFigures(
     Breakdown PredictedMs,
     IReadOnlyList<GroupFigures> Groups,
     IReadOnlyDictionary<string, int> ErrorReasons,
-    IReadOnlyList<int> TokensPerSecond);
+    IReadOnlyList<int> TokensEachSecond);
 
 public sealed record FleetGroupReport(string Name, int Devices, DeviceProfile Device, LinkProfile Link);
 
@@ -100,7 +100,7 @@ public static class Report
         return new ModeFigures(recorder.Mode, measured.Count, measured.Count - ok.Count, tokens, Round(throughput), Round(all.M, 4),
             new LatencySummary(Round(Percentiles.Of(latencies, 50)), Round(Percentiles.Of(latencies, 95)), Round(Percentiles.Of(latencies, 99)), Round(all.Measured)),
             Round(all.Predicted), new FirstTokenSummary(Round(Percentiles.Of(firsts, 50)), Round(Percentiles.Of(firsts, 95))),
-            Round(paramsPercent, 3), Round(all.Predicted / all.Measured - 1, 4), all.MeasuredMs, all.PredictedMs, groups, recorder.Errors, recorder.TokensPerSecond);
+            Round(paramsPercent, 3), Round(all.Predicted / all.Measured - 1, 4), all.MeasuredMs, all.PredictedMs, groups, recorder.Errors, recorder.TokensEachSecond);
     }
 
     /// <summary>The mode a plugin kind is counted in: lora and adapter are their kind's parallel.</summary>
