@@ -27,7 +27,7 @@ public static class CommandRunner
             }
             catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
             {
-                Console.Error.WriteLine("spa: cancelled");
+                Console.Error.WriteLine($"{CommandPath(result)}: cancelled");
                 return Cancelled;
             }
             catch (Exception e) when (Environment.GetEnvironmentVariable("SPA_DEBUG") != "1")
@@ -51,13 +51,13 @@ public static class CommandRunner
         return $"{command}: error: {string.Join(" ", messages)} (see {command} --help)";
     }
 
-    /// <summary>"spa" followed by the subcommands the user typed, e.g. "spa bench decode".</summary>
+    /// <summary>The program's name followed by the subcommands the user typed, e.g. "spa bench decode".</summary>
     private static string CommandPath(ParseResult result)
     {
         var names = new List<string>();
         for (var node = result.CommandResult; node != null; node = node.Parent as System.CommandLine.Parsing.CommandResult)
             if (node.Command is not RootCommand) names.Insert(0, node.Command.Name);
-        return string.Join(" ", ["spa", .. names]);
+        return string.Join(" ", [result.RootCommandResult.Command.Name, .. names]);
     }
 
     private static string Describe(Exception e)

@@ -32,8 +32,11 @@ public sealed record EdgeAnswer(
     [property: Id(1)] double EdgeMs);
 
 /// <summary>
-/// A simulated device's compute (cores x FLOP/s per core) and link (round-trip time, bandwidth in Mbit/s). The delays
-/// they imply are really applied on every call. Zero cores or a zero rate means "no delay from this part".
+/// A simulated device's compute (cores x FLOP/s per core) and link (round-trip time, bandwidth in Mbit/s, jitter,
+/// loss). The delays they imply are really applied on every call. Zero cores or a zero rate means "no delay from this
+/// part". <see cref="JitterMs"/>: each round trip's time moves by a uniform draw in [-JitterMs, +JitterMs] (zero mean;
+/// at most the round-trip time). <see cref="Loss"/>: the fraction of transmissions lost; a lost one is sent again
+/// after a timeout of one round trip, so a call costs 1 / (1 - Loss) round trips on average.
 /// </summary>
 [GenerateSerializer, Alias("spa.EdgeProfile")]
 public sealed record EdgeProfile(
@@ -42,7 +45,9 @@ public sealed record EdgeProfile(
     [property: Id(2)] double FlopsPerCore,
     [property: Id(3)] double RoundTripMs,
     [property: Id(4)] double UpMbps,
-    [property: Id(5)] double DownMbps);
+    [property: Id(5)] double DownMbps,
+    [property: Id(6)] double JitterMs = 0,
+    [property: Id(7)] double Loss = 0);
 
 /// <summary>A device registration: a simulated device also names its plugin directory (read by the silo) and profile.</summary>
 [GenerateSerializer, Alias("spa.DeviceRegistration")]

@@ -20,8 +20,8 @@ public sealed class EdgeDeviceState
 /// <summary>
 /// One registered device. A connected device answers through the observer its spa-device process registered (with
 /// a timeout; a failed or late answer takes the device offline until it connects again). A simulated device runs its
-/// plugin in this silo on the edge worker and applies its profile's delays for real: the compute time the profile
-/// gives (beyond the real compute) and the link's round-trip time and transfer times. Counts every round trip and
+/// plugin in this silo on the edge worker and answers when its profile says: after the compute time the profile gives
+/// and the link's round-trip time and transfer times, with its jitter and loss (the real compute runs within that time). Counts every round trip and
 /// the fp32 bytes it carried, which is where M is measured.
 /// </summary>
 public sealed class EdgeDeviceGrain(
@@ -150,12 +150,17 @@ public sealed class EdgeDeviceGrain(
         if (_simulated is null) await LoadSimulation(simulated.PluginDirectory);
         var edge = _simulated!;
         var profile = simulated.Profile ?? EdgeProfiles.Local;
+        long started = Stopwatch.GetTimestamp();
         var answer = await TorchWorker.Edge.Run(() => edge.AnswerNow(call));
-        double computeMs = Math.Max(answer.EdgeMs, profile.ComputeMs(edge.Flops(call)));
-        double networkMs = profile.NetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length);
-        double delayMs = computeMs - answer.EdgeMs + networkMs;
-        if (delayMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(delayMs));
-        return answer with { EdgeMs = computeMs };
+        double computeMs = profile.ComputeMs(edge.Flops(call));
+        double networkMs = profile.DrawNetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length, Random.Shared);
+        // The answer is due when the profile's device would have computed it and the link carried it both ways. The
+        // simulator's own work (the plugin on the edge worker that every simulated device of this silo shares, and the
+        // wait for it) happens within that time, as a real device's would not; only what outlasts it makes the answer
+        // late, and then counts as the device's compute.
+        double spentMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (computeMs + networkMs > spentMs) await Task.Delay(TimeSpan.FromMilliseconds(computeMs + networkMs - spentMs));
+        return answer with { EdgeMs = Math.Max(computeMs, spentMs - networkMs) };
     }
 
     private EdgeDeviceInfo Info()

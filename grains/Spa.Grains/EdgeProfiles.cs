@@ -20,7 +20,7 @@ public static class EdgeProfiles
     ];
 
     public static EdgeProfile Of(DeviceProfile device, LinkProfile link) =>
-        new($"{device.Name}-{link.Name}", device.Cores, device.FlopsPerCore, link.RoundTripMs, link.UpMbps, link.DownMbps);
+        new($"{device.Name}-{link.Name}", device.Cores, device.FlopsPerCore, link.RoundTripMs, link.UpMbps, link.DownMbps, link.JitterMs, link.Loss);
 
     /// <summary>The built-in profile called <paramref name="name"/>, or a clear error naming them all.</summary>
     public static EdgeProfile Named(string name) =>
@@ -33,12 +33,31 @@ public static class EdgeProfiles
         if (profile.Cores < 0 || !(profile.FlopsPerCore >= 0) || !(profile.RoundTripMs >= 0) || !(profile.UpMbps >= 0) || !(profile.DownMbps >= 0)
             || !double.IsFinite(profile.FlopsPerCore) || !double.IsFinite(profile.RoundTripMs) || !double.IsFinite(profile.UpMbps) || !double.IsFinite(profile.DownMbps))
             throw new ArgumentException($"device profile '{profile.Name}': cores, FLOP/s, round-trip time and bandwidths must be finite and not negative");
+        if (!(profile.JitterMs >= 0 && profile.JitterMs <= profile.RoundTripMs))
+            throw new ArgumentException($"device profile '{profile.Name}': jitter must be between 0 and the round-trip time ({profile.RoundTripMs} ms), got {profile.JitterMs}");
+        if (!(profile.Loss is >= 0 and < 1))
+            throw new ArgumentException($"device profile '{profile.Name}': loss must be in [0, 1), got {profile.Loss}");
         return profile;
     }
 
     /// <summary>The device's compute time for <paramref name="flops"/> (0 when the profile sets no compute).</summary>
     public static double ComputeMs(this EdgeProfile profile, double flops) =>
         profile.Cores > 0 && profile.FlopsPerCore > 0 ? flops / (profile.Cores * profile.FlopsPerCore) * 1e3 : 0;
+
+    /// <summary>
+    /// The time one call really spends on the link: attempts of a jittered round trip (<see cref="NetworkMs"/> moved
+    /// by a uniform draw in [-jitter, +jitter]) until one is not lost; a lost attempt costs its whole time, the
+    /// timeout after which it is sent again. Its mean is <see cref="NetworkMs"/> / (1 - loss), the latency model's.
+    /// </summary>
+    public static double DrawNetworkMs(this EdgeProfile profile, long bytesUp, long bytesDown, Random random)
+    {
+        double attemptMs = profile.NetworkMs(bytesUp, bytesDown), total = 0;
+        while (true)
+        {
+            total += attemptMs + profile.JitterMs * (2 * random.NextDouble() - 1);
+            if (profile.Loss == 0 || random.NextDouble() >= profile.Loss) return total;
+        }
+    }
 
     /// <summary>The link's time for one round trip carrying the given bytes (0 for the parts the profile leaves unset).</summary>
     public static double NetworkMs(this EdgeProfile profile, long bytesUp, long bytesDown) =>

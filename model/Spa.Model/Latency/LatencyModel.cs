@@ -28,9 +28,10 @@ public sealed record ModelCost(long Parameters, long ParametersReadPerToken, int
 /// <summary>
 /// The latency model of DESIGN section 2:
 /// <code>
-///   T_token = T_cloud + M * (T_edge + RTT + bytes_up / BW_up + bytes_down / BW_down)
+///   T_token = T_cloud + M * (T_edge + (RTT + bytes_up / BW_up + bytes_down / BW_down) / (1 - loss))
 ///   T_edge  = FLOPs_side / (n_cores * C)
 /// </code>
+/// A lossless link (loss 0) gives DESIGN's formula; a lost transmission costs one more round trip.
 /// </summary>
 public static class LatencyModel
 {
@@ -69,7 +70,7 @@ public static class LatencyModel
         double m = Checks.NonNegative(roundTripsPerToken, nameof(roundTripsPerToken));
         double cloudMs = cloudSecondsPerToken * 1e3;
         double edgeMs = m * (traffic.EdgeFlops / device.Flops * 1e3);
-        double networkMs = m * (link.RoundTripMs + link.UpMs(traffic.BytesUp) + link.DownMs(traffic.BytesDown));
+        double networkMs = m * link.AttemptsPerRoundTrip * (link.RoundTripMs + link.UpMs(traffic.BytesUp) + link.DownMs(traffic.BytesDown));
         return new LatencyBreakdown(cloudMs, edgeMs, networkMs, cloudMs + edgeMs + networkMs, m);
     }
 

@@ -13,9 +13,11 @@ public sealed record DeviceProfile(string Name, int Cores, double FlopsPerCore)
 }
 
 /// <summary>The network between the cloud and a device. Mbit/s are 1e6 bits per second.</summary>
-/// <param name="JitterMs">Spread of the one-way delay for emulated links. The analytic model uses means only, so it
-/// ignores jitter; an emulation must draw zero-mean jitter for the two to agree.</param>
-/// <param name="Loss">Fraction of transmissions an emulated link drops (0..1); the analytic model ignores it too.</param>
+/// <param name="JitterMs">Spread of a round trip's time for emulated links (a zero-mean uniform draw in
+/// [-JitterMs, +JitterMs]). The analytic model uses means only, so jitter does not change its prediction.</param>
+/// <param name="Loss">Fraction of transmissions an emulated link drops (0..1). A lost transmission is sent again after
+/// a timeout of one round trip, so a call takes 1 / (1 - Loss) round trips on average (loss / (1 - loss) extra ones),
+/// which the analytic model counts.</param>
 public sealed record LinkProfile(string Name, double RoundTripMs, double UpMbps, double DownMbps, double JitterMs = 0, double Loss = 0)
 {
     public double RoundTripMs { get; init; } = Checks.NonNegative(RoundTripMs, nameof(RoundTripMs));
@@ -27,6 +29,9 @@ public sealed record LinkProfile(string Name, double RoundTripMs, double UpMbps,
     public double JitterMs { get; init; } = Checks.NonNegative(JitterMs, nameof(JitterMs));
 
     public double Loss { get; init; } = Loss is >= 0 and < 1 ? Loss : throw new ArgumentOutOfRangeException(nameof(Loss), Loss, "loss must be in [0, 1)");
+
+    /// <summary>Mean attempts per round trip when a lost transmission is sent again: 1 / (1 - loss).</summary>
+    public double AttemptsPerRoundTrip => 1 / (1 - Loss);
 
     /// <summary>Milliseconds to push <paramref name="bytes"/> from the cloud to the device.</summary>
     public double UpMs(double bytes) => bytes * 8 / (UpMbps * 1e6) * 1e3;

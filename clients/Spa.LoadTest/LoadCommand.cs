@@ -1,0 +1,246 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Spa.Cli;
+using Spa.Cli.Commands;
+using Spa.Grains;
+using Spa.Model;
+using Spa.Model.Latency;
+using Spa.Model.Plugins;
+using Spa.Silo;
+
+namespace Spa.LoadTest;
+
+/// <summary>The command line of spa-load and the run it describes.</summary>
+public static class LoadCommand
+{
+    public const string DefaultModes = "base,parallel,spa,lora,adapter";
+
+    public static RootCommand Create()
+    {
+        var embedded = new Option<bool>("--embedded") { Description = "Start a one-process cluster (silo, gateway and HTTP on free loopback ports) in this process and load it." };
+        var cluster = new Option<string?>("--cluster") { Description = "Load a running cluster through its Orleans gateway, HOST:PORT. Its silos must be able to read this machine's temporary folder (the simulated devices' plugins)." };
+        var arguments = new ModelArguments();
+        var shards = new Option<int>("--shards") { Description = "Shards per session (0: the cluster's default).", DefaultValueFactory = _ => 0 };
+        var devices = new Option<int>("--devices") { Description = "Simulated devices in the fleet, each of its own user, each holding its own copy of the plugin.", DefaultValueFactory = _ => 100 };
+        var fleet = new Option<string?>("--fleet") { Description = "Fleet file (JSON, or YAML for .yaml/.yml): groups of device and link profiles with their shares." };
+        var profiles = new Option<string>("--profiles") { Description = "Without --fleet: built-in profiles in equal shares, from phone-4g, phone-5g, laptop-wifi.", DefaultValueFactory = _ => Fleet.DefaultProfile };
+        var concurrency = new Option<int>("--concurrency") { Description = "Closed loop: concurrent users, each with one request in flight.", DefaultValueFactory = _ => 10 };
+        var rate = new Option<double?>("--rate") { Description = "Open loop instead: Poisson arrivals per second." };
+        var think = new Option<double>("--think-ms") { Description = "Closed loop: mean think time between a user's requests (exponential).", DefaultValueFactory = _ => 0 };
+        var duration = new Option<double>("--duration") { Description = "Seconds each mode is measured (after its warm-up).", DefaultValueFactory = _ => 30 };
+        var requests = new Option<int>("--requests") { Description = "Stop a mode after this many measured requests (0: only the duration bounds it).", DefaultValueFactory = _ => 0 };
+        var warmup = new Option<double>("--warmup") { Description = "Seconds of each mode run first and left out of the figures.", DefaultValueFactory = _ => 2 };
+        var modes = new Option<string>("--modes") { Description = "Modes to compare, one after another: base, side, parallel, switch, spa, lora, adapter.", DefaultValueFactory = _ => DefaultModes };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens per request (fewer when the story ends).", DefaultValueFactory = _ => 32 };
+        var tau = new Option<double?>("--tau") { Description = "Gate threshold of switch and spa (default: the plugin's)." };
+        var plugin = new Option<string?>("--plugin") { Description = "A trained ladder plugin directory for the ladder modes (default: random weights)." };
+        var seed = new Option<int>("--seed") { Description = "Seed of the prompts, the random plugins and the arrivals.", DefaultValueFactory = _ => 1 };
+        var json = new Option<string?>("--json") { Description = "Write the report as JSON here, with CSV, Markdown and PNG plots beside it (same name)." };
+        var noPlots = new Option<bool>("--no-plots") { Description = "Do not draw the PNG plots." };
+        var deviceProcesses = new Option<bool>("--device-processes") { Description = $"Run the devices as separate spa-device processes over real TCP to the gateway (at most {DeviceProcesses.MaxDevices}; no emulated delays: the link is real loopback)." };
+        var project = new Option<string?>("--project") { Description = "Also print the latency model's projection onto llama-7b's dimensions for the same profiles and measured M." };
+
+        var root = new RootCommand("spa-load: simulates a fleet of edge devices against a SPA cluster and reports, per mode, throughput, per-token latency, time to first token, M and the latency model's prediction beside each measurement.");
+        foreach (var option in new Option[] { embedded, cluster, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project })
+            root.Options.Add(option);
+        root.SetGuardedAction(async (result, cancellation) =>
+        {
+            var target = result.GetValue(cluster);
+            if (result.GetValue(embedded) == (target is not null)) throw new UsageException("give either --embedded or --cluster HOST:PORT");
+            var modeList = ParseModes(result.GetValue(modes)!);
+            var settings = new LoadSettings(modeList, result.GetValue(devices), result.GetValue(concurrency), result.GetValue(rate), result.GetValue(think),
+                result.GetValue(duration), result.GetValue(requests), result.GetValue(warmup), result.GetValue(maxTokens), result.GetValue(tau),
+                result.GetValue(shards), result.GetValue(seed));
+            Validate(settings);
+            bool asProcesses = result.GetValue(deviceProcesses);
+            if (asProcesses && (result.GetValue(fleet) is not null || result.GetValue(profiles) != Fleet.DefaultProfile))
+                throw new UsageException("--device-processes: the devices talk over real loopback TCP, so --fleet and --profiles (emulated links) do not apply");
+            if (asProcesses && settings.Devices > DeviceProcesses.MaxDevices)
+                throw new UsageException($"--device-processes runs at most {DeviceProcesses.MaxDevices} devices (one process each), not {settings.Devices}");
+            var fleetDefinition = asProcesses ? Fleet.Processes
+                : result.GetValue(fleet) is { } fleetPath ? Fleet.Load(fleetPath) : Fleet.Of(result.GetValue(profiles)!.Split(',', StringSplitOptions.RemoveEmptyEntries));
+            var jsonPath = result.GetValue(json);
+            if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
+                throw new UsageException($"--json: the folder {folder} does not exist");
+            var projected = result.GetValue(project);
+            if (projected is not null && !projected.Equals("llama-7b", StringComparison.OrdinalIgnoreCase)) throw new UsageException($"--project knows llama-7b, not '{projected}'");
+            var modelPath = arguments.ResolvePath(result);
+
+            using var model = LlamaModel.Load(modelPath, new ModelOptions());
+            if (settings.MaxTokens + BenchCommand.MaxPromptTokens > model.Config.MaxSeqLen)
+                throw new UsageException($"--max-tokens must leave room for the prompt in the context of {model.Config.MaxSeqLen}");
+            if (settings.Shards > model.Config.Layers) throw new UsageException($"--shards: a model of {model.Config.Layers} layers splits into at most {model.Config.Layers} shards");
+            var kinds = modeList.Select(LoadRun.KindFor).OfType<PluginKind>().ToList();
+            using var plugins = new PluginFiles(model, kinds, result.GetValue(plugin), settings.Seed);
+            var runId = RandomNumberGenerator.GetHexString(6, lowercase: true);
+            var fleetDevices = fleetDefinition.Assign(settings.Devices)
+                .Select((group, i) => new FleetDevice($"load-{runId}-{i}", $"load-{runId}-user-{i}", RandomNumberGenerator.GetHexString(24, lowercase: true), group))
+                .ToList();
+
+            Console.Error.WriteLine(target is null ? "spa-load: starting the embedded cluster" : $"spa-load: connecting to {target}");
+            WebApplication? silo = null;
+            string gateway = target ?? "";
+            try
+            {
+                if (target is null)
+                {
+                    var (siloPort, gatewayPort) = LoopbackPorts.FreePair();
+                    silo = SiloHost.Build(new SiloHostOptions
+                    {
+                        Http = "127.0.0.1:0", Model = modelPath, Shards = settings.Shards > 0 ? settings.Shards : null, SiloPort = siloPort, GatewayPort = gatewayPort,
+                        ApiKey = RandomNumberGenerator.GetHexString(32, lowercase: true), Quiet = true, Announce = TextWriter.Null,
+                    });
+                    await silo.StartAsync(cancellation);
+                    gateway = $"127.0.0.1:{gatewayPort}";
+                }
+                using var client = await Connect(gateway, cancellation);
+                await using var processes = asProcesses ? new DeviceProcesses(gateway) : null;
+                var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins,
+                    BenchCommand.RandomPrompts(model.Config, 256, settings.Seed), processes);
+                var figures = new List<ModeFigures>();
+                double deliveryMs = 0;
+                var sorted = new Dictionary<string, float[]>();
+                await using (var live = new LiveView(() => run.Current, settings))
+                {
+                    foreach (var mode in modeList)
+                    {
+                        if (LoadRun.KindFor(mode) is { } kind)
+                            await run.RegisterFleet(kind, n => live.Status = $"{(asProcesses ? "connecting" : "registering")} {settings.Devices:N0} devices with a {PluginNames.Name(kind)} plugin: {n:N0}", cancellation);
+                        live.Status = $"running {mode}";
+                        var recorder = await run.RunMode(mode, cancellation);
+                        if (mode == SessionModes.Base) deliveryMs = Report.DeliveryMs(recorder);
+                        var modeFigures = Report.Figures(recorder, model.Config, settings, deliveryMs);
+                        figures.Add(modeFigures);
+                        sorted[mode] = Percentiles.Sorted(recorder.Measured.Where(s => s.Error is null).SelectMany(s => s.TokenMs));
+                        live.Finished(modeFigures);
+                    }
+                    live.Status = "done";
+                }
+                var assigned = fleetDevices.GroupBy(d => d.Group).Select(g => new FleetGroupReport(g.Key.Name, g.Count(), g.Key.Device, g.Key.Link)).ToList();
+                var report = new LoadReport(Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath)),
+                    target is null ? "embedded one-process cluster" : $"cluster at {target}", settings.Shape, settings.Devices, settings.Concurrency, settings.Rate,
+                    settings.DurationSeconds, settings.WarmupSeconds, settings.MaxTokens, assigned, Math.Round(deliveryMs, 3), figures, PeakRssMb(), Machine(),
+                    projected is null ? null : Projection(figures, fleetDefinition, settings));
+                Console.Out.Write(Report.ToMarkdown(report));
+                if (jsonPath is not null)
+                {
+                    var stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!, Path.GetFileNameWithoutExtension(jsonPath));
+                    await File.WriteAllTextAsync(jsonPath, Report.ToJson(report), CancellationToken.None);
+                    await File.WriteAllTextAsync(stem + ".csv", Report.ToCsv(report), CancellationToken.None);
+                    await File.WriteAllTextAsync(stem + ".md", Report.ToMarkdown(report), CancellationToken.None);
+                    if (!result.GetValue(noPlots)) Plots.Write(stem, report, sorted);
+                }
+                await client.StopAsync(CancellationToken.None);
+            }
+            finally
+            {
+                if (silo is not null)
+                {
+                    await silo.StopAsync(CancellationToken.None);
+                    await silo.DisposeAsync();
+                }
+            }
+            return 0;
+        });
+        return root;
+    }
+
+    private static string[] ParseModes(string list)
+    {
+        var modes = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant()).Distinct().ToArray();
+        if (modes.Length == 0) throw new UsageException("--modes needs at least one mode");
+        // Base first: it measures the delivery of tokens to the client that every other mode's prediction uses.
+        modes = [.. modes.OrderBy(m => m == SessionModes.Base ? 0 : 1)];
+        foreach (var mode in modes)
+        {
+            if (mode == "lst") throw new UsageException("--modes: the cluster does not run lst (an LST plugin keeps a KV cache on the device, which no session mode serves yet)");
+            if (!SessionModes.All.Contains(mode)) throw new UsageException($"--modes: unknown mode '{mode}': use {string.Join(", ", SessionModes.All)}");
+        }
+        return modes;
+    }
+
+    private static void Validate(LoadSettings s)
+    {
+        if (s.Devices <= 0) throw new UsageException($"--devices must be positive, got {s.Devices}");
+        if (s.Rate is { } rate && !(rate > 0 && double.IsFinite(rate))) throw new UsageException($"--rate must be positive, got {rate}");
+        if (s.Rate is null && s.Concurrency <= 0) throw new UsageException($"--concurrency must be positive, got {s.Concurrency}");
+        if (s.Rate is null && s.Concurrency > s.Devices)
+            throw new UsageException($"--concurrency {s.Concurrency} exceeds --devices {s.Devices}: a device serves one session at a time");
+        if (!(s.ThinkMs >= 0 && double.IsFinite(s.ThinkMs))) throw new UsageException($"--think-ms must be zero or positive, got {s.ThinkMs}");
+        if (!(s.DurationSeconds > 0 && s.DurationSeconds <= 86400)) throw new UsageException($"--duration must be in (0, 86400] seconds, got {s.DurationSeconds}");
+        if (!(s.WarmupSeconds >= 0 && s.WarmupSeconds <= 3600)) throw new UsageException($"--warmup must be in [0, 3600] seconds, got {s.WarmupSeconds}");
+        if (s.Requests < 0) throw new UsageException($"--requests must be zero or positive, got {s.Requests}");
+        if (s.MaxTokens <= 0) throw new UsageException($"--max-tokens must be positive, got {s.MaxTokens}");
+        if (s.Tau is { } tau && tau is not (>= 0 and <= 1)) throw new UsageException($"--tau must be in [0, 1], got {tau}");
+        if (s.Shards < 0) throw new UsageException($"--shards must be zero or positive, got {s.Shards}");
+    }
+
+    /// <summary>An Orleans client of the cluster at <paramref name="gateway"/>, started.</summary>
+    private static async Task<IHost> Connect(string gateway, CancellationToken cancellation)
+    {
+        int colon = gateway.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(gateway[(colon + 1)..], out int port) || port is <= 0 or > 65535)
+            throw new UsageException($"--cluster: '{gateway}' is not HOST:PORT (the cluster's gateway port)");
+        var host = gateway[..colon];
+        var address = IPAddress.TryParse(host, out var ip) ? ip
+            : (await Dns.GetHostAddressesAsync(host, cancellation)).FirstOrDefault() ?? throw new UsageException($"--cluster: cannot resolve '{host}'");
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.UseOrleansClient(client =>
+        {
+            client.UseStaticClustering(new IPEndPoint(address, port));
+            client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = ("spa", "spa"));
+        });
+        var app = builder.Build();
+        using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        connecting.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            await app.StartAsync(connecting.Token);
+        }
+        catch (Exception e) when (!cancellation.IsCancellationRequested)
+        {
+            app.Dispose();
+            throw new InvalidOperationException($"could not reach the cluster at {gateway} ({e.Message})", e);
+        }
+        return app;
+    }
+
+    /// <summary>The latency model on LLaMA-7B's dimensions for the fleet's profiles, each mode at its measured M; analytic A100 cloud time.</summary>
+    private static IReadOnlyList<LatencyRow> Projection(IReadOnlyList<ModeFigures> figures, Fleet fleet, LoadSettings settings)
+    {
+        var config = ModelDimensions.Llama7B;
+        int context = BenchCommand.MaxPromptTokens / 2 + settings.MaxTokens / 2;
+        var scenarios = figures.Select(f => LoadRun.KindFor(f.Mode) is { } kind
+            ? new LatencyScenario(kind, Report.ModeOf(f.Mode), SessionModes.Gated(f.Mode) ? f.M : null)
+            : new LatencyScenario(PluginKind.Ladder, CombinationMode.Base)).ToList();
+        return LatencyTable.Build(config, PluginDimensions.For(config), TapPlacement.Edge, ActivationType.Fp32, context,
+            LatencyModel.CloudSecondsPerToken(config, Profiles.A100, context), scenarios,
+            fleet.Groups.Select(g => g.Device).Distinct(), fleet.Groups.Select(g => g.Link).Distinct());
+    }
+
+    /// <summary>This process's peak resident memory (VmHWM), the embedded cluster's included.</summary>
+    private static double PeakRssMb()
+    {
+        const string file = "/proc/self/status";
+        if (File.Exists(file))
+            foreach (var line in File.ReadLines(file))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return Math.Round(double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024, 1);
+        return Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, 1);
+    }
+
+    private static string Machine()
+    {
+        string load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?";
+        return $"{Environment.ProcessorCount} cores, load average {load} at the end, .NET {Environment.Version}";
+    }
+}
