@@ -40,6 +40,12 @@ public sealed class SessionState
     [Id(26)] public double CloudMs { get; set; }
     [Id(27)] public double EdgeMs { get; set; }
     [Id(28)] public double NetworkMs { get; set; }
+    /// <summary>The generation's token budget: how many tokens it may have generated when the current call ends.</summary>
+    [Id(29)] public int MaxGenerated { get; set; }
+    /// <summary>When a released session is deleted (null while it is in use).</summary>
+    [Id(30)] public DateTimeOffset? ExpiresAt { get; set; }
+
+    public int Generated => History.Count - PromptLength;
 }
 
 /// <summary>
@@ -49,6 +55,13 @@ public sealed class SessionState
 /// <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history
 /// lives in grain storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first
 /// step replays the whole history, as it does when a shard reports that it lost the session's cache.
+/// <para>
+/// Silo loss: the state is written every <see cref="SessionOptions.PersistEveryTokens"/> tokens, each write overlapped
+/// with the next token's work, so a session whose silo dies re-activates on a survivor with its tokens, and a caller
+/// goes on with <see cref="ResumeStream"/>. A shard call that fails because the shard's silo died is tried again until
+/// <see cref="SessionOptions.ShardRetry"/> (the shard re-activates elsewhere and asks for a replay). A released session
+/// keeps its history for <see cref="SessionOptions.Retention"/>; a reminder then deletes it.
+/// </para>
 /// <para>
 /// Plugin modes run on the edge device <c>DeviceId</c>, which must belong to the session's user. Ladder modes (side,
 /// parallel, switch, spa): the shards also return the taps of the last position and n, the final norm's output; the
@@ -63,9 +76,12 @@ public sealed class SessionState
 public sealed class DecodingSessionGrain(
     [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
     IOptions<SpaModelOptions> options,
+    IOptions<SessionOptions> sessionOptions,
     ModelHost host,
-    SpaMetrics metrics) : Grain, IDecodingSessionGrain
+    SpaMetrics metrics) : Grain, IDecodingSessionGrain, IRemindable
 {
+    private const string RetentionReminder = "retention";
+
     private CloudGate? _gate; // switch and spa; null after a re-activation: built again from the device's plugin
     private IGatePolicy? _policy;
     private int _fed;
@@ -74,6 +90,8 @@ public sealed class DecodingSessionGrain(
     private IAsyncStream<TokenEvent>? _tokens;
     private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
     private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
+    private Task _persisted = Task.CompletedTask; // the last state write, overlapped with the next token's work
+    private int _unpersisted; // tokens generated since the last write began
 
     private SessionState S => state.State;
     private string Id => this.GetPrimaryKeyString();
@@ -93,19 +111,82 @@ public sealed class DecodingSessionGrain(
     public async IAsyncEnumerable<TokenEvent> GenerateStream(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         await Start(request);
+        await foreach (var token in Stream(0, cancellation)) yield return token;
+    }
+
+    public async IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int moreTokens = 0, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        if (S.History.Count == 0) throw new InvalidOperationException("the session has no generation to resume");
+        if (moreTokens < 0) throw new ArgumentOutOfRangeException(nameof(moreTokens), "more tokens must not be negative");
+        S.MaxGenerated += moreTokens;
+        if (fromGenerated < 0 || fromGenerated > Math.Max(S.Generated, S.MaxGenerated))
+            throw new ArgumentOutOfRangeException(nameof(fromGenerated), $"the generation has {S.Generated} tokens and a budget of {S.MaxGenerated}; {fromGenerated} cannot have been received");
+        await Retain();
+        for (int i = fromGenerated; i < S.Generated; i++)
+            yield return new TokenEvent(i, S.History[S.PromptLength + i], Edge: false, Degraded: false);
+        await foreach (var token in Stream(fromGenerated, cancellation)) yield return token;
+    }
+
+    /// <summary>Generates up to the budget, yielding the tokens from index <paramref name="from"/>, and stores the state at the end.</summary>
+    private async IAsyncEnumerable<TokenEvent> Stream(int from, [EnumeratorCancellation] CancellationToken cancellation)
+    {
         try
         {
-            for (int produced = 0; produced < request.MaxTokens && !S.Finished; produced++)
+            while (S.Generated < S.MaxGenerated && !S.Finished)
             {
                 cancellation.ThrowIfCancellationRequested();
-                yield return await NextToken();
+                var token = await NextToken();
+                if (token.Index >= from) yield return token;
             }
         }
         finally
         {
             await _published;
-            await state.WriteStateAsync();
+            await Persist();
         }
+    }
+
+    public ValueTask<SessionSnapshot?> Describe() => ValueTask.FromResult(S.History.Count == 0 ? null
+        : new SessionSnapshot(S.User, [.. S.History], S.PromptLength, S.MaxGenerated, S.Finished, Result([])));
+
+    public async ValueTask Release()
+    {
+        if (S.History.Count == 0) return;
+        await ReleaseShards();
+        _fed = 0;
+        await DropGate();
+        Inactive();
+        S.ExpiresAt = DateTimeOffset.UtcNow + sessionOptions.Value.Retention;
+        await Persist(always: true);
+        await this.RegisterOrUpdateReminder(RetentionReminder, sessionOptions.Value.Retention, Max(sessionOptions.Value.Retention, TimeSpan.FromMinutes(1)));
+    }
+
+    public async Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (reminderName != RetentionReminder) return;
+        if (S.ExpiresAt is { } expires && expires > DateTimeOffset.UtcNow) return;
+        if (S.ExpiresAt is not null) await End();
+        if (await this.GetReminder(RetentionReminder) is { } reminder) await this.UnregisterReminder(reminder);
+    }
+
+    /// <summary>A released session that is resumed is in use again: it no longer expires.</summary>
+    private async Task Retain()
+    {
+        if (S.ExpiresAt is null) return;
+        S.ExpiresAt = null;
+        if (await this.GetReminder(RetentionReminder) is { } reminder) await this.UnregisterReminder(reminder);
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>Writes the state, unless every token is in the write in flight (or <paramref name="always"/>), once that write is done.</summary>
+    private async Task Persist(bool always = false)
+    {
+        await _persisted;
+        if (_unpersisted == 0 && !always) return;
+        _unpersisted = 0;
+        _persisted = state.WriteStateAsync();
+        await _persisted;
     }
 
     public ValueTask<GenerationResult> GetStatus() => ValueTask.FromResult(Result([]));
@@ -115,6 +196,7 @@ public sealed class DecodingSessionGrain(
     public async ValueTask End()
     {
         await ReleaseShards();
+        await _persisted;
         await state.ClearStateAsync();
         state.State = new SessionState();
         await DropGate();
@@ -129,9 +211,20 @@ public sealed class DecodingSessionGrain(
         _active = false;
     }
 
+    /// <summary>Frees the session's cache slots; a shard whose silo died holds none, so a silo loss is no failure here.</summary>
     private async Task ReleaseShards()
     {
-        if (S.Shards > 0) await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(k => Shard(k).Release(Id).AsTask()));
+        if (S.Shards == 0) return;
+        await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(async k =>
+        {
+            try
+            {
+                await Shard(k).Release(Id);
+            }
+            catch (Exception e) when (SiloLoss.IsSiloLoss(e))
+            {
+            }
+        }));
     }
 
     private async Task Start(GenerationRequest request)
@@ -140,7 +233,8 @@ public sealed class DecodingSessionGrain(
         if (request.MaxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(request), "max tokens must be positive");
         int shards = request.Shards > 0 ? request.Shards : options.Value.Shards;
         var model = string.IsNullOrEmpty(request.Model) ? options.Value.EffectiveModelName : request.Model;
-        var description = await Shard(model, shards - 1, shards).Describe();
+        var description = await SiloLoss.RetryAsync(() => Shard(model, shards - 1, shards).Describe().AsTask(), $"describing shard {shards - 1} of {model}",
+            sessionOptions.Value.ShardRetry);
         if (request.PromptTokens.Length >= description.MaxSequenceLength)
             throw new ArgumentException($"the prompt has {request.PromptTokens.Length} tokens but the model's context holds {description.MaxSequenceLength}, leaving no room to generate");
         if (request.PromptTokens.Any(t => (uint)t >= (uint)description.VocabSize))
@@ -162,6 +256,7 @@ public sealed class DecodingSessionGrain(
         if (request.MBudget is { } budget && !(budget is >= 0 and <= 1)) throw new ArgumentException($"the round-trip budget m_budget must be in [0, 1], got {budget}");
         if (request.Tau is not null && request.MBudget is not null) throw new ArgumentException("give tau or m_budget, not both");
         await DropGate();
+        await Retain();
         var fallbacks = 0L;
         if (mode != SessionModes.Base)
         {
@@ -205,6 +300,7 @@ public sealed class DecodingSessionGrain(
             User = request.User,
             Fallback = request.Fallback,
             Fallbacks = fallbacks,
+            MaxGenerated = request.MaxTokens,
         };
         _policy = null;
         _fed = 0;
@@ -218,10 +314,11 @@ public sealed class DecodingSessionGrain(
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
         var produced = new List<int>();
+        S.MaxGenerated = S.Generated + maxTokens;
         while (produced.Count < maxTokens && !S.Finished)
             produced.Add((await NextToken()).Token);
         await _published;
-        await state.WriteStateAsync();
+        await Persist();
         return Result([.. produced]);
     }
 
@@ -232,6 +329,7 @@ public sealed class DecodingSessionGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         Inactive();
+        await Persist();
         await DropGate();
     }
 
@@ -261,6 +359,7 @@ public sealed class DecodingSessionGrain(
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
         _fed = history.Length;
+        await _persisted; // the state changes from here on
         var usage = step.Edge;
         if (usage.Degraded) await FallBack(usage.Failure);
         var (logits, asked) = ladder ? await WithSideNetwork(step, usage) : (step.Logits, split is not null && !usage.Degraded);
@@ -278,12 +377,18 @@ public sealed class DecodingSessionGrain(
         if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
-        var token = new TokenEvent(S.History.Count - S.PromptLength - 1, next, asked, usage.Degraded);
+        var token = new TokenEvent(S.Generated - 1, next, asked, usage.Degraded);
+        if (++_unpersisted >= sessionOptions.Value.PersistEveryTokens)
+        {
+            _unpersisted = 0;
+            _persisted = state.WriteStateAsync();
+        }
         if (options.Value.PublishTokens)
         {
             // One publication in flight at a time keeps the stream in order; it runs while the next token is computed.
             await _published;
-            _published = (_tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id))).OnNextAsync(token);
+            var stream = _tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
+            _published = SiloLoss.RetryAsync(() => stream.OnNextAsync(token), $"publishing token {token.Index} of session '{Id}'", sessionOptions.Value.ShardRetry);
         }
         return token;
     }
@@ -395,7 +500,8 @@ public sealed class DecodingSessionGrain(
         for (int k = 0; k < S.Shards; k++)
         {
             var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split);
-            var result = await Shard(k).Step(request);
+            var shard = Shard(k);
+            var result = await SiloLoss.RetryAsync(() => shard.Step(request).AsTask(), $"step of session '{Id}' on shard {k}", sessionOptions.Value.ShardRetry);
             if (result.NeedsReplay) return null;
             if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));
