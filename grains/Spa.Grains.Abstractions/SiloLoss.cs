@@ -8,7 +8,9 @@ namespace Spa.Grains;
 /// <summary>
 /// What a caller does when the silo of the grain it calls dies: Orleans rejects the calls in flight to that silo
 /// (<see cref="SiloUnavailableException"/> once membership declares it dead, <see cref="OrleansMessageRejectionException"/>
-/// or <see cref="ConnectionFailedException"/> while its connection is gone) or lets them time out. A later call reaches a
+/// or <see cref="ConnectionFailedException"/> while its connection is gone) or lets them time out (a client's in-flight
+/// call waits for <c>ClientMessagingOptions.ResponseTimeout</c>), and a stream whose session activation is gone ends with
+/// <see cref="EnumerationAbortedException"/>. A later call reaches a
 /// new activation on a survivor, which rebuilds itself from grain storage (a session) or from the session's replay (a
 /// shard), so the caller tries again, with growing pauses, until a deadline.
 /// </summary>
@@ -18,7 +20,7 @@ public static class SiloLoss
     private static readonly TimeSpan LongestPause = TimeSpan.FromSeconds(2);
 
     /// <summary>Whether <paramref name="e"/> says the target's silo died or cannot be reached (another activation may answer).</summary>
-    public static bool IsSiloLoss(Exception e) => e is OrleansMessageRejectionException or ConnectionFailedException or TimeoutException;
+    public static bool IsSiloLoss(Exception e) => e is OrleansMessageRejectionException or ConnectionFailedException or TimeoutException or EnumerationAbortedException;
 
     /// <summary>
     /// Runs <paramref name="call"/> until it returns, throws something other than a silo loss, or <paramref name="deadline"/>
