@@ -21,13 +21,14 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     /// <summary>
     /// Goes on with the stored generation after a break (the caller lost its stream, or the session's silo died): yields
     /// the tokens from index <paramref name="fromGenerated"/> (the count the caller has), the stored ones first, then
-    /// generates until the generation's budget, raised by <paramref name="moreTokens"/>, is spent or it finished. Tokens
+    /// generates until the generation's budget, raised to <paramref name="maxGenerated"/> tokens if it is lower (so that
+    /// asking twice raises it once), is spent or the generation finished. Tokens
     /// a dead silo had not stored yet are generated again (the same ones: the sampler is rebuilt from seed and history);
     /// those before <paramref name="fromGenerated"/> are not yielded. Stored tokens are yielded with Edge and Degraded
     /// false (the store keeps the counters, not each token's flags).
     /// </summary>
     [Alias("ResumeStream")]
-    IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int moreTokens = 0, CancellationToken cancellation = default);
+    IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, CancellationToken cancellation = default);
 
     /// <summary>The session as stored: its owner, prompt and generated tokens, budget, state and counters; null if there is none.</summary>
     [Alias("Describe")]

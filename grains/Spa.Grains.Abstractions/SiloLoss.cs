@@ -58,16 +58,29 @@ public static class SiloLoss
     /// instead, which gives the same tokens for the same request. <paramref name="onLoss"/> hears of each break.
     /// Gives up with <see cref="SiloLossException"/> when <paramref name="deadline"/> passes without a token.
     /// </summary>
-    public static async IAsyncEnumerable<TokenEvent> Generate(IDecodingSessionGrain session, GenerationRequest request, TimeSpan deadline,
-        Action<Exception>? onLoss = null, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public static IAsyncEnumerable<TokenEvent> Generate(IDecodingSessionGrain session, GenerationRequest request, TimeSpan deadline,
+        Action<Exception>? onLoss = null, CancellationToken cancellation = default) =>
+        Follow(received => received == 0 ? session.GenerateStream(request, cancellation) : session.ResumeStream(received, cancellation: cancellation),
+            0, deadline, onLoss, cancellation);
+
+    /// <summary>
+    /// As <see cref="Generate"/> for a stored generation: <see cref="IDecodingSessionGrain.ResumeStream"/> from token
+    /// <paramref name="from"/> up to a budget of at least <paramref name="maxGenerated"/> tokens, resumed again after each break.
+    /// </summary>
+    public static IAsyncEnumerable<TokenEvent> Resume(IDecodingSessionGrain session, int from, int maxGenerated, TimeSpan deadline,
+        Action<Exception>? onLoss = null, CancellationToken cancellation = default) =>
+        Follow(received => session.ResumeStream(received, maxGenerated, cancellation), from, deadline, onLoss, cancellation);
+
+    /// <summary>Tokens from index <paramref name="from"/> of the streams <paramref name="open"/> gives for the count received so far.</summary>
+    private static async IAsyncEnumerable<TokenEvent> Follow(Func<int, IAsyncEnumerable<TokenEvent>> open, int from, TimeSpan deadline,
+        Action<Exception>? onLoss, [EnumeratorCancellation] CancellationToken cancellation)
     {
-        int received = 0;
+        int received = from;
         var sinceToken = Stopwatch.StartNew();
         var pause = FirstPause;
         while (true)
         {
-            var tokens = received == 0 ? session.GenerateStream(request, cancellation) : session.ResumeStream(received, 0, cancellation);
-            await using var enumerator = tokens.GetAsyncEnumerator(cancellation);
+            await using var enumerator = open(received).GetAsyncEnumerator(cancellation);
             while (true)
             {
                 TokenEvent token;

@@ -56,11 +56,11 @@ public sealed class SessionState
 /// lives in grain storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first
 /// step replays the whole history, as it does when a shard reports that it lost the session's cache.
 /// <para>
-/// Silo loss: the state is written every <see cref="SessionOptions.PersistEveryTokens"/> tokens, each write overlapped
+/// Silo loss: the state is written every <see cref="SpaSessionOptions.PersistEveryTokens"/> tokens, each write overlapped
 /// with the next token's work, so a session whose silo dies re-activates on a survivor with its tokens, and a caller
 /// goes on with <see cref="ResumeStream"/>. A shard call that fails because the shard's silo died is tried again until
-/// <see cref="SessionOptions.ShardRetry"/> (the shard re-activates elsewhere and asks for a replay). A released session
-/// keeps its history for <see cref="SessionOptions.Retention"/>; a reminder then deletes it.
+/// <see cref="SpaSessionOptions.Retry"/> (the shard re-activates elsewhere and asks for a replay). A released session
+/// keeps its history for <see cref="SpaSessionOptions.Retention"/>; a reminder then deletes it.
 /// </para>
 /// <para>
 /// Plugin modes run on the edge device <c>DeviceId</c>, which must belong to the session's user. Ladder modes (side,
@@ -76,7 +76,7 @@ public sealed class SessionState
 public sealed class DecodingSessionGrain(
     [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
     IOptions<SpaModelOptions> options,
-    IOptions<SessionOptions> sessionOptions,
+    IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
     SpaMetrics metrics) : Grain, IDecodingSessionGrain, IRemindable
 {
@@ -114,11 +114,10 @@ public sealed class DecodingSessionGrain(
         await foreach (var token in Stream(0, cancellation)) yield return token;
     }
 
-    public async IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int moreTokens = 0, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public async IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         if (S.History.Count == 0) throw new InvalidOperationException("the session has no generation to resume");
-        if (moreTokens < 0) throw new ArgumentOutOfRangeException(nameof(moreTokens), "more tokens must not be negative");
-        S.MaxGenerated += moreTokens;
+        S.MaxGenerated = Math.Max(S.MaxGenerated, maxGenerated);
         if (fromGenerated < 0 || fromGenerated > Math.Max(S.Generated, S.MaxGenerated))
             throw new ArgumentOutOfRangeException(nameof(fromGenerated), $"the generation has {S.Generated} tokens and a budget of {S.MaxGenerated}; {fromGenerated} cannot have been received");
         await Retain();
@@ -234,7 +233,7 @@ public sealed class DecodingSessionGrain(
         int shards = request.Shards > 0 ? request.Shards : options.Value.Shards;
         var model = string.IsNullOrEmpty(request.Model) ? options.Value.EffectiveModelName : request.Model;
         var description = await SiloLoss.RetryAsync(() => Shard(model, shards - 1, shards).Describe().AsTask(), $"describing shard {shards - 1} of {model}",
-            sessionOptions.Value.ShardRetry);
+            sessionOptions.Value.Retry);
         if (request.PromptTokens.Length >= description.MaxSequenceLength)
             throw new ArgumentException($"the prompt has {request.PromptTokens.Length} tokens but the model's context holds {description.MaxSequenceLength}, leaving no room to generate");
         if (request.PromptTokens.Any(t => (uint)t >= (uint)description.VocabSize))
@@ -388,7 +387,7 @@ public sealed class DecodingSessionGrain(
             // One publication in flight at a time keeps the stream in order; it runs while the next token is computed.
             await _published;
             var stream = _tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
-            _published = SiloLoss.RetryAsync(() => stream.OnNextAsync(token), $"publishing token {token.Index} of session '{Id}'", sessionOptions.Value.ShardRetry);
+            _published = SiloLoss.RetryAsync(() => stream.OnNextAsync(token), $"publishing token {token.Index} of session '{Id}'", sessionOptions.Value.Retry);
         }
         return token;
     }
@@ -501,7 +500,7 @@ public sealed class DecodingSessionGrain(
         {
             var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split);
             var shard = Shard(k);
-            var result = await SiloLoss.RetryAsync(() => shard.Step(request).AsTask(), $"step of session '{Id}' on shard {k}", sessionOptions.Value.ShardRetry);
+            var result = await SiloLoss.RetryAsync(() => shard.Step(request).AsTask(), $"step of session '{Id}' on shard {k}", sessionOptions.Value.Retry);
             if (result.NeedsReplay) return null;
             if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));

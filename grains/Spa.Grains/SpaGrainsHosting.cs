@@ -28,7 +28,7 @@ public static class SpaGrainsHosting
     {
         services.Configure<SpaModelOptions>(configuration.GetSection(SpaModelOptions.Section));
         services.Configure<EdgeOptions>(configuration.GetSection(EdgeOptions.Section));
-        services.Configure<SessionOptions>(configuration.GetSection(SessionOptions.Section));
+        services.Configure<SpaSessionOptions>(configuration.GetSection(SpaSessionOptions.Section));
         return services.AddSpaServices();
     }
 
@@ -44,7 +44,7 @@ public static class SpaGrainsHosting
     /// <summary>What the grains take besides their options: the model host and the meter (with the meter factory, which a bare service collection lacks).</summary>
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
-        services.AddOptions<SessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
+        services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
         return services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
     }
 

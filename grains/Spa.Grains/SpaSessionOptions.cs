@@ -1,7 +1,7 @@
 namespace Spa.Grains;
 
 /// <summary>How sessions keep their state and ride out a dead silo. Bound from the configuration section <see cref="Section"/>.</summary>
-public sealed class SessionOptions
+public sealed class SpaSessionOptions
 {
     public const string Section = "Spa:Sessions";
 
@@ -15,17 +15,20 @@ public sealed class SessionOptions
     /// <summary>How long a released session's history stays readable and resumable after its last call.</summary>
     public double RetentionMinutes { get; set; } = 60;
 
-    /// <summary>How long a session keeps retrying a shard whose silo died before it gives up on the token.</summary>
-    public double ShardRetrySeconds { get; set; } = 60;
+    /// <summary>
+    /// How long a call keeps being tried again after a silo loss before it fails: a session's call to a shard whose silo
+    /// died, and the HTTP endpoint's resuming of a session whose silo died.
+    /// </summary>
+    public double RetrySeconds { get; set; } = 60;
 
     public TimeSpan Retention => TimeSpan.FromMinutes(RetentionMinutes);
 
-    public TimeSpan ShardRetry => TimeSpan.FromSeconds(ShardRetrySeconds);
+    public TimeSpan Retry => TimeSpan.FromSeconds(RetrySeconds);
 
     public void Validate()
     {
         if (PersistEveryTokens < 1) throw new ArgumentException($"{Section}:PersistEveryTokens must be at least 1, got {PersistEveryTokens}");
         if (!(RetentionMinutes > 0)) throw new ArgumentException($"{Section}:RetentionMinutes must be positive, got {RetentionMinutes}");
-        if (!(ShardRetrySeconds > 0)) throw new ArgumentException($"{Section}:ShardRetrySeconds must be positive, got {ShardRetrySeconds}");
+        if (!(RetrySeconds > 0)) throw new ArgumentException($"{Section}:RetrySeconds must be positive, got {RetrySeconds}");
     }
 }
