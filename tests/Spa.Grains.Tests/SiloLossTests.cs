@@ -1,8 +1,10 @@
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Runtime;
 using Orleans.TestingHost;
 using Spa.Model.Plugins;
+using Spa.Model.Sampling;
 using Spa.Testing;
 using StackExchange.Redis;
 using Xunit.Abstractions;
@@ -11,12 +13,15 @@ namespace Spa.Grains.Tests;
 
 /// <summary>
 /// Three silos keeping sessions, devices and stream subscriptions in a real Redis server (memory storage would die with
-/// the silo that holds it), with membership settings that notice a dead silo within a few seconds.
+/// the silo that holds it), with membership settings that notice a dead silo within a few seconds. Sessions are written
+/// every <see cref="PersistEveryTokens"/> tokens, so that a dead silo takes unwritten tokens with it and the survivors
+/// must generate them again, the same ones.
 /// </summary>
 public sealed class SiloLossCluster : ClusterFixture
 {
     public static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(1);
     public const int MissedProbes = 2;
+    public const int PersistEveryTokens = 3;
 
     private readonly RedisServer _redis = new();
 
@@ -28,6 +33,7 @@ public sealed class SiloLossCluster : ClusterFixture
     {
         foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
             silo.AddRedisGrainStorage(name, storage => storage.ConfigurationOptions = ConfigurationOptions.Parse(_redis.Endpoint));
+        silo.Services.Configure<SpaSessionOptions>(sessions => sessions.PersistEveryTokens = PersistEveryTokens);
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
             membership.ProbeTimeout = ProbeTimeout;
@@ -63,10 +69,10 @@ public sealed class SiloLossCluster : ClusterFixture
 }
 
 /// <summary>
-/// A silo of three dies (killed, or stopped) while greedy generations run on it, in base mode over one to three shards
-/// and in a plugin mode with a simulated device: the silo is the one that holds the most of the generations' session
-/// activations. Every generation still completes through <see cref="SiloLoss.Generate"/>, token for token equal to the
-/// in-process engine, and the stream neither skips nor repeats an index. Sessions on the dead silo re-activate on a
+/// A silo of three dies (killed, or stopped) while generations run on it: greedy in base mode over one to three shards
+/// and in a plugin mode with a simulated device, and sampled from a seed. The silo is the one that holds the most of
+/// the generations' session activations. Every generation still completes through <see cref="SiloLoss.Generate"/>,
+/// token for token equal to the in-process engine, and the stream neither skips nor repeats an index. Sessions on the dead silo re-activate on a
 /// survivor from their stored history; sessions whose shard died retry the step and replay into the new shard.
 /// </summary>
 [Collection(ClusterCollection.Name)]
@@ -101,6 +107,11 @@ public sealed class SiloLossTests(SiloLossCluster fixture, ITestOutputHelper out
             var prompt = Reference.Encode(prompts[shards % prompts.Length]);
             runs.Add(new Run($"{fault}-base-{shards}-{Guid.NewGuid():N}", new GenerationRequest(prompt, Tokens, shards), Reference.Greedy(prompt, Tokens)));
         }
+        var sampled = Reference.Encode(prompts[2]);
+        var sampling = new SamplingOptions { Temperature = 0.9, TopP = 0.9, Seed = 7 };
+        runs.Add(new Run($"{fault}-sampled-{Guid.NewGuid():N}",
+            new GenerationRequest(sampled, Tokens, 2, Temperature: sampling.Temperature, TopP: sampling.TopP, Seed: (long)sampling.Seed),
+            Reference.Decode(sampled, Tokens, sampling)));
         var plugin = Reference.Encode(prompts[0]);
         var device = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
         runs.Add(new Run($"{fault}-parallel-{Guid.NewGuid():N}",
