@@ -377,7 +377,8 @@ public sealed class DecodingSessionGrain(
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
         var token = new TokenEvent(S.Generated - 1, next, asked, usage.Degraded);
-        if (++_unpersisted >= sessionOptions.Value.PersistEveryTokens)
+        int every = sessionOptions.Value.PersistEveryTokens;
+        if (++_unpersisted >= every && every > 0)
         {
             _unpersisted = 0;
             _persisted = state.WriteStateAsync();

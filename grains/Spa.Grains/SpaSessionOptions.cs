@@ -9,6 +9,7 @@ public sealed class SpaSessionOptions
     /// Write the session to grain storage after every this many tokens (and at the end of each call). 1: a silo that
     /// dies loses no token. More: fewer writes, and after a silo loss the unwritten tokens are generated again, the same
     /// ones (greedy, or sampled from the seed: the sampler is rebuilt from seed and history), at the cost of their time.
+    /// 0: only at the end of each call, so a dead silo takes all the tokens of the call it was running.
     /// </summary>
     public int PersistEveryTokens { get; set; } = 1;
 
@@ -27,7 +28,7 @@ public sealed class SpaSessionOptions
 
     public void Validate()
     {
-        if (PersistEveryTokens < 1) throw new ArgumentException($"{Section}:PersistEveryTokens must be at least 1, got {PersistEveryTokens}");
+        if (PersistEveryTokens < 0) throw new ArgumentException($"{Section}:PersistEveryTokens must not be negative, got {PersistEveryTokens}");
         if (!(RetentionMinutes > 0)) throw new ArgumentException($"{Section}:RetentionMinutes must be positive, got {RetentionMinutes}");
         if (!(RetrySeconds > 0)) throw new ArgumentException($"{Section}:RetrySeconds must be positive, got {RetrySeconds}");
     }
