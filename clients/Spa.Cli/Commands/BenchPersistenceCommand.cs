@@ -4,8 +4,6 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Orleans.Configuration;
 using Spa.Grains;
 using Spa.Model;
 using StackExchange.Redis;
@@ -112,33 +110,16 @@ public static class BenchPersistenceCommand
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    /// <summary>A one-process silo whose sessions are kept in memory, or in Redis under a service id of its own.</summary>
-    private static IHost BuildSilo(string modelPath, ModelOptions options, ConfigurationOptions? redis, int persistEveryTokens)
-    {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning).AddFilter("Orleans", LogLevel.Error);
-        var (siloPort, gatewayPort) = LoopbackPorts.FreePair();
-        var service = "bench-persistence-" + Guid.NewGuid().ToString("N");
-        builder.UseOrleans(silo =>
+    /// <summary>A one-process silo whose sessions are kept in memory, or in Redis, and written every <paramref name="persistEveryTokens"/> tokens.</summary>
+    private static IHost BuildSilo(string modelPath, ModelOptions options, ConfigurationOptions? redis, int persistEveryTokens) =>
+        BenchClusterCommand.BuildSilo(modelPath, options, _ => { }, silo =>
         {
-            silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: service, clusterId: service);
             if (redis is null) silo.AddSpaMemoryStorage();
             else
             {
                 silo.AddRedisGrainStorage(SpaGrainsHosting.SessionStorage, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
                 silo.AddMemoryGrainStorage(SpaGrainsHosting.PubSubStorage);
             }
-            silo.AddAcceleratorPlacement(builder.Configuration);
-            silo.AddSpaModel(o =>
-            {
-                o.ModelPath = modelPath;
-                o.Device = options.Device;
-                o.DType = options.DType;
-                o.Threads = options.Threads;
-            });
             silo.Services.Configure<SpaSessionOptions>(o => o.PersistEveryTokens = persistEveryTokens);
-            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(10));
         });
-        return builder.Build();
-    }
 }
