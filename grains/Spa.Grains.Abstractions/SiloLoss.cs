@@ -17,7 +17,7 @@ namespace Spa.Grains;
 public static class SiloLoss
 {
     private static readonly TimeSpan FirstPause = TimeSpan.FromMilliseconds(100);
-    private static readonly TimeSpan LongestPause = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan LongestPause = TimeSpan.FromMilliseconds(500);
 
     /// <summary>Whether <paramref name="e"/> says the target's silo died or cannot be reached (another activation may answer).</summary>
     public static bool IsSiloLoss(Exception e) => e is OrleansMessageRejectionException or ConnectionFailedException or TimeoutException or EnumerationAbortedException;
