@@ -90,6 +90,7 @@ public sealed class DecodingSessionGrain(
     private IAsyncStream<TokenEvent>? _tokens;
     private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
     private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
+    private readonly SemaphoreSlim _stepping = new(1, 1); // one token, start or end at a time, whichever call it comes from
     private Task _persisted = Task.CompletedTask; // the last state write, overlapped with the next token's work
     private int _unpersisted; // tokens generated since the last write began
 
@@ -121,21 +122,30 @@ public sealed class DecodingSessionGrain(
         if (fromGenerated < 0 || fromGenerated > Math.Max(S.Generated, S.MaxGenerated))
             throw new ArgumentOutOfRangeException(nameof(fromGenerated), $"the generation has {S.Generated} tokens and a budget of {S.MaxGenerated}; {fromGenerated} cannot have been received");
         await Retain();
-        for (int i = fromGenerated; i < S.Generated; i++)
-            yield return new TokenEvent(i, S.History[S.PromptLength + i], Edge: false, Degraded: false);
         await foreach (var token in Stream(fromGenerated, cancellation)) yield return token;
     }
 
-    /// <summary>Generates up to the budget, yielding the tokens from index <paramref name="from"/>, and stores the state at the end.</summary>
+    /// <summary>
+    /// Yields the tokens from index <paramref name="from"/>: those in the history first, then new ones up to the budget;
+    /// stores the state at the end. A stream's token calls interleave with other calls (Orleans runs them so), and a
+    /// caller whose stream broke may resume while its old stream's last token is still being made: that token lands in
+    /// the history and is yielded from there.
+    /// </summary>
     private async IAsyncEnumerable<TokenEvent> Stream(int from, [EnumeratorCancellation] CancellationToken cancellation)
     {
+        int next = from;
         try
         {
-            while (S.Generated < S.MaxGenerated && !S.Finished)
+            while (true)
             {
+                for (; next < S.Generated; next++)
+                    yield return new TokenEvent(next, S.History[S.PromptLength + next], Edge: false, Degraded: false);
+                if (S.Generated >= S.MaxGenerated || S.Finished) break;
                 cancellation.ThrowIfCancellationRequested();
                 var token = await NextToken();
-                if (token.Index >= from) yield return token;
+                if (token?.Index != next) continue;
+                next++;
+                yield return token;
             }
         }
         finally
@@ -148,7 +158,7 @@ public sealed class DecodingSessionGrain(
     public ValueTask<SessionSnapshot?> Describe() => ValueTask.FromResult(S.History.Count == 0 ? null
         : new SessionSnapshot(S.User, [.. S.History], S.PromptLength, S.MaxGenerated, S.Finished, Result([])));
 
-    public async ValueTask Release()
+    public ValueTask Release() => new(Exclusively(async () =>
     {
         if (S.History.Count == 0) return;
         await ReleaseShards();
@@ -158,7 +168,7 @@ public sealed class DecodingSessionGrain(
         S.ExpiresAt = DateTimeOffset.UtcNow + sessionOptions.Value.Retention;
         await Persist(always: true);
         await this.RegisterOrUpdateReminder(RetentionReminder, sessionOptions.Value.Retention, Max(sessionOptions.Value.Retention, TimeSpan.FromMinutes(1)));
-    }
+    }));
 
     public async Task ReceiveReminder(string reminderName, TickStatus status)
     {
@@ -192,7 +202,7 @@ public sealed class DecodingSessionGrain(
 
     public ValueTask<int[]> GetHistory() => ValueTask.FromResult(S.History.ToArray());
 
-    public async ValueTask End()
+    public ValueTask End() => new(Exclusively(async () =>
     {
         await ReleaseShards();
         await _persisted;
@@ -202,7 +212,7 @@ public sealed class DecodingSessionGrain(
         _fed = 0;
         _sampler = null;
         Inactive();
-    }
+    }));
 
     private void Inactive()
     {
@@ -226,7 +236,9 @@ public sealed class DecodingSessionGrain(
         }));
     }
 
-    private async Task Start(GenerationRequest request)
+    private Task Start(GenerationRequest request) => Exclusively(() => Begin(request));
+
+    private async Task Begin(GenerationRequest request)
     {
         if (request.PromptTokens is not { Length: > 0 }) throw new ArgumentException("the prompt has no tokens");
         if (request.MaxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(request), "max tokens must be positive");
@@ -315,7 +327,10 @@ public sealed class DecodingSessionGrain(
         var produced = new List<int>();
         S.MaxGenerated = S.Generated + maxTokens;
         while (produced.Count < maxTokens && !S.Finished)
-            produced.Add((await NextToken()).Token);
+        {
+            if (await NextToken() is not { } token) break;
+            produced.Add(token.Token);
+        }
         await _published;
         await Persist();
         return Result([.. produced]);
@@ -339,12 +354,31 @@ public sealed class DecodingSessionGrain(
         if (gate is not null) await gate.DisposeAsync();
     }
 
+    /// <summary>The next token, or null when the generation reached its budget or its end meanwhile.</summary>
+    private Task<TokenEvent?> NextToken() => Exclusively(async () => S.Generated < S.MaxGenerated && !S.Finished ? await Step() : null);
+
+    /// <summary>Runs <paramref name="work"/> when no token, start or end of this session is running.</summary>
+    private async Task<T> Exclusively<T>(Func<Task<T>> work)
+    {
+        await _stepping.WaitAsync();
+        try
+        {
+            return await work();
+        }
+        finally
+        {
+            _stepping.Release();
+        }
+    }
+
+    private Task Exclusively(Func<Task> work) => Exclusively(async () => { await work(); return true; });
+
     /// <summary>
     /// Feeds the history the shards have not seen, picks the next token, appends it and publishes it. Stops the
     /// generation at end of sequence (EOS, or BOS which llama2.c models emit between stories) or when the context is
     /// full, as the in-process <see cref="Spa.Model.Generation.Generator"/> does.
     /// </summary>
-    private async Task<TokenEvent> NextToken()
+    private async Task<TokenEvent> Step()
     {
         long started = Stopwatch.GetTimestamp();
         var history = S.History.ToArray();
@@ -357,13 +391,13 @@ public sealed class DecodingSessionGrain(
             step = await Pipeline(history, 0, ladder, split)
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
-        _fed = history.Length;
         await _persisted; // the state changes from here on
         var usage = step.Edge;
         if (usage.Degraded) await FallBack(usage.Failure);
         var (logits, asked) = ladder ? await WithSideNetwork(step, usage) : (step.Logits, split is not null && !usage.Degraded);
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
+        _fed = history.Length; // only now: a failure before leaves the shards ahead of the history, and they ask for a replay
         S.GeneratedTokens++;
         S.Transmissions += usage.Transmissions;
         S.BytesUp += usage.BytesUp;

@@ -142,14 +142,13 @@ public sealed class SiloLossTests(SiloLossCluster fixture, ITestOutputHelper out
         foreach (var run in runs)
         {
             Assert.Equal(run.Expected, run.Received.Select(r => r.Token));
-            var afterFault = run.Received.Select(r => r.At).Where(at => at > faultAt).DefaultIfEmpty().First();
-            if (afterFault > 0) recoveries.Add($"{Stopwatch.GetElapsedTime(faultAt, afterFault).TotalMilliseconds:F0}{(run.Losses > 0 ? " (resumed)" : "")}");
+            if (Recovery.Milliseconds([.. run.Received.Select(r => r.At)], faultAt) is { } ms) recoveries.Add($"{ms:F0}{(run.Losses > 0 ? " (resumed)" : "")}");
         }
         Assert.True(counts.All(c => c < Tokens), $"a generation had finished before the silo was {fault}: {string.Join(", ", counts)}");
         var sessionsOnVictim = runs.Count(r => r.Losses > 0);
         output.WriteLine($"silo {victim.SiloAddress} {fault} with {string.Join(", ", counts)} tokens received of {Tokens}; " +
                          $"{runs.Count} generations completed identically, {sessionsOnVictim} resumed after a broken stream; " +
-                         $"{fault} to next token (ms): {string.Join(", ", recoveries)}");
+                         $"{fault} to the token that ended each stall (ms): {string.Join(", ", recoveries)}");
     }
 
     private static int Count(Run run)
