@@ -14,8 +14,8 @@ using Xunit.Abstractions;
 namespace Spa.Cli.Tests;
 
 /// <summary>
-/// Three real <c>spa serve --redis --shards 3</c> processes; greedy generations stream over HTTP from one of them while
-/// another, the one holding the most of their session activations (every silo holds one of the three shards), is
+/// Three real <c>spa serve --redis --shards 3</c> processes; greedy generations stream over HTTP from the one holding
+/// the fewest shards while another, the one holding the most of their session activations (or else shards), is
 /// killed with SIGKILL. Every generation completes, its text and its stored tokens equal to the in-process engine's
 /// (so no token is lost or repeated); the time from the kill to the piece that ends each stream's longest stall after
 /// it is measured. Then every silo
@@ -65,9 +65,13 @@ public sealed class SiloLossProcessTests(RedisServer redis, ITestOutputHelper ou
             var silos = await StartSilos();
             try
             {
-                var entry = silos[0];
                 using var client = ServeProcess.Client(redis.Endpoint);
                 await client.StartAsync(); // before the generations, so that finding the victim takes no time from them
+                var cluster = client.Services.GetRequiredService<IClusterClient>();
+                // The shards are placed as the silos start: the requests go to a silo holding the fewest, so that the
+                // others, one of which dies, hold at least one.
+                var shardsAtStart = await Activations(cluster, IsShard);
+                var entry = silos.OrderBy(silo => shardsAtStart.Count(s => s.SiloAddress.Endpoint.Port == silo.SiloPort)).First();
                 var running = streams.Select(s => Task.Run(() => Run(entry, s))).ToList();
                 var clock = Stopwatch.StartNew();
                 while (streams.Any(s => s.Count < PiecesBeforeKill || s.Id is null))
@@ -76,7 +80,7 @@ public sealed class SiloLossProcessTests(RedisServer redis, ITestOutputHelper ou
                     Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "the generations did not get going");
                     await Task.Delay(10);
                 }
-                var victim = await SiloHoldingMostSessions(client.Services.GetRequiredService<IClusterClient>(), silos[1..], streams);
+                var victim = await SiloHoldingMostSessions(cluster, [.. silos.Where(s => s != entry)], streams);
                 var counts = streams.Select(s => s.Count).ToArray();
                 long killedAt = Stopwatch.GetTimestamp();
                 await victim.Process.KillAsync();
@@ -164,10 +168,9 @@ public sealed class SiloLossProcessTests(RedisServer redis, ITestOutputHelper ou
     private async Task<ServeProcess> SiloHoldingMostSessions(IClusterClient client, ServeProcess[] candidates, List<Stream> streams)
     {
         var keys = streams.Select(s => s.Id!["cmpl-".Length..]).ToHashSet();
-        var statistics = await client.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics();
-        var sessions = statistics.Where(s => keys.Contains(s.GrainId.Key.ToString()!)).ToList();
-        var shards = statistics.Where(s => s.GrainId.Type.ToString()!.Contains("shard", StringComparison.Ordinal)).ToList();
-        output.WriteLine(string.Join("; ", statistics.Where(s => sessions.Contains(s) || shards.Contains(s)).GroupBy(s => s.SiloAddress.Endpoint.Port)
+        var sessions = await Activations(client, s => keys.Contains(s.GrainId.Key.ToString()!));
+        var shards = await Activations(client, IsShard);
+        output.WriteLine(string.Join("; ", sessions.Concat(shards).GroupBy(s => s.SiloAddress.Endpoint.Port)
             .Select(g => $"port {g.Key}: {string.Join(", ", g.Select(s => s.GrainId))}")));
         int On(ServeProcess silo, List<DetailedGrainStatistic> grains) => grains.Count(s => s.SiloAddress.Endpoint.Port == silo.SiloPort);
         var victim = candidates.OrderByDescending(silo => (On(silo, sessions), On(silo, shards))).First();
@@ -175,6 +178,12 @@ public sealed class SiloLossProcessTests(RedisServer redis, ITestOutputHelper ou
         Assert.True(On(victim, sessions) + On(victim, shards) > 0, "the victim holds none of the generations' activations");
         return victim;
     }
+
+    private static bool IsShard(DetailedGrainStatistic grain) => grain.GrainId.Type.ToString()!.Contains("shard", StringComparison.Ordinal);
+
+    /// <summary>The cluster's activations that <paramref name="match"/>, as its management grain lists them.</summary>
+    private static async Task<List<DetailedGrainStatistic>> Activations(IClusterClient client, Func<DetailedGrainStatistic, bool> match) =>
+        [.. (await client.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics()).Where(match)];
 
     /// <summary>The in-process engine's greedy generations of the prompts, and the tokens that end one (BOS, EOS).</summary>
     private static (GenerationResult[] Results, int[] Stops) Reference(string[] prompts, int tokens)
