@@ -18,6 +18,29 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     [Alias("GenerateStream")]
     IAsyncEnumerable<TokenEvent> GenerateStream(GenerationRequest request, CancellationToken cancellation = default);
 
+    /// <summary>
+    /// Goes on with the stored generation after a break (the caller lost its stream, or the session's silo died): yields
+    /// the tokens from index <paramref name="fromGenerated"/> (the count the caller has), the stored ones first, then
+    /// generates until the generation's budget, raised to <paramref name="maxGenerated"/> tokens if it is lower (so that
+    /// asking twice raises it once), is spent or the generation finished. Tokens
+    /// a dead silo had not stored yet are generated again (the same ones: the sampler is rebuilt from seed and history);
+    /// those before <paramref name="fromGenerated"/> are not yielded. Stored tokens are yielded with Edge and Degraded
+    /// false (the store keeps the counters, not each token's flags).
+    /// </summary>
+    [Alias("ResumeStream")]
+    IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, CancellationToken cancellation = default);
+
+    /// <summary>The session as stored: its owner, prompt and generated tokens, budget, state and counters; null if there is none.</summary>
+    [Alias("Describe")]
+    ValueTask<SessionSnapshot?> Describe();
+
+    /// <summary>
+    /// The generation is done for now: frees its KV-cache slots on every shard but keeps its history, which can be read
+    /// back or resumed until the retention period (Spa:Sessions:RetentionMinutes) passes without a call, then is deleted.
+    /// </summary>
+    [Alias("Release")]
+    ValueTask Release();
+
     /// <summary>The counters of the generation so far (no tokens), as the last <see cref="Generate"/> would return them.</summary>
     [Alias("GetStatus")]
     ValueTask<GenerationResult> GetStatus();
@@ -29,6 +52,24 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     /// <summary>Ends the session: frees its KV-cache slots on every shard and forgets its history.</summary>
     [Alias("End")]
     ValueTask End();
+}
+
+/// <summary>
+/// A stored session: whose it is (<see cref="User"/>), its whole token sequence (the first <see cref="PromptLength"/> are
+/// the prompt), the generation's token budget, whether it finished and why, and its counters.
+/// </summary>
+[GenerateSerializer, Alias("spa.SessionSnapshot")]
+public sealed record SessionSnapshot(
+    [property: Id(0)] string? User,
+    [property: Id(1)] int[] History,
+    [property: Id(2)] int PromptLength,
+    [property: Id(3)] int MaxGenerated,
+    [property: Id(4)] bool Finished,
+    [property: Id(5)] GenerationResult Status)
+{
+    public int Generated => History.Length - PromptLength;
+
+    public int[] GeneratedTokens => History[PromptLength..];
 }
 
 /// <summary>

@@ -40,6 +40,12 @@ public sealed class SessionState
     [Id(26)] public double CloudMs { get; set; }
     [Id(27)] public double EdgeMs { get; set; }
     [Id(28)] public double NetworkMs { get; set; }
+    /// <summary>The generation's token budget: how many tokens it may have generated when the current call ends.</summary>
+    [Id(29)] public int MaxGenerated { get; set; }
+    /// <summary>When a released session is deleted (null while it is in use).</summary>
+    [Id(30)] public DateTimeOffset? ExpiresAt { get; set; }
+
+    public int Generated => History.Count - PromptLength;
 }
 
 /// <summary>
@@ -49,6 +55,13 @@ public sealed class SessionState
 /// <see cref="Spa.Model.Generation.Generator"/> does, so that the same settings give the same tokens. The token history
 /// lives in grain storage; how far the shards have seen it (<c>_fed</c>) does not, so after a re-activation the first
 /// step replays the whole history, as it does when a shard reports that it lost the session's cache.
+/// <para>
+/// Silo loss: the state is written every <see cref="SpaSessionOptions.PersistEveryTokens"/> tokens, each write overlapped
+/// with the next token's work, so a session whose silo dies re-activates on a survivor with its tokens, and a caller
+/// goes on with <see cref="ResumeStream"/>. A shard call that fails because the shard's silo died is tried again until
+/// <see cref="SpaSessionOptions.Retry"/> (the shard re-activates elsewhere and asks for a replay). A released session
+/// keeps its history for <see cref="SpaSessionOptions.Retention"/>; a reminder then deletes it.
+/// </para>
 /// <para>
 /// Plugin modes run on the edge device <c>DeviceId</c>, which must belong to the session's user. Ladder modes (side,
 /// parallel, switch, spa): the shards also return the taps of the last position and n, the final norm's output; the
@@ -63,9 +76,12 @@ public sealed class SessionState
 public sealed class DecodingSessionGrain(
     [PersistentState("session", SpaGrainsHosting.SessionStorage)] IPersistentState<SessionState> state,
     IOptions<SpaModelOptions> options,
+    IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
-    SpaMetrics metrics) : Grain, IDecodingSessionGrain
+    SpaMetrics metrics) : Grain, IDecodingSessionGrain, IRemindable
 {
+    private const string RetentionReminder = "retention";
+
     private CloudGate? _gate; // switch and spa; null after a re-activation: built again from the device's plugin
     private IGatePolicy? _policy;
     private int _fed;
@@ -75,6 +91,9 @@ public sealed class DecodingSessionGrain(
     private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
     private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
     private Activity? _generation; // the trace of the generation running now: it spans the calls that pull a token stream
+    private readonly SemaphoreSlim _stepping = new(1, 1); // one token, start or end at a time, whichever call it comes from
+    private Task _persisted = Task.CompletedTask; // the last state write, overlapped with the next token's work
+    private int _unpersisted; // tokens generated since the last write began
 
     private SessionState S => state.State;
     private string Id => this.GetPrimaryKeyString();
@@ -95,19 +114,48 @@ public sealed class DecodingSessionGrain(
     public async IAsyncEnumerable<TokenEvent> GenerateStream(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         await Start(request);
+        await foreach (var token in Stream(0, cancellation)) yield return token;
+    }
+
+    public async IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        if (S.History.Count == 0) throw new InvalidOperationException("the session has no generation to resume");
+        S.MaxGenerated = Math.Max(S.MaxGenerated, maxGenerated);
+        if (fromGenerated < 0 || fromGenerated > Math.Max(S.Generated, S.MaxGenerated))
+            throw new ArgumentOutOfRangeException(nameof(fromGenerated), $"the generation has {S.Generated} tokens and a budget of {S.MaxGenerated}; {fromGenerated} cannot have been received");
+        await Retain();
+        BeginGeneration();
+        await foreach (var token in Stream(fromGenerated, cancellation)) yield return token;
+    }
+
+    /// <summary>
+    /// Yields the tokens from index <paramref name="from"/>: those in the history first, then new ones up to the budget;
+    /// stores the state at the end. A stream's token calls interleave with other calls (Orleans runs them so), and a
+    /// caller whose stream broke may resume while its old stream's last token is still being made: that token lands in
+    /// the history and is yielded from there.
+    /// </summary>
+    private async IAsyncEnumerable<TokenEvent> Stream(int from, [EnumeratorCancellation] CancellationToken cancellation)
+    {
+        int next = from;
         try
         {
-            for (int produced = 0; produced < request.MaxTokens && !S.Finished; produced++)
+            while (true)
             {
+                for (; next < S.Generated; next++)
+                    yield return new TokenEvent(next, S.History[S.PromptLength + next], Edge: false, Degraded: false);
+                if (S.Generated >= S.MaxGenerated || S.Finished) break;
                 cancellation.ThrowIfCancellationRequested();
-                yield return await NextToken();
+                var token = await NextToken();
+                if (token?.Index != next) continue;
+                next++;
+                yield return token;
             }
         }
         finally
         {
             EndGeneration();
             await _published;
-            await state.WriteStateAsync();
+            await Persist();
         }
     }
 
@@ -123,20 +171,64 @@ public sealed class DecodingSessionGrain(
         _generation = null;
     }
 
+    public ValueTask<SessionSnapshot?> Describe() => ValueTask.FromResult(S.History.Count == 0 ? null
+        : new SessionSnapshot(S.User, [.. S.History], S.PromptLength, S.MaxGenerated, S.Finished, Result([])));
+
+    public ValueTask Release() => new(Exclusively(async () =>
+    {
+        if (S.History.Count == 0) return;
+        await ReleaseShards();
+        _fed = 0;
+        await DropGate();
+        Inactive();
+        S.ExpiresAt = DateTimeOffset.UtcNow + sessionOptions.Value.Retention;
+        await Persist(always: true);
+        await this.RegisterOrUpdateReminder(RetentionReminder, sessionOptions.Value.Retention, Max(sessionOptions.Value.Retention, TimeSpan.FromMinutes(1)));
+    }));
+
+    public async Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (reminderName != RetentionReminder) return;
+        if (S.ExpiresAt is { } expires && expires > DateTimeOffset.UtcNow) return;
+        if (S.ExpiresAt is not null) await End();
+        if (await this.GetReminder(RetentionReminder) is { } reminder) await this.UnregisterReminder(reminder);
+    }
+
+    /// <summary>A released session that is resumed is in use again: it no longer expires.</summary>
+    private async Task Retain()
+    {
+        if (S.ExpiresAt is null) return;
+        S.ExpiresAt = null;
+        if (await this.GetReminder(RetentionReminder) is { } reminder) await this.UnregisterReminder(reminder);
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>Writes the state, unless every token is in the write in flight (or <paramref name="always"/>), once that write is done.</summary>
+    private async Task Persist(bool always = false)
+    {
+        await _persisted;
+        if (_unpersisted == 0 && !always) return;
+        _unpersisted = 0;
+        _persisted = state.WriteStateAsync();
+        await _persisted;
+    }
+
     public ValueTask<GenerationResult> GetStatus() => ValueTask.FromResult(Result([]));
 
     public ValueTask<int[]> GetHistory() => ValueTask.FromResult(S.History.ToArray());
 
-    public async ValueTask End()
+    public ValueTask End() => new(Exclusively(async () =>
     {
         await ReleaseShards();
+        await _persisted;
         await state.ClearStateAsync();
         state.State = new SessionState();
         await DropGate();
         _fed = 0;
         _sampler = null;
         Inactive();
-    }
+    }));
 
     private void Inactive()
     {
@@ -144,18 +236,32 @@ public sealed class DecodingSessionGrain(
         _active = false;
     }
 
+    /// <summary>Frees the session's cache slots; a shard whose silo died holds none, so a silo loss is no failure here.</summary>
     private async Task ReleaseShards()
     {
-        if (S.Shards > 0) await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(k => Shard(k).Release(Id).AsTask()));
+        if (S.Shards == 0) return;
+        await Task.WhenAll(Enumerable.Range(0, S.Shards).Select(async k =>
+        {
+            try
+            {
+                await Shard(k).Release(Id);
+            }
+            catch (Exception e) when (SiloLoss.IsSiloLoss(e))
+            {
+            }
+        }));
     }
 
-    private async Task Start(GenerationRequest request)
+    private Task Start(GenerationRequest request) => Exclusively(() => Begin(request));
+
+    private async Task Begin(GenerationRequest request)
     {
         if (request.PromptTokens is not { Length: > 0 }) throw new ArgumentException("the prompt has no tokens");
         if (request.MaxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(request), "max tokens must be positive");
         int shards = request.Shards > 0 ? request.Shards : options.Value.Shards;
         var model = string.IsNullOrEmpty(request.Model) ? options.Value.EffectiveModelName : request.Model;
-        var description = await Shard(model, shards - 1, shards).Describe();
+        var description = await SiloLoss.RetryAsync(() => Shard(model, shards - 1, shards).Describe().AsTask(), $"describing shard {shards - 1} of {model}",
+            sessionOptions.Value.Retry);
         if (request.PromptTokens.Length >= description.MaxSequenceLength)
             throw new ArgumentException($"the prompt has {request.PromptTokens.Length} tokens but the model's context holds {description.MaxSequenceLength}, leaving no room to generate");
         if (request.PromptTokens.Any(t => (uint)t >= (uint)description.VocabSize))
@@ -177,6 +283,7 @@ public sealed class DecodingSessionGrain(
         if (request.MBudget is { } budget && !(budget is >= 0 and <= 1)) throw new ArgumentException($"the round-trip budget m_budget must be in [0, 1], got {budget}");
         if (request.Tau is not null && request.MBudget is not null) throw new ArgumentException("give tau or m_budget, not both");
         await DropGate();
+        await Retain();
         var fallbacks = 0L;
         if (mode != SessionModes.Base)
         {
@@ -220,6 +327,7 @@ public sealed class DecodingSessionGrain(
             User = request.User,
             Fallback = request.Fallback,
             Fallbacks = fallbacks,
+            MaxGenerated = request.MaxTokens,
         };
         _policy = null;
         _fed = 0;
@@ -234,17 +342,21 @@ public sealed class DecodingSessionGrain(
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
         var produced = new List<int>();
+        S.MaxGenerated = S.Generated + maxTokens;
         try
         {
             while (produced.Count < maxTokens && !S.Finished)
-                produced.Add((await NextToken()).Token);
+            {
+                if (await NextToken() is not { } token) break;
+                produced.Add(token.Token);
+            }
         }
         finally
         {
             EndGeneration();
         }
         await _published;
-        await state.WriteStateAsync();
+        await Persist();
         return Result([.. produced]);
     }
 
@@ -256,6 +368,7 @@ public sealed class DecodingSessionGrain(
     {
         Inactive();
         EndGeneration();
+        await Persist();
         await DropGate();
     }
 
@@ -266,12 +379,31 @@ public sealed class DecodingSessionGrain(
         if (gate is not null) await gate.DisposeAsync();
     }
 
+    /// <summary>The next token, or null when the generation reached its budget or its end meanwhile.</summary>
+    private Task<TokenEvent?> NextToken() => Exclusively(async () => S.Generated < S.MaxGenerated && !S.Finished ? await Step() : null);
+
+    /// <summary>Runs <paramref name="work"/> when no token, start or end of this session is running.</summary>
+    private async Task<T> Exclusively<T>(Func<Task<T>> work)
+    {
+        await _stepping.WaitAsync();
+        try
+        {
+            return await work();
+        }
+        finally
+        {
+            _stepping.Release();
+        }
+    }
+
+    private Task Exclusively(Func<Task> work) => Exclusively(async () => { await work(); return true; });
+
     /// <summary>
     /// Feeds the history the shards have not seen, picks the next token, appends it and publishes it. Stops the
     /// generation at end of sequence (EOS, or BOS which llama2.c models emit between stories) or when the context is
     /// full, as the in-process <see cref="Spa.Model.Generation.Generator"/> does.
     /// </summary>
-    private async Task<TokenEvent> NextToken()
+    private async Task<TokenEvent> Step()
     {
         long started = Stopwatch.GetTimestamp();
         using var trace = SpaTracing.StartToken(_generation, S.Mode, S.Shards, S.History.Count - S.PromptLength);
@@ -286,12 +418,13 @@ public sealed class DecodingSessionGrain(
             step = await Pipeline(history, 0, ladder, split, record)
                 ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
         }
-        _fed = history.Length;
+        await _persisted; // the state changes from here on
         var usage = step.Edge;
         if (usage.Degraded) await FallBack(usage.Failure);
         var (logits, asked) = ladder ? await WithSideNetwork(step, usage, trace) : (step.Logits, split is not null && !usage.Degraded);
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
+        _fed = history.Length; // only now: a failure before leaves the shards ahead of the history, and they ask for a replay
         S.GeneratedTokens++;
         S.Transmissions += usage.Transmissions;
         S.BytesUp += usage.BytesUp;
@@ -305,12 +438,19 @@ public sealed class DecodingSessionGrain(
         if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
-        var token = new TokenEvent(S.History.Count - S.PromptLength - 1, next, asked, usage.Degraded);
+        var token = new TokenEvent(S.Generated - 1, next, asked, usage.Degraded);
+        int every = sessionOptions.Value.PersistEveryTokens;
+        if (++_unpersisted >= every && every > 0)
+        {
+            _unpersisted = 0;
+            _persisted = state.WriteStateAsync();
+        }
         if (options.Value.PublishTokens)
         {
             // One publication in flight at a time keeps the stream in order; it runs while the next token is computed.
             await _published;
-            _published = (_tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id))).OnNextAsync(token);
+            var stream = _tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
+            _published = SiloLoss.RetryAsync(() => stream.OnNextAsync(token), $"publishing token {token.Index} of session '{Id}'", sessionOptions.Value.Retry);
         }
         return token;
     }
@@ -426,7 +566,8 @@ public sealed class DecodingSessionGrain(
         for (int k = 0; k < S.Shards; k++)
         {
             var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split, recordRoundTrips);
-            var result = await Shard(k).Step(request);
+            var shard = Shard(k);
+            var result = await SiloLoss.RetryAsync(() => shard.Step(request).AsTask(), $"step of session '{Id}' on shard {k}", sessionOptions.Value.Retry);
             if (result.NeedsReplay) return null;
             if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));

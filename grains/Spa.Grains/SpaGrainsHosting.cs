@@ -28,6 +28,7 @@ public static class SpaGrainsHosting
     {
         services.Configure<SpaModelOptions>(configuration.GetSection(SpaModelOptions.Section));
         services.Configure<EdgeOptions>(configuration.GetSection(EdgeOptions.Section));
+        services.Configure<SpaSessionOptions>(configuration.GetSection(SpaSessionOptions.Section));
         return services.AddSpaServices();
     }
 
@@ -41,8 +42,11 @@ public static class SpaGrainsHosting
     }
 
     /// <summary>What the grains take besides their options: the model host and the meter (with the meter factory, which a bare service collection lacks).</summary>
-    private static IServiceCollection AddSpaServices(this IServiceCollection services) =>
-        services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
+    private static IServiceCollection AddSpaServices(this IServiceCollection services)
+    {
+        services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
+        return services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
+    }
 
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo) =>

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Spa.Grains;
 using StopStrings = Spa.Model.Generation.StopStrings;
 
@@ -12,10 +13,17 @@ namespace Spa.Silo;
 /// <c>POST /v1/completions</c>: tokenizes the prompt, runs a new decoding session grain, turns its tokens into text
 /// (a streaming decoder, so characters spread over byte tokens come out whole), cuts at stop strings, and answers in
 /// one JSON body or as Server-Sent Events. Both ways consume the grain's token stream, so that a stop string ends the
-/// generation at once and a client that goes away cancels it; the session is ended afterwards, freeing its KV caches.
+/// generation at once and a client that goes away cancels it. When the session's silo dies, the stream is resumed on a
+/// survivor (<see cref="SiloLoss.Generate"/>) without losing or repeating a token. The session is released afterwards:
+/// its KV caches are freed, and its history stays for the retention period, so that the client can read it back or
+/// resume it through <see cref="SessionsEndpoint"/> with the completion's id.
 /// </summary>
-internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, SpaMetrics metrics, ILogger<CompletionsEndpoint> logger)
+internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, SpaMetrics metrics,
+    IOptions<SpaSessionOptions> sessions, ILogger<CompletionsEndpoint> logger)
 {
+    /// <summary>A completion's id: this prefix and its session's key.</summary>
+    public const string IdPrefix = "cmpl-";
+
     public async Task Handle(HttpContext context)
     {
         var aborted = context.RequestAborted;
@@ -45,27 +53,58 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             return;
         }
 
-        using var admitted = admission.TryEnter();
-        if (admitted is null)
-        {
-            context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await new ApiError(StatusCodes.Status429TooManyRequests,
-                $"the server is at capacity ({admission.Limit} generations at once): retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
-                type: "server_error").WriteAsync(context.Response);
-            return;
-        }
+        using var admitted = await Admit(context);
+        if (admitted is null) return;
 
         var sessionId = Guid.NewGuid().ToString("N");
         using var trace = SpaTracing.StartCompletion(sessionId, request.Plugin.Mode, request.MaxTokens, request.Stream);
-        var completion = new Completion("cmpl-" + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens]);
+        var completion = new Completion(IdPrefix + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens], [.. promptTokens]);
         var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
         var sampling = request.Sampling;
         var plugin = request.Plugin;
         var generation = new GenerationRequest([.. promptTokens], request.MaxTokens, served.Shards, served.Name,
             sampling.Temperature, sampling.TopP, sampling.TopK, unchecked((long)sampling.Seed), sampling.RepetitionPenalty,
             plugin.Mode, plugin.DeviceId, plugin.Tau, (string)context.Items[SiloHost.UserItem]!, plugin.MBudget, plugin.Fallback);
+        var tokens = SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(completion.Id, e), aborted);
+        await Respond(context, session, tokens, request.Stream, request.Stop, completion, plugin.Mode, trace);
+    }
+
+    /// <summary>
+    /// Goes on with a stored session (<c>POST /v1/sessions/{id}/resume</c>): its tokens from <paramref name="from"/>,
+    /// stored first, then new ones up to a budget of <paramref name="maxGenerated"/> tokens, as a completion of that id.
+    /// </summary>
+    public async Task Resume(HttpContext context, string id, IDecodingSessionGrain session, SessionSnapshot stored, int from, int maxGenerated, bool stream)
+    {
+        using var admitted = await Admit(context);
+        if (admitted is null) return;
+        using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream);
+        var completion = new Completion(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, stored.History[..stored.PromptLength],
+            stored.History[..(stored.PromptLength + from)]);
+        var tokens = SiloLoss.Resume(session, from, maxGenerated, sessions.Value.Retry, e => SessionMoved(id, e), context.RequestAborted);
+        await Respond(context, session, tokens, stream, [], completion, stored.Status.Mode, trace);
+    }
+
+    /// <summary>A place among the generations running at once, or null after answering 429.</summary>
+    private async Task<IDisposable?> Admit(HttpContext context)
+    {
+        var admitted = admission.TryEnter();
+        if (admitted is not null) return admitted;
+        context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await new ApiError(StatusCodes.Status429TooManyRequests,
+            $"the server is at capacity ({admission.Limit} generations at once): retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
+            type: "server_error").WriteAsync(context.Response);
+        return null;
+    }
+
+    private void SessionMoved(string id, Exception e) =>
+        logger.LogWarning("completion {Id}: the session's silo is lost ({Reason}); resuming it on another silo", id, e.Message);
+
+    private async Task Respond(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerable<TokenEvent> stream, bool streamed,
+        IReadOnlyList<string> stop, Completion completion, string mode, Activity? trace)
+    {
+        var aborted = context.RequestAborted;
         var clock = Stopwatch.StartNew();
-        await using var tokens = session.GenerateStream(generation, aborted).GetAsyncEnumerator(aborted);
+        await using var tokens = stream.GetAsyncEnumerator(aborted);
         try
         {
             // The first token, or the request's refusal (bad device, wrong owner, ...), comes before any response is sent.
@@ -80,10 +119,10 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
                 await refusal.WriteAsync(context.Response);
                 return;
             }
-            if (request.Stream) await Stream(context, session, tokens, any, request, completion, aborted);
-            else await Whole(context, session, tokens, any, request, completion, aborted);
+            if (streamed) await Stream(context, session, tokens, any, stop, completion, aborted);
+            else await Whole(context, session, tokens, any, stop, completion, aborted);
             SpaTracing.CompletionDone(trace, completion.CompletionTokens, completion.FinishReason);
-            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, plugin.Mode, clock.Elapsed.TotalMilliseconds);
+            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, mode, clock.Elapsed.TotalMilliseconds);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
@@ -93,11 +132,11 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         {
             try
             {
-                await session.End();
+                await SiloLoss.RetryAsync(() => session.Release().AsTask(), $"releasing session {completion.Id}", sessions.Value.Retry);
             }
             catch (Exception e)
             {
-                logger.LogWarning(e, "could not end session {Session}", sessionId);
+                logger.LogWarning(e, "could not release session {Session}", completion.Id);
             }
         }
     }
@@ -115,12 +154,12 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     private static ApiError Failure(Exception e) => Refusal(e) ?? new ApiError(500, $"generation failed: {e.Message}", type: "server_error");
 
     private async Task Whole(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
-        CompletionRequest request, Completion completion, CancellationToken aborted)
+        IReadOnlyList<string> stop, Completion completion, CancellationToken aborted)
     {
         var text = new StringBuilder();
         try
         {
-            await Run(tokens, any, request, completion, (piece, _) => { text.Append(piece); return Task.CompletedTask; });
+            await Run(tokens, any, stop, completion, (piece, _) => { text.Append(piece); return Task.CompletedTask; });
             completion.Status = await session.GetStatus();
         }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
@@ -133,7 +172,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     }
 
     private async Task Stream(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
-        CompletionRequest request, Completion completion, CancellationToken aborted)
+        IReadOnlyList<string> stop, Completion completion, CancellationToken aborted)
     {
         var response = context.Response;
         response.ContentType = "text/event-stream";
@@ -149,7 +188,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
 
         try
         {
-            await Run(tokens, any, request, completion, (piece, token) => Send(completion.Chunk(piece, token)));
+            await Run(tokens, any, stop, completion, (piece, token) => Send(completion.Chunk(piece, token)));
             completion.Status = await session.GetStatus();
         }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
@@ -168,12 +207,12 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     /// Consumes the session's tokens (the first already fetched), handing each piece of final text and the token that
     /// completed it to <paramref name="onText"/>.
     /// </summary>
-    private async Task Run(IAsyncEnumerator<TokenEvent> tokens, bool any, CompletionRequest request, Completion completion,
+    private async Task Run(IAsyncEnumerator<TokenEvent> tokens, bool any, IReadOnlyList<string> stop, Completion completion,
         Func<string, TokenEvent?, Task> onText)
     {
         var decoder = served.Tokenizer.CreateStreamDecoder();
-        foreach (var id in completion.PromptTokens) decoder.Push(id); // the first piece decodes in the prompt's context
-        var stops = new StopStrings(request.Stop);
+        foreach (var id in completion.Context) decoder.Push(id); // the first piece decodes in the context of the tokens before it
+        var stops = new StopStrings(stop);
         string? finish = null;
         for (bool more = any; more; more = await tokens.MoveNextAsync())
         {
@@ -195,11 +234,14 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         completion.FinishReason = finish ?? "length";
     }
 
-    /// <summary>One completion's identity and counters, and its JSON bodies (whole, or one stream chunk).</summary>
-    private sealed class Completion(string id, long created, string model, int[] promptTokens)
+    /// <summary>
+    /// One completion's identity and counters, and its JSON bodies (whole, or one stream chunk). <paramref name="context"/>:
+    /// the tokens before its first (the prompt, and for a resumed session the generated tokens the client has).
+    /// </summary>
+    private sealed class Completion(string id, long created, string model, int[] promptTokens, int[] context)
     {
         public string Id => id;
-        public int[] PromptTokens => promptTokens;
+        public int[] Context => context;
         public int CompletionTokens { get; set; }
         public string FinishReason { get; set; } = "length";
         public GenerationResult? Status { get; set; }

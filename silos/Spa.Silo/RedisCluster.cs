@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Clustering.Redis;
@@ -11,11 +12,21 @@ namespace Spa.Silo;
 
 /// <summary>
 /// The several-process cluster: silos find each other through a membership table in Redis and keep grain state
-/// there (sessions, and the stream subscriptions of "PubSubStore"), so a session outlives the silo that ran it. In a
-/// pod, Orleans' Kubernetes hosting adds what the pod knows: the silo's name and address, and the other silos' pods.
+/// there (sessions, and the stream subscriptions of "PubSubStore"), so a session outlives the silo that ran it, and
+/// its reminders (a released session's retention). In a pod, Orleans' Kubernetes hosting adds what the pod knows: the
+/// silo's name and address, and the other silos' pods.
+/// <para>
+/// Membership decides how soon a dead silo's grains come back elsewhere: a silo is declared dead after
+/// <see cref="ClusterMembershipOptions.NumMissedProbesLimit"/> probes that go unanswered for
+/// <see cref="ClusterMembershipOptions.ProbeTimeout"/> each. Defaults here: 3 probes of 2 s (Orleans': 3 of 5 s), so a
+/// generation on a dead silo waits some 6 to 10 s; the section <see cref="MembershipSection"/> overrides any of
+/// Orleans' <see cref="ClusterMembershipOptions"/>.
+/// </para>
 /// </summary>
 internal static class RedisCluster
 {
+    public const string MembershipSection = "Spa:Cluster:Membership";
+
     /// <summary>Connects to <see cref="SiloHostOptions.Redis"/>, or throws with a one-line reason within the connect timeout.</summary>
     public static ConnectionMultiplexer Connect(SiloHostOptions options)
     {
@@ -37,9 +48,9 @@ internal static class RedisCluster
     /// Redis clustering and storage over <paramref name="redis"/>, which the container then owns: resolved from it by
     /// the providers' options (and so disposed with the host), and shared, so that no provider closes it.
     /// </summary>
-    public static void Configure(ISiloBuilder silo, SiloHostOptions options, ConnectionMultiplexer redis)
+    public static void Configure(ISiloBuilder silo, SiloHostOptions options, ConnectionMultiplexer redis, IConfiguration configuration)
     {
-        var configuration = options.RedisConfiguration();
+        var redisConfiguration = options.RedisConfiguration();
         silo.Services.AddSingleton<IConnectionMultiplexer>(_ => redis);
         silo.Configure<ClusterOptions>(cluster =>
         {
@@ -59,18 +70,24 @@ internal static class RedisCluster
             silo.ConfigureEndpoints(IPAddress.Parse(options.Advertise ?? IPAddress.Loopback.ToString()), options.SiloPort, options.GatewayPort,
                 listenOnAnyHostAddress: false);
         }
-        silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = configuration);
+        silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = redisConfiguration);
+        silo.Services.AddOptions<ClusterMembershipOptions>()
+            .Configure(membership => (membership.ProbeTimeout, membership.NumMissedProbesLimit) = (TimeSpan.FromSeconds(2), 3))
+            .Bind(configuration.GetSection(MembershipSection));
         silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
             clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
         foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
         {
             silo.AddRedisGrainStorage(name, storage =>
             {
-                storage.ConfigurationOptions = configuration;
+                storage.ConfigurationOptions = redisConfiguration;
                 storage.DeleteStateOnClear = true; // an ended session leaves nothing behind; without it, every request would leave a key
             });
             silo.Services.AddOptions<RedisStorageOptions>(name).Configure<IConnectionMultiplexer>((storage, shared) =>
                 storage.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
         }
+        silo.UseRedisReminderService(reminders => reminders.ConfigurationOptions = redisConfiguration);
+        silo.Services.AddOptions<RedisReminderTableOptions>().Configure<IConnectionMultiplexer>((reminders, shared) =>
+            reminders.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
     }
 }

@@ -65,8 +65,9 @@ public static class SiloHost
             {
                 silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ServiceId!, clusterId: options.ClusterId!);
                 silo.AddSpaMemoryStorage();
+                silo.UseInMemoryReminderService();
             }
-            else RedisCluster.Configure(silo, options, redis);
+            else RedisCluster.Configure(silo, options, redis, builder.Configuration);
             silo.AddSpaModel(builder.Configuration);
             silo.AddActivityPropagation(); // a grain call carries its caller's trace, so a completion is one trace across silos
             silo.AddDashboard();
@@ -78,6 +79,7 @@ public static class SiloHost
         builder.Services.AddSingleton<ServedModel>();
         builder.Services.AddSingleton<CompletionsEndpoint>();
         builder.Services.AddSingleton<DevicesEndpoint>();
+        builder.Services.AddSingleton<SessionsEndpoint>();
         builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
         builder.Services.AddSingleton<Admission>();
         builder.Services.AddHostedService<ModelWarmup>(); // after the silo's own hosted service, so it starts once the silo is up
@@ -221,5 +223,8 @@ public static class SiloHost
         app.MapPost("/v1/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().Handle(context));
         app.MapPost("/v1/devices", (HttpContext context) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Register(context));
         app.MapGet("/v1/devices/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Get(context, id));
+        app.MapGet("/v1/sessions/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<SessionsEndpoint>().Get(context, id));
+        app.MapPost("/v1/sessions/{id}/resume", (HttpContext context, string id) => context.RequestServices.GetRequiredService<SessionsEndpoint>().Resume(context, id));
+        app.MapDelete("/v1/sessions/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<SessionsEndpoint>().Delete(context, id));
     }
 }

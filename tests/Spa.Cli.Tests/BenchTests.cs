@@ -79,6 +79,21 @@ public sealed class BenchTests
         Assert.Contains(".NET", machine.GetProperty("runtime").GetString());
     }
 
+    [Fact]
+    public async Task PersistenceBenchmarkComparesBothSettingsOnTheSameTokens()
+    {
+        var run = await Spa.RunAsync("bench", "persistence", "--model", SharedData.Stories260K, "--tokens", "8", "--repeats", "1", "--shards", "2");
+
+        Expect.Success(run);
+        Expect.NoStackTrace(run);
+        var rows = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.All(rows, row => Assert.Equal("memory", row[0]));
+        Assert.Equal(1.0, double.Parse(rows[0][^1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.All(rows, row => Assert.True(double.Parse(row[^2], System.Globalization.CultureInfo.InvariantCulture) > 0, string.Join(' ', row)));
+        Assert.Contains("--tokens must be positive", (await Spa.RunAsync("bench", "persistence", "--tokens", "0")).Stderr);
+    }
+
     [Theory]
     [InlineData("--shards 0", "--shards")]
     [InlineData("--shards 6", "at most 5 shards")]

@@ -25,7 +25,14 @@ public abstract class ClusterFixture : IAsyncLifetime
     /// <summary>Spa:Accelerators:Devices of the silo named <paramref name="siloName"/> ("Silo_0", ...); null: its default.</summary>
     protected virtual string? DevicesOf(string siloName) => null;
 
-    public async Task InitializeAsync()
+    /// <summary>Grain storage for sessions, devices and stream subscriptions, and anything else a cluster needs of its silos.</summary>
+    protected virtual void ConfigureSilo(ISiloBuilder silo) => silo.AddSpaMemoryStorage();
+
+    protected virtual void ConfigureClient(IClientBuilder client)
+    {
+    }
+
+    public virtual async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(Silos);
         long budget = KvCacheBytesPerShard;
@@ -40,16 +47,20 @@ public abstract class ClusterFixture : IAsyncLifetime
             if (DevicesOf(options.SiloName) is { } devices)
                 configuration.AddInMemoryCollection([new($"{Placement.AcceleratorOptions.Section}:Devices", devices)]);
             silo.AddAcceleratorPlacement(configuration.Build());
-            silo.AddSpaMemoryStorage();
+            ConfigureSilo(silo);
         });
-        builder.ConfigureClient(client => client.AddMemoryStreams(TokenStreams.Provider));
+        builder.ConfigureClient(client =>
+        {
+            client.AddMemoryStreams(TokenStreams.Provider);
+            ConfigureClient(client);
+        });
         Cluster = builder.Build();
         await Cluster.DeployAsync();
         // A silo places shards only on the silos its cluster manifest lists; deployment waits for membership alone.
         if (Silos > 1) await Cluster.WaitForClusterManifestToStabilizeAsync();
     }
 
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+    public virtual async Task DisposeAsync() => await Cluster.DisposeAsync();
 }
 
 public sealed class DefaultBudgetCluster : ClusterFixture

@@ -37,7 +37,7 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
         var deviceId = await Devices.Simulated(fixture.Grains, kind, Owner);
         var device = fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId);
         var combination = SessionModes.Split(mode) ? CombinationMode.Parallel : PluginNames.ParseMode(mode);
-        var expected = InProcess(Devices.Directory(kind), combination);
+        var expected = InProcess(Devices.Directory(kind), combination, Prompt, Tokens);
         if (mode is SessionModes.Parallel or SessionModes.Lora or SessionModes.Adapter)
             Assert.NotEqual(Reference.Greedy(Prompt, Tokens), expected.Tokens); // the plugin matters
 
@@ -98,7 +98,7 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
         lock (received) Assert.Equal(streamed, received);
         Assert.Contains(streamed, t => t.Edge);
         Assert.Contains(streamed, t => !t.Edge);
-        Assert.Equal(InProcess(Devices.Directory(PluginKind.Ladder), CombinationMode.Spa).Tokens, streamed.Select(t => t.Token));
+        Assert.Equal(InProcess(Devices.Directory(PluginKind.Ladder), CombinationMode.Spa, Prompt, Tokens).Tokens, streamed.Select(t => t.Token));
     }
 
     [Fact]
@@ -156,12 +156,12 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
     };
 
     /// <summary>The in-process engine with the same plugin: its tokens and its transport's round trips and bytes.</summary>
-    private static (int[] Tokens, long RoundTrips, long BytesUp, long BytesDown) InProcess(string directory, CombinationMode mode) => Reference.WithModel(model =>
+    public static (int[] Tokens, long RoundTrips, long BytesUp, long BytesDown) InProcess(string directory, CombinationMode mode, int[] prompt, int tokens) => Reference.WithModel(model =>
     {
         using var plugin = PersonalPlugin.Load(directory, model);
         var stepper = new PluginStepper(model, plugin, mode, new EdgeTransport(ActivationType.Fp32), TapPlacement.Edge, () => new ThresholdPolicy(GateTau));
-        int[] tokens = [.. new Generator(stepper).Decode(Prompt, Tokens, SamplingOptions.Greedy).Select(t => t.Id)];
-        return (tokens, stepper.Transport.RoundTrips, stepper.Transport.BytesUp, stepper.Transport.BytesDown);
+        int[] generated = [.. new Generator(stepper).Decode(prompt, tokens, SamplingOptions.Greedy).Select(t => t.Id)];
+        return (generated, stepper.Transport.RoundTrips, stepper.Transport.BytesUp, stepper.Transport.BytesDown);
     });
 }
 

@@ -5,8 +5,9 @@ using Spa.Grains;
 namespace Spa.Silo.Tests;
 
 /// <summary>
-/// One user's device is out of another user's reach: no mode uses it, streaming or not, and neither a plain nor a
-/// simulated re-registration takes it over. Reading another user's device (403) and a device's wrong secret are
+/// One user's sessions and devices are out of another user's reach. A session: reading it, resuming it (whole or
+/// streamed) and deleting it answer 404 as for an id never issued, and leave it as it was. A device: no mode uses it,
+/// streaming or not, and neither a plain nor a simulated re-registration takes it over. Reading another user's device (403) and a device's wrong secret are
 /// tested in <see cref="PluginCompletionTests"/> and <see cref="ConnectedDeviceTests"/>.
 /// </summary>
 [Collection(ServerCollection.Name)]
@@ -28,6 +29,24 @@ public sealed class IsolationTests(ServerFixture server)
                     HttpStatusCode.Forbidden)).GetProperty("error");
                 Assert.Equal("device_forbidden", error.GetProperty("code").GetString());
             }
+    }
+
+    [Fact]
+    public async Task AnotherUsersSessionCannotBeReadResumedStreamedOrDeleted()
+    {
+        using var alice = server.Client();
+        using var bob = server.Client(ServerFixture.OtherKey);
+        var (id, text) = await SessionsApiTests.Complete(alice, "The little dog", 8);
+
+        var refused = (await SessionsApiTests.Read(bob, id, HttpStatusCode.NotFound)).GetProperty("error");
+        Assert.Equal("session_not_found", refused.GetProperty("code").GetString());
+        foreach (var stream in new[] { false, true })
+            await PluginCompletionTests.Send(bob, $"/v1/sessions/{id}/resume", JsonSerializer.Serialize(new { max_tokens = 4, stream }), HttpStatusCode.NotFound);
+        using (var deleted = await bob.DeleteAsync($"/v1/sessions/{id}")) Assert.Equal(HttpStatusCode.NotFound, deleted.StatusCode);
+
+        var stored = await SessionsApiTests.Read(alice, id);
+        Assert.Equal(8, stored.GetProperty("generated_tokens").GetInt32());
+        Assert.Equal(text, stored.GetProperty("text").GetString());
     }
 
     [Fact]

@@ -83,7 +83,15 @@ public static class BenchClusterCommand
                     return onePosition.BytesPerSlot * config.MaxSeqLen;
                 });
                 var machine = BenchCommand.Machine(engine, await worker.Run(TorchSharp.torch.get_num_threads));
-                using var silo = BuildSilo(modelPath, modelOptions, bytesPerSession * settings.Sessions, result.GetValue(window), !result.GetValue(noStream));
+                long budget = bytesPerSession * settings.Sessions;
+                double batchWindowMs = result.GetValue(window);
+                bool publishTokens = !result.GetValue(noStream);
+                using var silo = BuildSilo(modelPath, modelOptions, o =>
+                {
+                    o.KvCacheBytesPerShard = budget;
+                    o.BatchWindowMs = batchWindowMs;
+                    o.PublishTokens = publishTokens;
+                }, silo => silo.AddSpaMemoryStorage());
                 await silo.StartAsync(cancellation);
                 try
                 {
@@ -112,10 +120,10 @@ public static class BenchClusterCommand
     }
 
     /// <summary>
-    /// The silo of <c>spa serve</c> without its HTTP side: localhost clustering on free ports, memory storage for the
-    /// sessions, the model host with the given per-shard KV-cache budget and batching window.
+    /// The silo of <c>spa serve</c> without its HTTP side: localhost clustering on free ports, the model host with the
+    /// model options <paramref name="configure"/> sets beside the model's, and the grain storage <paramref name="storage"/> adds.
     /// </summary>
-    private static IHost BuildSilo(string modelPath, ModelOptions options, long kvCacheBytesPerShard, double batchWindowMs, bool publishTokens)
+    internal static IHost BuildSilo(string modelPath, ModelOptions options, Action<SpaModelOptions> configure, Action<ISiloBuilder> storage)
     {
         // No configuration files or environment: the benchmark measures the settings it reports.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -127,7 +135,7 @@ public static class BenchClusterCommand
         builder.UseOrleans(silo =>
         {
             silo.UseLocalhostClustering(siloPort, gatewayPort);
-            silo.AddSpaMemoryStorage();
+            storage(silo);
             silo.AddAcceleratorPlacement(builder.Configuration);
             silo.AddActivityPropagation(); // as spa serve: what a recorded trace costs includes Orleans' grain-call activities
             silo.AddSpaModel(o =>
@@ -136,9 +144,7 @@ public static class BenchClusterCommand
                 o.Device = options.Device;
                 o.DType = options.DType;
                 o.Threads = options.Threads;
-                o.KvCacheBytesPerShard = kvCacheBytesPerShard;
-                o.BatchWindowMs = batchWindowMs;
-                o.PublishTokens = publishTokens;
+                configure(o);
             });
             // Many sessions of many tokens can take longer than Orleans' default 30 s response timeout for one Generate.
             silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromHours(1));

@@ -18,6 +18,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Decode());
         bench.Subcommands.Add(BenchTrainCommand.Create());
         bench.Subcommands.Add(BenchClusterCommand.Create());
+        bench.Subcommands.Add(BenchPersistenceCommand.Create());
         return bench;
     }
 

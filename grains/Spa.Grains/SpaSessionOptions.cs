@@ -1,0 +1,35 @@
+namespace Spa.Grains;
+
+/// <summary>How sessions keep their state and ride out a dead silo. Bound from the configuration section <see cref="Section"/>.</summary>
+public sealed class SpaSessionOptions
+{
+    public const string Section = "Spa:Sessions";
+
+    /// <summary>
+    /// Write the session to grain storage after every this many tokens (and at the end of each call). 1: a silo that
+    /// dies loses no token. More: fewer writes, and after a silo loss the unwritten tokens are generated again, the same
+    /// ones (greedy, or sampled from the seed: the sampler is rebuilt from seed and history), at the cost of their time.
+    /// 0: only at the end of each call, so a dead silo takes all the tokens of the call it was running.
+    /// </summary>
+    public int PersistEveryTokens { get; set; } = 1;
+
+    /// <summary>How long a released session's history stays readable and resumable after its last call.</summary>
+    public double RetentionMinutes { get; set; } = 60;
+
+    /// <summary>
+    /// How long a call keeps being tried again after a silo loss before it fails: a session's call to a shard whose silo
+    /// died, and the HTTP endpoint's resuming of a session whose silo died.
+    /// </summary>
+    public double RetrySeconds { get; set; } = 60;
+
+    public TimeSpan Retention => TimeSpan.FromMinutes(RetentionMinutes);
+
+    public TimeSpan Retry => TimeSpan.FromSeconds(RetrySeconds);
+
+    public void Validate()
+    {
+        if (PersistEveryTokens < 0) throw new ArgumentException($"{Section}:PersistEveryTokens must not be negative, got {PersistEveryTokens}");
+        if (!(RetentionMinutes > 0)) throw new ArgumentException($"{Section}:RetentionMinutes must be positive, got {RetentionMinutes}");
+        if (!(RetrySeconds > 0)) throw new ArgumentException($"{Section}:RetrySeconds must be positive, got {RetrySeconds}");
+    }
+}

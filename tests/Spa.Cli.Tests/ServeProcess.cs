@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.Hosting;
+using Orleans.Configuration;
+using Spa.Testing;
+using StackExchange.Redis;
+
+namespace Spa.Cli.Tests;
+
+/// <summary>A <c>spa serve --redis</c> process of a test's cluster and an HTTP client for it that sends <see cref="Key"/>.</summary>
+public sealed record ServeProcess(ChildProcess Process, HttpClient Http, int SiloPort) : IAsyncDisposable
+{
+    public const string Key = "redis-test-key";
+
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+
+    /// <summary>
+    /// Starts a silo joining the cluster in <paramref name="redis"/> (its membership table and grain state), serving
+    /// sessions of <paramref name="shards"/> shards.
+    /// </summary>
+    public static ServeProcess Start(string redis, int http, int siloPort, int gatewayPort, IReadOnlyDictionary<string, string?>? environment = null,
+        int shards = 1)
+    {
+        var process = Spa.Start([
+            "serve", "--model", SharedData.Stories260K, "--http", $"127.0.0.1:{http}", "--api-key", Key, "--shards", shards.ToString(),
+            "--redis", redis, "--silo-port", siloPort.ToString(), "--gateway-port", gatewayPort.ToString(),
+        ], environment);
+        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(60) };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", Key);
+        return new ServeProcess(process, client, siloPort);
+    }
+
+    /// <summary>An Orleans client of the cluster in <paramref name="redis"/> (the default cluster and service id, spa), not started.</summary>
+    public static IHost Client(string redis) => new HostBuilder()
+        .UseOrleansClient(client => client
+            .UseRedisClustering(options => options.ConfigurationOptions = ConfigurationOptions.Parse(redis))
+            .Configure<ClusterOptions>(options => (options.ClusterId, options.ServiceId) = ("spa", "spa")))
+        .Build();
+
+    public async Task WaitUntilHealthy()
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.False(Process.HasExited, $"spa serve exited with {(Process.HasExited ? Process.ExitCode : 0)} before it was healthy\n{Process}");
+            Assert.True(clock.Elapsed < StartTimeout, $"not healthy after {StartTimeout.TotalSeconds} s\n{Process}");
+            try
+            {
+                using var response = await Http.GetAsync("/healthz");
+                if (response.StatusCode == HttpStatusCode.OK) return;
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+            await Task.Delay(200);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await Process.DisposeAsync();
+    }
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Spa.Testing;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// A completion's session outlives the request: read back by the completion's id, resumed to a longer generation
+/// (whole or streamed) equal to the in-process engine's, and deleted. Another user's access is in <see cref="IsolationTests"/>.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class SessionsApiTests(ServerFixture server)
+{
+    private const string Prompt = "Lily and Ben went to the park";
+
+    internal static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    /// <summary>A completion of <paramref name="tokens"/> tokens; returns its id and text.</summary>
+    internal static async Task<(string Id, string Text)> Complete(HttpClient client, string prompt, int tokens)
+    {
+        var body = await PluginCompletionTests.Send(client, "/v1/completions", JsonSerializer.Serialize(new { prompt, max_tokens = tokens }), HttpStatusCode.OK);
+        return (body.GetProperty("id").GetString()!, body.GetProperty("choices")[0].GetProperty("text").GetString()!);
+    }
+
+    internal static async Task<JsonElement> Read(HttpClient client, string id, HttpStatusCode expected = HttpStatusCode.OK)
+    {
+        using var response = await client.GetAsync($"/v1/sessions/{id}");
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == expected, $"expected {(int)expected}, got {(int)response.StatusCode}: {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>The text of a streamed resume: its chunks' pieces, checked to end with [DONE].</summary>
+    internal static async Task<string> ResumeStreamed(HttpClient client, string id, string json)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/sessions/{id}/resume") { Content = Json(json) };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var events = new List<string>();
+        await foreach (var data in ServerSentEvents.ReadAsync(await response.Content.ReadAsStreamAsync())) events.Add(data);
+        Assert.Equal("[DONE]", events[^1]);
+        return string.Concat(events[..^1].Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()));
+    }
+
+    [Fact]
+    public async Task ACompletionsSessionIsReadBackResumedAndDeleted()
+    {
+        using var client = server.Client();
+        var (id, text) = await Complete(client, Prompt, 12);
+        var first = Reference.Generate(Prompt, 12);
+        Assert.Equal(first.Text, text);
+
+        var stored = await Read(client, id);
+        Assert.Equal(id, stored.GetProperty("id").GetString());
+        Assert.Equal("length", stored.GetProperty("status").GetString());
+        Assert.Equal(12, stored.GetProperty("generated_tokens").GetInt32());
+        Assert.Equal(first.Tokens, stored.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()));
+        Assert.Equal(text, stored.GetProperty("text").GetString());
+
+        // From the start, 18 more: the whole 30-token generation; then 10 more streamed from token 30.
+        var longer = Reference.Generate(Prompt, 30);
+        var resumed = await PluginCompletionTests.Send(client, $"/v1/sessions/{id}/resume", """{"max_tokens": 18}""", HttpStatusCode.OK);
+        Assert.Equal(id, resumed.GetProperty("id").GetString());
+        Assert.Equal(longer.Text, resumed.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal(30, resumed.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var longest = Reference.Generate(Prompt, 40);
+        Assert.Equal(longest.Text, longer.Text + await ResumeStreamed(client, id, """{"from": 30, "max_tokens": 10, "stream": true}"""));
+        Assert.Equal(longest.Tokens, (await Read(client, id)).GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()));
+
+        await PluginCompletionTests.Send(client, $"/v1/sessions/{id}/resume", """{"from": 41}""", HttpStatusCode.BadRequest);
+        using (var deleted = await client.DeleteAsync($"/v1/sessions/{id}")) Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        await Read(client, id, HttpStatusCode.NotFound);
+        await Read(client, "cmpl-never-issued", HttpStatusCode.NotFound);
+        await Read(client, "not-a-completion-id", HttpStatusCode.NotFound);
+    }
+}
