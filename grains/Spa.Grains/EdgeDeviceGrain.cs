@@ -151,11 +151,7 @@ public sealed class EdgeDeviceGrain(
         var edge = _simulated!;
         var profile = simulated.Profile ?? EdgeProfiles.Local;
         var answer = await TorchWorker.Edge.Run(() => edge.AnswerNow(call));
-        double computeMs = Math.Max(answer.EdgeMs, profile.ComputeMs(edge.Flops(call)));
-        double networkMs = profile.NetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length);
-        double delayMs = computeMs - answer.EdgeMs + networkMs;
-        if (delayMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(delayMs));
-        return answer with { EdgeMs = computeMs };
+        return await profile.Emulate(call, answer, edge.Flops(call));
     }
 
     private EdgeDeviceInfo Info()

@@ -45,4 +45,18 @@ public static class EdgeProfiles
         profile.RoundTripMs
         + (profile.UpMbps > 0 ? bytesUp * 8 / (profile.UpMbps * 1e6) * 1e3 : 0)
         + (profile.DownMbps > 0 ? bytesDown * 8 / (profile.DownMbps * 1e6) * 1e3 : 0);
+
+    /// <summary>
+    /// Holds back a real <paramref name="answer"/> until the profile's device and link would have delivered it: the
+    /// compute time the profile gives for <paramref name="flops"/> beyond the real one, then the link's round trip and
+    /// transfer times. The answer's edge time becomes the profile's compute time.
+    /// </summary>
+    public static async Task<EdgeAnswer> Emulate(this EdgeProfile profile, EdgeCall call, EdgeAnswer answer, double flops)
+    {
+        double computeMs = Math.Max(answer.EdgeMs, profile.ComputeMs(flops));
+        double networkMs = profile.NetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length);
+        double delayMs = computeMs - answer.EdgeMs + networkMs;
+        if (delayMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(delayMs));
+        return answer with { EdgeMs = computeMs };
+    }
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -7,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using Orleans.Connections.Security;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -30,6 +32,7 @@ public static class SiloHost
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         var options = commandLine.WithConfiguration(builder.Configuration);
         options.Validate();
+        var tls = options.LoadTls();
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);
 
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -38,9 +41,11 @@ public static class SiloHost
             [$"{SpaModelOptions.Section}:Shards"] = options.Shards?.ToString(CultureInfo.InvariantCulture),
         });
 
-        if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http));
+        if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http, options.Tls));
         else if (string.IsNullOrWhiteSpace(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
-            builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp));
+            builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp, options.Tls));
+        if (tls is { Certificate: var certificate })
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate));
 
         builder.Logging.AddFilter("Orleans", options.Quiet ? LogLevel.Error : LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
@@ -60,6 +65,7 @@ public static class SiloHost
                 silo.AddSpaMemoryStorage();
             }
             else RedisCluster.Configure(silo, options, redis);
+            if (tls is { } transport) UseTls(silo, transport.Certificate, transport.Trusted);
             silo.AddSpaModel(builder.Configuration);
             silo.AddAcceleratorPlacement(builder.Configuration);
         });
@@ -89,6 +95,18 @@ public static class SiloHost
         }
         return app;
     }
+
+    /// <summary>
+    /// TLS on the gateway (devices and clients) and between silos, with the HTTP endpoint's certificate. A client need
+    /// not present a certificate (devices prove themselves with their secret); a silo that connects to another
+    /// trusts it only when its certificate chains to <paramref name="trusted"/>.
+    /// </summary>
+    private static void UseTls(ISiloBuilder silo, X509Certificate2 certificate, X509Certificate2Collection trusted) =>
+        silo.UseTls(certificate, tls =>
+        {
+            tls.RemoteCertificateMode = RemoteCertificateMode.AllowCertificate;
+            tls.RemoteCertificateValidation = (remote, chain, _) => TransportCertificates.ChainsTo(remote, chain, trusted);
+        });
 
     /// <summary>The URLs Kestrel listens on (with the real port where port 0 was asked); valid once the host has started.</summary>
     public static IReadOnlyList<string> Addresses(WebApplication app) => [.. app.Urls];

@@ -85,13 +85,16 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
         Assert.Equal("offline", await State(client, id));
     }
 
-    private void CopyPlugin()
+    private void CopyPlugin() => CopyPlugin(_copy);
+
+    /// <summary>The test plugin copied to <paramref name="folder"/>, which a test deletes once the device holds it.</summary>
+    internal static void CopyPlugin(string folder)
     {
-        Directory.CreateDirectory(_copy);
-        foreach (var file in Directory.GetFiles(LadderPlugin.Directory)) File.Copy(file, Path.Combine(_copy, Path.GetFileName(file)), overwrite: true);
+        Directory.CreateDirectory(folder);
+        foreach (var file in Directory.GetFiles(LadderPlugin.Directory)) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
     }
 
-    private static async Task<string> State(HttpClient client, string id)
+    internal static async Task<string> State(HttpClient client, string id)
     {
         using var response = await client.GetAsync($"/v1/devices/{id}");
         return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("state").GetString()!;

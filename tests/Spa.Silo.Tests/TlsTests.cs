@@ -1,0 +1,86 @@
+using System.Net;
+using System.Security.Authentication;
+using System.Text.Json;
+using Spa.Testing;
+
+namespace Spa.Silo.Tests;
+
+/// <summary>
+/// TLS on a real host with a self-signed certificate the test makes: HTTPS completions for a client that trusts it,
+/// refusals for plain HTTP and for a client that does not trust it; a real spa-device that connects to the gateway
+/// over TLS and serves a plugin request exactly as the simulated device with the same plugin does; a device that
+/// does not trust the certificate, or speaks plain TCP, never connects.
+/// </summary>
+public sealed class TlsTests : IDisposable
+{
+    private const string Secret = "tls-device-secret-0123456789";
+    private readonly TestCertificate _certificate = new("spa-gateway");
+    private readonly TestCertificate _stranger = new("someone-else");
+    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-tls-plugin-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        _certificate.Dispose();
+        _stranger.Dispose();
+        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
+    }
+
+    [Fact]
+    public async Task HttpsServesATrustingClientAndRefusesPlainHttpAndAnUntrustingClient()
+    {
+        await using var server = ServerFixture.WithTls(_certificate);
+        await server.InitializeAsync();
+        Assert.Equal("https", server.BaseAddress.Scheme);
+
+        using var client = server.Client();
+        var body = await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 20}""", HttpStatusCode.OK);
+        Assert.Equal(Reference.Generate("Once upon a time", 20).Text, body.GetProperty("choices")[0].GetProperty("text").GetString());
+
+        using var plain = new HttpClient { BaseAddress = new UriBuilder(server.BaseAddress) { Scheme = "http" }.Uri, Timeout = TimeSpan.FromSeconds(20) };
+        plain.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        await Assert.ThrowsAsync<HttpRequestException>(() => plain.GetAsync("/v1/models"));
+
+        using var untrusting = server.Client(trusted: _stranger.Certificate);
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => untrusting.GetAsync("/v1/models"));
+        Assert.IsType<AuthenticationException>(refused.InnerException);
+    }
+
+    [Fact]
+    public async Task ADeviceConnectsOverTlsAndServesWhileUntrustingAndPlainDevicesAreRefused()
+    {
+        await using var server = ServerFixture.WithTls(_certificate);
+        await server.InitializeAsync();
+        using var client = server.Client();
+        var simulated = "sim-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices",
+            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = LadderPlugin.Directory } }), HttpStatusCode.Created);
+        var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request(simulated), HttpStatusCode.OK);
+
+        var id = "tls-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
+        ConnectedDeviceTests.CopyPlugin(_copy);
+        var gateway = $"127.0.0.1:{server.GatewayPort}";
+        await using (var untrusting = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _stranger.CertificatePath))
+        await using (var plain = SpaDevice.Start(gateway, id, Secret, _copy))
+        {
+            Assert.Equal(1, await untrusting.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+            Assert.Contains("spa-device: error: could not reach the cluster", untrusting.Stderr);
+            Assert.Equal(1, await plain.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+            Assert.Contains("spa-device: error: could not reach the cluster", plain.Stderr);
+        }
+        Assert.Equal("offline", await ConnectedDeviceTests.State(client, id));
+
+        await using var device = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _certificate.CertificatePath);
+        await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
+        Assert.Contains(" over TLS", device.Stdout);
+        var answer = await PluginCompletionTests.Send(client, "/v1/completions", Request(id), HttpStatusCode.OK);
+        Assert.Equal(Text(expected), Text(answer));
+        Assert.Equal(24, answer.GetProperty("spa").GetProperty("transmissions").GetInt64()); // every token asked the device, none fell back
+        Assert.False(answer.GetProperty("spa").GetProperty("degraded").GetBoolean());
+    }
+
+    private static string Request(string device) =>
+        JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24, spa = new { mode = "parallel", device_id = device, fallback = "fail" } });
+
+    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+}
