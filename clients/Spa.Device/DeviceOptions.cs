@@ -16,6 +16,7 @@ public sealed record DeviceOptions(
     string ClusterId,
     string ServiceId,
     TimeSpan Renew,
+    TimeSpan ConnectTimeout,
     EdgeProfile Profile,
     X509Certificate2Collection? TlsTrust)
 {

@@ -31,7 +31,7 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
         using var host = builder.Build();
         using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(stop))
         {
-            connecting.CancelAfter(TimeSpan.FromSeconds(30));
+            connecting.CancelAfter(options.ConnectTimeout);
             try
             {
                 await host.StartAsync(connecting.Token);

@@ -121,4 +121,15 @@ public static class Reference
     {
         lock (Gate) return Generator.Value.Generate(prompt, maxTokens, sampling ?? SamplingOptions.Greedy, stop);
     }
+
+    /// <summary>The greedy continuation of <paramref name="tokens"/> (BOS and prompt included), token by token.</summary>
+    public static IReadOnlyList<int> Continue(IReadOnlyList<int> tokens, int maxTokens)
+    {
+        lock (Gate) return Generator.Value.Generate(tokens, maxTokens, SamplingOptions.Greedy).Tokens;
+    }
+
+    public static IReadOnlyList<int> Encode(string prompt)
+    {
+        lock (Gate) return Generator.Value.EncodePrompt(prompt);
+    }
 }

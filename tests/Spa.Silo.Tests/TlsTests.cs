@@ -60,8 +60,9 @@ public sealed class TlsTests : IDisposable
         await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
         ConnectedDeviceTests.CopyPlugin(_copy);
         var gateway = $"127.0.0.1:{server.GatewayPort}";
-        await using (var untrusting = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _stranger.CertificatePath))
-        await using (var plain = SpaDevice.Start(gateway, id, Secret, _copy))
+        // Each keeps trying for 10 s (a device that connects at all does so in well under a second here), then gives up.
+        await using (var untrusting = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _stranger.CertificatePath, "--connect-timeout-seconds", "10"))
+        await using (var plain = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--connect-timeout-seconds", "10"))
         {
             Assert.Equal(1, await untrusting.WaitForExitAsync(TimeSpan.FromSeconds(90)));
             Assert.Contains("spa-device: error: could not reach the cluster", untrusting.Stderr);
