@@ -45,12 +45,15 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             return;
         }
 
-        using var admitted = admission.TryEnter();
-        if (admitted is null)
+        // The KV cache this generation fills at most: its prompt and token budget, within the context.
+        long kvBytes = served.KvBytesPerToken * Math.Min(promptTokens.Count + (long)request.MaxTokens, served.ContextLength);
+        var (admitted, overload) = await admission.EnterAsync(kvBytes, aborted);
+        using var place = admitted;
+        if (overload is not null)
         {
             context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             await new ApiError(StatusCodes.Status429TooManyRequests,
-                $"the server is at capacity ({admission.Limit} generations at once): retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
+                $"{admission.Describe(overload)}: retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
                 type: "server_error").WriteAsync(context.Response);
             return;
         }

@@ -128,7 +128,7 @@ public sealed class SlowDeviceTests : IDisposable
         var spa = degraded.GetProperty("spa");
         Assert.True(spa.GetProperty("degraded").GetBoolean());
         Assert.Equal(0, spa.GetProperty("transmissions").GetInt64()); // no late answer was used
-        Assert.Equal(Text(plain), Text(degraded));
+        Assert.Equal(PluginCompletionTests.Text(plain), PluginCompletionTests.Text(degraded));
         long fallbacks = spa.GetProperty("fallbacks").GetInt64();
         Assert.True(fallbacks >= 20, $"{fallbacks} fallbacks for 20 tokens");
         Assert.Equal(fallbacks, (await Exposition.ScrapeAsync(server)).Sum("spa_edge_fallbacks_total") - fallbacksBefore);
@@ -153,6 +153,4 @@ public sealed class SlowDeviceTests : IDisposable
 
     private static string Request(string device, string fallback) =>
         JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 20, spa = new { mode = "parallel", device_id = device, fallback } });
-
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
 }

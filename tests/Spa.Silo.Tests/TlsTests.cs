@@ -75,13 +75,11 @@ public sealed class TlsTests : IDisposable
         await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
         Assert.Contains(" over TLS", device.Stdout);
         var answer = await PluginCompletionTests.Send(client, "/v1/completions", Request(id), HttpStatusCode.OK);
-        Assert.Equal(Text(expected), Text(answer));
+        Assert.Equal(PluginCompletionTests.Text(expected), PluginCompletionTests.Text(answer));
         Assert.Equal(24, answer.GetProperty("spa").GetProperty("transmissions").GetInt64()); // every token asked the device, none fell back
         Assert.False(answer.GetProperty("spa").GetProperty("degraded").GetBoolean());
     }
 
     private static string Request(string device) =>
         JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24, spa = new { mode = "parallel", device_id = device, fallback = "fail" } });
-
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
 }
