@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Spa.Grains;
+using Xunit.Abstractions;
 
 namespace Spa.Silo.Tests;
 
@@ -10,7 +11,7 @@ namespace Spa.Silo.Tests;
 /// beside the running ones is refused, a smaller one is not; a queued request that gets no place in time is refused;
 /// each refusal is counted by reason, and the gauges return to zero.
 /// </summary>
-public sealed class AdmissionTests
+public sealed class AdmissionTests(ITestOutputHelper output)
 {
     private const string Prompt = "Once upon a time";
 
@@ -36,6 +37,7 @@ public sealed class AdmissionTests
         Assert.Equal(responses.Length, accepted.Length + refused.Length); // nothing else: no 5xx
         Assert.True(accepted.Length >= 4, $"{accepted.Length} accepted: two running and two queued at least");
         Assert.NotEmpty(refused);
+        output.WriteLine($"burst of {responses.Length}: {accepted.Length} accepted (all equal to the engine), {refused.Length} refused with 429");
         Assert.All(accepted, r => Assert.Equal(expected, PluginCompletionTests.Text(r.Body)));
         Assert.All(refused, r =>
         {

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Spa.Grains;
 using Spa.Testing;
+using Xunit.Abstractions;
 
 namespace Spa.Silo.Tests;
 
@@ -13,7 +14,7 @@ namespace Spa.Silo.Tests;
 /// lost; a new device process is used again by the next request.
 /// </summary>
 [Collection(ServerCollection.Name)]
-public sealed class DeviceLossTests(ServerFixture server) : IDisposable
+public sealed class DeviceLossTests(ServerFixture server, ITestOutputHelper output) : IDisposable
 {
     private const string Secret = "device-loss-secret-0123456789";
     private const int MaxTokens = 150;
@@ -76,6 +77,8 @@ public sealed class DeviceLossTests(ServerFixture server) : IDisposable
         int compared = Math.Min(after.Length, continuation.Count); // the reference leaves out an end-of-sequence token the stream carries
         Assert.True(compared >= after.Length - 1);
         Assert.Equal(continuation.Take(compared), after.Take(compared));
+        output.WriteLine($"device killed after {firstDegraded} device tokens; {after.Length} tokens went on degraded, none lost; " +
+            $"first degraded token {(firstDegradedAt - killedAt)!.Value.TotalMilliseconds:F0} ms after the kill");
 
         // A new process for the same device: the next request uses it for every token.
         ConnectedDeviceTests.CopyPlugin(_copy);
@@ -96,7 +99,7 @@ public sealed class DeviceLossTests(ServerFixture server) : IDisposable
 /// Spa:Edge:TimeoutMs is 30: a request never hangs on it, it follows its fallback (base: the base's text, degraded,
 /// counted in spa_edge_fallbacks_total; fail: 503 naming the timeout), in bounded time.
 /// </summary>
-public sealed class SlowDeviceTests : IDisposable
+public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
 {
     private const string Secret = "slow-device-secret-0123456789";
     private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-slow-plugin-{Guid.NewGuid():N}");
@@ -125,6 +128,7 @@ public sealed class SlowDeviceTests : IDisposable
         var clock = Stopwatch.StartNew();
         var degraded = await PluginCompletionTests.Send(client, "/v1/completions", Request(id, "base"), HttpStatusCode.OK);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed.TotalSeconds:F1} s");
+        output.WriteLine($"fallback base: 20 tokens in {clock.Elapsed.TotalMilliseconds:F0} ms");
         var spa = degraded.GetProperty("spa");
         Assert.True(spa.GetProperty("degraded").GetBoolean());
         Assert.Equal(0, spa.GetProperty("transmissions").GetInt64()); // no late answer was used
@@ -137,6 +141,7 @@ public sealed class SlowDeviceTests : IDisposable
         clock.Restart();
         var error = (await PluginCompletionTests.Send(client, "/v1/completions", Request(id, "fail"), HttpStatusCode.ServiceUnavailable)).GetProperty("error");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed.TotalSeconds:F1} s");
+        output.WriteLine($"fallback fail: 503 in {clock.Elapsed.TotalMilliseconds:F0} ms");
         Assert.Equal("device_unavailable", error.GetProperty("code").GetString());
         Assert.Contains("did not answer within 30 ms", error.GetProperty("message").GetString());
     }
