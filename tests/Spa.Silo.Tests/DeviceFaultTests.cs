@@ -18,20 +18,16 @@ public sealed class DeviceLossTests(ServerFixture server, ITestOutputHelper outp
 {
     private const string Secret = "device-loss-secret-0123456789";
     private const int MaxTokens = 150;
-    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-loss-plugin-{Guid.NewGuid():N}");
+    private readonly PluginCopy _copy = new();
 
-    public void Dispose()
-    {
-        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
-    }
+    public void Dispose() => _copy.Dispose();
 
     [Fact]
     public async Task ADeviceKilledMidGenerationLeavesTheBaseContinuationAndANewProcessIsUsedAgain()
     {
         using var client = server.Client();
-        var id = "loss-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        ConnectedDeviceTests.CopyPlugin(_copy);
+        var id = await ConnectedDeviceTests.Register(client, "loss", Secret);
+        _copy.Make();
         var gateway = $"127.0.0.1:{server.GatewayPort}";
         var served = server.App.Services.GetRequiredService<ServedModel>();
         var prompt = Reference.Encode("Once upon a time");
@@ -43,7 +39,7 @@ public sealed class DeviceLossTests(ServerFixture server, ITestOutputHelper outp
         TimeSpan? killedAt = null, firstDegradedAt = null;
         var clock = Stopwatch.StartNew();
         // A phone on 5G: each token waits about 20 ms for the device, so the generation is long enough to kill it midway.
-        await using (var device = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--profile", "phone-5g"))
+        await using (var device = SpaDevice.Start(gateway, id, Secret, _copy.Folder, 2, "--profile", "phone-5g"))
         {
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
             await foreach (var token in session.GenerateStream(request))
@@ -81,8 +77,8 @@ public sealed class DeviceLossTests(ServerFixture server, ITestOutputHelper outp
             $"first degraded token {(firstDegradedAt - killedAt)!.Value.TotalMilliseconds:F0} ms after the kill");
 
         // A new process for the same device: the next request uses it for every token.
-        ConnectedDeviceTests.CopyPlugin(_copy);
-        await using (var device = SpaDevice.Start(gateway, id, Secret, _copy))
+        _copy.Make();
+        await using (var device = SpaDevice.Start(gateway, id, Secret, _copy.Folder))
         {
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
             var again = (await PluginCompletionTests.Send(client, "/v1/completions",
@@ -102,12 +98,9 @@ public sealed class DeviceLossTests(ServerFixture server, ITestOutputHelper outp
 public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
 {
     private const string Secret = "slow-device-secret-0123456789";
-    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-slow-plugin-{Guid.NewGuid():N}");
+    private readonly PluginCopy _copy = new();
 
-    public void Dispose()
-    {
-        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
-    }
+    public void Dispose() => _copy.Dispose();
 
     [Fact]
     public async Task ATooSlowDeviceTimesOutIntoTheFallbackPolicy()
@@ -115,11 +108,10 @@ public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
         await using var server = ServerFixture.With(("Spa__Edge__TimeoutMs", "30"));
         await server.InitializeAsync();
         using var client = server.Client();
-        var id = "slow-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        ConnectedDeviceTests.CopyPlugin(_copy);
+        var id = await ConnectedDeviceTests.Register(client, "slow", Secret);
+        _copy.Make();
         // It renews its connection every second, so it is back (and slow again) soon after each timeout.
-        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy, 1, "--profile", "phone-4g");
+        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy.Folder, 1, "--profile", "phone-4g");
         await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
         Assert.Contains("as a phone-4g device", device.Stdout);
 

@@ -20,12 +20,9 @@ namespace Spa.Silo.Tests;
 public sealed class PluginStaysOnDeviceTests(RedisServer redis) : IClassFixture<RedisServer>, IDisposable
 {
     private const string Secret = "stays-on-device-secret-0123456789";
-    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-stays-plugin-{Guid.NewGuid():N}");
+    private readonly PluginCopy _copy = new();
 
-    public void Dispose()
-    {
-        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
-    }
+    public void Dispose() => _copy.Dispose();
 
     [Fact]
     public async Task NoPluginParameterOrSecretReachesTheSilosStorage()
@@ -35,12 +32,11 @@ public sealed class PluginStaysOnDeviceTests(RedisServer redis) : IClassFixture<
         await using var server = ServerFixture.With(("Spa__Cluster__Redis", redis.Endpoint), ("Spa__Cluster__ClusterId", clusterId), ("Spa__Cluster__ServiceId", clusterId));
         await server.InitializeAsync();
         using var client = server.Client();
-        var id = "stays-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        ConnectedDeviceTests.CopyPlugin(_copy);
-        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy, 2, "--cluster-id", clusterId, "--service-id", clusterId);
+        var id = await ConnectedDeviceTests.Register(client, "stays", Secret);
+        _copy.Make();
+        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy.Folder, 2, "--cluster-id", clusterId, "--service-id", clusterId);
         await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
-        Directory.Delete(_copy, recursive: true);
+        _copy.Dispose();
         foreach (var mode in new[] { "parallel", "spa" })
         {
             var spa = (await PluginCompletionTests.Send(client, "/v1/completions",

@@ -16,13 +16,13 @@ public sealed class TlsTests : IDisposable
     private const string Secret = "tls-device-secret-0123456789";
     private readonly TestCertificate _certificate = new("spa-gateway");
     private readonly TestCertificate _stranger = new("someone-else");
-    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-tls-plugin-{Guid.NewGuid():N}");
+    private readonly PluginCopy _copy = new();
 
     public void Dispose()
     {
         _certificate.Dispose();
         _stranger.Dispose();
-        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
+        _copy.Dispose();
     }
 
     [Fact]
@@ -56,13 +56,12 @@ public sealed class TlsTests : IDisposable
             JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = LadderPlugin.Directory } }), HttpStatusCode.Created);
         var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request(simulated), HttpStatusCode.OK);
 
-        var id = "tls-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        ConnectedDeviceTests.CopyPlugin(_copy);
+        var id = await ConnectedDeviceTests.Register(client, "tls", Secret);
+        _copy.Make();
         var gateway = $"127.0.0.1:{server.GatewayPort}";
         // Each keeps trying for 10 s (a device that connects at all does so in well under a second here), then gives up.
-        await using (var untrusting = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _stranger.CertificatePath, "--connect-timeout-seconds", "10"))
-        await using (var plain = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--connect-timeout-seconds", "10"))
+        await using (var untrusting = SpaDevice.Start(gateway, id, Secret, _copy.Folder, 2, "--tls-ca", _stranger.CertificatePath, "--connect-timeout-seconds", "10"))
+        await using (var plain = SpaDevice.Start(gateway, id, Secret, _copy.Folder, 2, "--connect-timeout-seconds", "10"))
         {
             Assert.Equal(1, await untrusting.WaitForExitAsync(TimeSpan.FromSeconds(90)));
             Assert.Contains("spa-device: error: could not reach the cluster", untrusting.Stderr);
@@ -71,7 +70,7 @@ public sealed class TlsTests : IDisposable
         }
         Assert.Equal("offline", await ConnectedDeviceTests.State(client, id));
 
-        await using var device = SpaDevice.Start(gateway, id, Secret, _copy, 2, "--tls-ca", _certificate.CertificatePath);
+        await using var device = SpaDevice.Start(gateway, id, Secret, _copy.Folder, 2, "--tls-ca", _certificate.CertificatePath);
         await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
         Assert.Contains(" over TLS", device.Stdout);
         var answer = await PluginCompletionTests.Send(client, "/v1/completions", Request(id), HttpStatusCode.OK);
