@@ -18,6 +18,8 @@ public static class TransportCertificates
     {
         RequireFile(certificatePath, option);
         if (keyPath is not null) RequireFile(keyPath, keyOption);
+        if (!IsPkcs12(certificatePath) && keyPath is null && !File.ReadAllText(certificatePath).Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+            throw NoPrivateKey(certificatePath, option, keyOption);
         X509Certificate2 certificate;
         try
         {
@@ -30,8 +32,7 @@ public static class TransportCertificates
             var key = keyPath is null ? "" : $" with the key {keyPath}";
             throw new ArgumentException($"{option}: cannot read the certificate {certificatePath}{key} ({e.Message.TrimEnd('.')})");
         }
-        if (!certificate.HasPrivateKey)
-            throw new ArgumentException($"{option}: the certificate {certificatePath} has no private key: give the key file too, or a PKCS#12 file that holds it");
+        if (!certificate.HasPrivateKey) throw NoPrivateKey(certificatePath, option, keyOption);
         if (DateTime.Now > certificate.NotAfter || DateTime.Now < certificate.NotBefore)
             throw new ArgumentException($"{option}: the certificate {certificatePath} is valid from {certificate.NotBefore:u} to {certificate.NotAfter:u}, not now");
         return certificate;
@@ -68,6 +69,9 @@ public static class TransportCertificates
             foreach (var element in presented.ChainElements) chain.ChainPolicy.ExtraStore.Add(element.Certificate);
         return chain.Build(certificate);
     }
+
+    private static ArgumentException NoPrivateKey(string certificatePath, string option, string keyOption) =>
+        new($"{option}: the certificate {certificatePath} has no private key: give its key file ({keyOption}), or a PKCS#12 file that holds it");
 
     private static bool IsPkcs12(string path) =>
         Path.GetExtension(path).ToLowerInvariant() is ".pfx" or ".p12";

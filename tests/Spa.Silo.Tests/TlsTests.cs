@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Authentication;
 using System.Text.Json;
+using Microsoft.Extensions.Configuration;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;
@@ -81,4 +82,51 @@ public sealed class TlsTests : IDisposable
 
     private static string Request(string device) =>
         JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24, spa = new { mode = "parallel", device_id = device, fallback = "fail" } });
+}
+
+/// <summary>TLS settings: from the command line or Spa:Tls, and a clear one-line error for each file that cannot serve.</summary>
+public sealed class TlsOptionsTests : IDisposable
+{
+    private readonly TestCertificate _certificate = new();
+    private readonly string _garbage = Path.GetTempFileName();
+
+    public void Dispose()
+    {
+        _certificate.Dispose();
+        File.Delete(_garbage);
+    }
+
+    private static SiloHostOptions With(string? cert, string? key = null, string? http = null) =>
+        new() { Model = Spa.Model.Tests.SharedData.Stories260K, TlsCertificate = cert, TlsKey = key, Http = http };
+
+    [Fact]
+    public void TheCertificateComesFromTheCommandLineOrTheConfiguration()
+    {
+        var parsed = SiloHostOptions.Parse(["--tls-cert", "c.pem", "--tls-key=k.pem"]);
+        Assert.Equal(("c.pem", "k.pem"), (parsed.TlsCertificate, parsed.TlsKey));
+        var configured = new SiloHostOptions { Model = "m" }.WithConfiguration(new ConfigurationBuilder()
+            .AddInMemoryCollection([new("Spa:Tls:CertificatePath", _certificate.CertificatePath), new("Spa:Tls:KeyPath", _certificate.KeyPath)]).Build());
+        Assert.Equal((_certificate.CertificatePath, _certificate.KeyPath), (configured.TlsCertificate, configured.TlsKey));
+        var (loaded, trusted) = configured.LoadTls()!.Value;
+        Assert.Equal(_certificate.Certificate.Thumbprint, loaded.Thumbprint);
+        Assert.True(loaded.HasPrivateKey);
+        Assert.Equal(_certificate.Certificate.Thumbprint, Assert.Single(trusted).Thumbprint); // silos that share the certificate trust each other
+        Assert.Equal("https://127.0.0.1:8443", SiloHostOptions.ToUrl("127.0.0.1:8443", tls: true));
+        Assert.Null(With(null).LoadTls());
+    }
+
+    [Fact]
+    public void BadCertificatesAreOneLineErrors()
+    {
+        File.WriteAllText(_garbage, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+        string Error(SiloHostOptions options) => Assert.Throws<ArgumentException>(() => { options.Validate(); options.LoadTls(); }).Message;
+
+        Assert.Contains("--tls-cert (Spa:Tls:CertificatePath): the file /no/such/cert.pem does not exist", Error(With("/no/such/cert.pem")));
+        Assert.Contains("--tls-key (Spa:Tls:KeyPath): the file /no/such/key.pem does not exist", Error(With(_certificate.CertificatePath, "/no/such/key.pem")));
+        Assert.Contains($"cannot read the certificate {_garbage}", Error(With(_garbage, _certificate.KeyPath)));
+        Assert.Contains("has no private key", Error(With(_certificate.CertificatePath)));
+        Assert.Contains("need --tls-cert", Error(With(null, _certificate.KeyPath)));
+        Assert.Contains("TLS is on", Error(With(_certificate.CertificatePath, _certificate.KeyPath, "http://127.0.0.1:8080")));
+        Assert.Contains("--tls-ca: the file /no/such/ca.pem does not exist", Assert.Throws<ArgumentException>(() => Spa.Grains.TransportCertificates.LoadTrust("/no/such/ca.pem", "--tls-ca")).Message);
+    }
 }
