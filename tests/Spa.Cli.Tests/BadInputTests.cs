@@ -119,6 +119,8 @@ public sealed class BadInputTests
     [InlineData("--redis (Spa:Cluster:Redis) must be HOST:PORT", "--redis", "127.0.0.1:99999")]
     [InlineData("--advertise (Spa:Cluster:Advertise) must be an IP address", "--redis", "127.0.0.1:6379", "--advertise", "not-an-address")]
     [InlineData("--advertise (Spa:Cluster:Advertise) needs --redis", "--advertise", "127.0.0.1")]
+    [InlineData("--tls-cert (Spa:Tls:CertificatePath): the file /no/such/cert.pem does not exist", "--tls-cert", "/no/such/cert.pem")]
+    [InlineData("--tls-key (Spa:Tls:KeyPath) and Spa:Tls:TrustPath need --tls-cert", "--tls-key", "/no/such/key.pem")]
     public async Task ServeWithBadValues(string phrase, params string[] options)
     {
         var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", .. options]);
