@@ -42,8 +42,10 @@ public static class SiloHost
         });
 
         if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http, options.Tls));
-        else if (string.IsNullOrWhiteSpace(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
+        else if (builder.Configuration[WebHostDefaults.ServerUrlsKey] is not { Length: > 0 } urls)
             builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp, options.Tls));
+        else if (options.Tls && urls.Contains("http://", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"ASPNETCORE_URLS has a plain http:// URL ({urls}) but TLS is on (--tls-cert): use https:// URLs or --http HOST:PORT");
         if (tls is { Certificate: var certificate })
             builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate));
 

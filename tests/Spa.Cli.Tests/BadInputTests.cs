@@ -128,6 +128,17 @@ public sealed class BadInputTests
         Expect.OneLineError(run, phrase, exitCode: 2);
     }
 
+    /// <summary>TLS is never dropped silently: a plain URL from ASPNETCORE_URLS beside --tls-cert is refused.</summary>
+    [Fact]
+    public async Task ServeRefusesAPlainUrlWithTls()
+    {
+        using var certificate = new TestCertificate();
+        var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", "--tls-cert", certificate.CertificatePath, "--tls-key", certificate.KeyPath],
+            environment: new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0" });
+
+        Expect.OneLineError(run, "ASPNETCORE_URLS has a plain http:// URL (http://127.0.0.1:0) but TLS is on", exitCode: 2);
+    }
+
     /// <summary>The silo program checks the same options the same way, and says so in one line.</summary>
     [Theory]
     [InlineData(2, "--silo-port must be a port number from 1 to 65535, got 0", "--silo-port", "0")]
