@@ -1,8 +1,13 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Spa.Grains;
 
 namespace Spa.Device;
 
-/// <summary>What spa-device is told on its command line.</summary>
+/// <summary>
+/// What spa-device is told on its command line. <see cref="TlsTrust"/>: connect over TLS, trusting a gateway whose
+/// certificate chains to these; null: plain TCP.
+/// </summary>
 public sealed record DeviceOptions(
     IReadOnlyList<IPEndPoint> Gateways,
     string DeviceId,
@@ -10,7 +15,10 @@ public sealed record DeviceOptions(
     string PluginDirectory,
     string ClusterId,
     string ServiceId,
-    TimeSpan Renew)
+    TimeSpan Renew,
+    TimeSpan ConnectTimeout,
+    EdgeProfile Profile,
+    X509Certificate2Collection? TlsTrust)
 {
     /// <summary>"HOST:PORT[,HOST:PORT...]" as gateway endpoints; host names are resolved once, here.</summary>
     public static IReadOnlyList<IPEndPoint> ParseGateways(string text)

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
+using Orleans.Hosting;
 using Spa.Grains;
 
 namespace Spa.Device;
@@ -24,11 +25,15 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (options.ClusterId, options.ServiceId));
             // The cluster's calls into this device carry their trace, as calls between silos do.
             client.AddActivityPropagation();
+            if (options.TlsTrust is { } trusted)
+                // The gateway's certificate must chain to the given certificates; the name is not checked, since the
+                // gateways a client learns from the cluster are addresses, not the names in a certificate.
+                client.UseTls(tls => tls.RemoteCertificateValidation = (remote, chain, _) => TransportCertificates.ChainsTo(remote, chain, trusted));
         });
         using var host = builder.Build();
         using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(stop))
         {
-            connecting.CancelAfter(TimeSpan.FromSeconds(30));
+            connecting.CancelAfter(options.ConnectTimeout);
             try
             {
                 await host.StartAsync(connecting.Token);
@@ -45,10 +50,11 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
         var device = client.GetGrain<IEdgeDeviceGrain>(options.DeviceId);
         var facts = await device.Hello(options.Secret);
         using var edge = PluginEdge.Load(options.PluginDirectory, facts);
+        edge.Profile = options.Profile;
         var card = edge.Describe();
         var observer = client.CreateObjectReference<IEdgeDeviceObserver>(edge);
         var info = await device.Connect(options.Secret, observer, card);
-        log.WriteLine($"spa-device: device {options.DeviceId} of {info.Owner} connected to {string.Join(", ", options.Gateways)}: {card.Kind} plugin for {facts.Model}; answering until stopped");
+        log.WriteLine($"spa-device: device {options.DeviceId} of {info.Owner} connected to {string.Join(", ", options.Gateways)}: {card.Kind} plugin for {facts.Model}{(options.TlsTrust is null ? "" : " over TLS")}{(options.Profile == EdgeProfiles.Local ? "" : $" as a {options.Profile.Name} device")}; answering until stopped");
         log.Flush();
         try
         {

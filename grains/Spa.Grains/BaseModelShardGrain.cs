@@ -69,7 +69,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
         var config = _model.Config;
         (_from, _to) = ModelHost.LayerRange(config.Layers, _shard, _shardCount);
         int layers = _to - _from;
-        long bytesPerSlot = 2L * layers * config.MaxSeqLen * config.KvHeads * config.HeadDim * ElementSize(_model.DType);
+        long bytesPerSlot = ModelHost.KvBytesPerToken(config, _model.DType, layers) * config.MaxSeqLen;
         int slots = host.SlotsFor(bytesPerSlot);
         var model = _model;
         int from = _from;
@@ -348,11 +348,4 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
             _freeSlots.Push(held.Slot);
         }
     }
-
-    private static int ElementSize(ScalarType type) => type switch
-    {
-        ScalarType.Float64 => 8,
-        ScalarType.Float32 => 4,
-        _ => 2,
-    };
 }

@@ -152,15 +152,7 @@ public sealed class EdgeDeviceGrain(
         var profile = simulated.Profile ?? EdgeProfiles.Local;
         long started = Stopwatch.GetTimestamp();
         var answer = await TorchWorker.Edge.Run(() => edge.AnswerNow(call));
-        double computeMs = profile.ComputeMs(edge.Flops(call));
-        double networkMs = profile.DrawNetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length, Random.Shared);
-        // The answer is due when the profile's device would have computed it and the link carried it both ways. The
-        // simulator's own work (the plugin on the edge worker that every simulated device of this silo shares, and the
-        // wait for it) happens within that time, as a real device's would not; only what outlasts it makes the answer
-        // late, and then counts as the device's compute.
-        double spentMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        if (computeMs + networkMs > spentMs) await Task.Delay(TimeSpan.FromMilliseconds(computeMs + networkMs - spentMs));
-        return answer with { EdgeMs = Math.Max(computeMs, spentMs - networkMs) };
+        return await profile.Emulate(call, answer, edge.Flops(call), started);
     }
 
     private EdgeDeviceInfo Info()

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Spa.Model.Latency;
 
 namespace Spa.Grains;
@@ -64,4 +65,20 @@ public static class EdgeProfiles
         profile.RoundTripMs
         + (profile.UpMbps > 0 ? bytesUp * 8 / (profile.UpMbps * 1e6) * 1e3 : 0)
         + (profile.DownMbps > 0 ? bytesDown * 8 / (profile.DownMbps * 1e6) * 1e3 : 0);
+
+    /// <summary>
+    /// Holds back a real <paramref name="answer"/>, whose work began at <paramref name="started"/>, until the profile's
+    /// device would have computed it (the profile's time for <paramref name="flops"/>) and the link carried it both ways
+    /// (a <see cref="DrawNetworkMs"/> draw). The emulator's own work (the plugin, and any wait for a shared worker)
+    /// happens within that time, as a real device's would not; only what outlasts it makes the answer late, and then
+    /// counts as the device's compute.
+    /// </summary>
+    public static async Task<EdgeAnswer> Emulate(this EdgeProfile profile, EdgeCall call, EdgeAnswer answer, double flops, long started)
+    {
+        double computeMs = profile.ComputeMs(flops);
+        double networkMs = profile.DrawNetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length, Random.Shared);
+        double spentMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        if (computeMs + networkMs > spentMs) await Task.Delay(TimeSpan.FromMilliseconds(computeMs + networkMs - spentMs));
+        return answer with { EdgeMs = Math.Max(computeMs, spentMs - networkMs) };
+    }
 }

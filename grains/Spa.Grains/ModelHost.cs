@@ -75,6 +75,17 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
         return (shard * layers / shardCount, (shard + 1) * layers / shardCount);
     }
 
+    /// <summary>KV-cache bytes one token takes in a shard of <paramref name="layers"/> layers: keys and values of every layer.</summary>
+    public static long KvBytesPerToken(LlamaConfig config, ScalarType dtype, int layers) =>
+        2L * layers * config.KvHeads * config.HeadDim * ElementSize(dtype);
+
+    private static int ElementSize(ScalarType type) => type switch
+    {
+        ScalarType.Float64 => 8,
+        ScalarType.Float32 => 4,
+        _ => 2,
+    };
+
     /// <summary>Session slots that fit into the byte budget for a cache of the given bytes per slot (at least one).</summary>
     public int SlotsFor(long bytesPerSlot) =>
         (int)Math.Clamp(Options.KvCacheBytesPerShard / Math.Max(1, bytesPerSlot), 1, 4096);

@@ -66,7 +66,18 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
     /// <summary>FLOPs of the call on the device, as the latency model counts them (per row: position or token).</summary>
     public double Flops(EdgeCall call) => _flopsPerRow * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);
 
-    public Task<EdgeAnswer> Answer(EdgeCall call) => Task.FromResult(AnswerNow(call));
+    /// <summary>
+    /// The device and link this process stands for when it answers as an observer (<see cref="Answer"/>): a real
+    /// device whose answers arrive as slowly as those of a phone on 4G, for load and timeout testing. Default: none.
+    /// </summary>
+    public EdgeProfile Profile { get; set; } = EdgeProfiles.Local;
+
+    public Task<EdgeAnswer> Answer(EdgeCall call)
+    {
+        if (Profile == EdgeProfiles.Local) return Task.FromResult(AnswerNow(call));
+        long started = Stopwatch.GetTimestamp();
+        return Profile.Emulate(call, AnswerNow(call), Flops(call), started);
+    }
 
     /// <summary>Runs the call on this thread and times it.</summary>
     public EdgeAnswer AnswerNow(EdgeCall call)

@@ -35,8 +35,12 @@ public sealed class SpaMetrics
     private static readonly Dictionary<string, KeyValuePair<string, object?>> Modes =
         SessionModes.All.ToDictionary(m => m, m => new KeyValuePair<string, object?>("mode", m), StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<int, KeyValuePair<string, object?>> Statuses = new();
+    private static readonly Dictionary<string, KeyValuePair<string, object?>> RefusalReasons =
+        AdmissionRefusals.All.ToDictionary(r => r, r => new KeyValuePair<string, object?>("reason", r), StringComparer.Ordinal);
 
-    private readonly Counter<long> _tokens, _transmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks;
+    private readonly Counter<long> _tokens, _transmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals;
+    private int _admittedRunning, _admittedQueued;
+    private long _admittedKvBytes;
     private readonly Histogram<double> _tokenLatency, _firstToken, _queueWait;
     private readonly Histogram<int> _batchSize;
     private readonly UpDownCounter<long> _sessions;
@@ -59,6 +63,11 @@ public sealed class SpaMetrics
         _queueWait = meter.CreateHistogram("spa_queue_wait", "s", "Time a step waits in a shard before its forward starts.", advice: Seconds);
         _requests = meter.CreateCounter<long>("spa_requests", description: "HTTP completions, by status code.");
         meter.CreateObservableGauge("spa_edge_devices_connected", CountDevices, description: "Edge devices of this silo that can answer now (connected or simulated).");
+        _refusals = meter.CreateCounter<long>("spa_admission_refusals", description: "HTTP completions refused with 429, by reason (kv_memory, queue_full, queue_timeout).");
+        meter.CreateObservableGauge("spa_admission_running", () => Volatile.Read(ref _admittedRunning), description: "Generations admitted by this host's HTTP endpoint and running.");
+        meter.CreateObservableGauge("spa_admission_queued", () => Volatile.Read(ref _admittedQueued), description: "HTTP completions waiting for a place to run.");
+        meter.CreateObservableGauge("spa_admission_kv_bytes", () => Volatile.Read(ref _admittedKvBytes),
+            description: "Estimated KV-cache bytes (on the largest shard) of the running and queued generations, which admission keeps under Spa:Model:KvCacheBytesPerShard.");
         _fallbacks = meter.CreateCounter<long>("spa_edge_fallbacks", description: "Times a generation went on without its plugin because the device was unavailable (as the responses' spa.fallbacks).");
         // Every series of a known label set exists from the start, so that rate() and absent() see zeros rather than gaps.
         foreach (var mode in Modes.Values)
@@ -101,6 +110,18 @@ public sealed class SpaMetrics
 
     public void Request(int status) => _requests.Add(1, Statuses.GetOrAdd(status, s => new("status", s.ToString(System.Globalization.CultureInfo.InvariantCulture))));
 
+    /// <summary>A completion refused by admission control for <paramref name="reason"/> (one of <see cref="AdmissionRefusals.All"/>).</summary>
+    public void AdmissionRefused(string reason) =>
+        _refusals.Add(1, RefusalReasons.TryGetValue(reason, out var tag) ? tag : throw new ArgumentException($"unknown refusal reason '{reason}'", nameof(reason)));
+
+    /// <summary>Admission's state after a change: generations running, waiting, and their estimated KV bytes.</summary>
+    public void Admission(int running, int queued, long kvBytes)
+    {
+        Volatile.Write(ref _admittedRunning, running);
+        Volatile.Write(ref _admittedQueued, queued);
+        Volatile.Write(ref _admittedKvBytes, kvBytes);
+    }
+
     public void KvCacheAllocated(long bytes) => Interlocked.Add(ref _kvCacheBytes, bytes);
 
     public void Eviction() => _evictions.Add(1);
@@ -126,4 +147,19 @@ public sealed class SpaMetrics
 
     private static KeyValuePair<string, object?> ModeTag(string mode) =>
         Modes.TryGetValue(mode, out var tag) ? tag : throw new ArgumentException($"unknown mode '{mode}'", nameof(mode));
+}
+
+/// <summary>Why admission control refuses a completion: the bounded label values of spa_admission_refusals_total.</summary>
+public static class AdmissionRefusals
+{
+    /// <summary>The running and queued generations' KV-cache estimate would exceed the shard budget.</summary>
+    public const string KvMemory = "kv_memory";
+
+    /// <summary>Every place is taken and the wait queue is full.</summary>
+    public const string QueueFull = "queue_full";
+
+    /// <summary>The request waited in the queue for Spa:Serving:QueueTimeoutMs without getting a place.</summary>
+    public const string QueueTimeout = "queue_timeout";
+
+    public static readonly string[] All = [KvMemory, QueueFull, QueueTimeout];
 }

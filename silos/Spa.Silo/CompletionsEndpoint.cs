@@ -53,7 +53,8 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             return;
         }
 
-        using var admitted = await Admit(context);
+        // The KV cache this generation fills at most: its prompt and token budget, within the context.
+        using var admitted = await Admit(context, promptTokens.Count + (long)request.MaxTokens);
         if (admitted is null) return;
 
         var sessionId = Guid.NewGuid().ToString("N");
@@ -75,7 +76,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     /// </summary>
     public async Task Resume(HttpContext context, string id, IDecodingSessionGrain session, SessionSnapshot stored, int from, int maxGenerated, bool stream)
     {
-        using var admitted = await Admit(context);
+        using var admitted = await Admit(context, stored.PromptLength + (long)Math.Max(maxGenerated, from));
         if (admitted is null) return;
         using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream);
         var completion = new Completion(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, stored.History[..stored.PromptLength],
@@ -84,14 +85,18 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         await Respond(context, session, tokens, stream, [], completion, stored.Status.Mode, trace);
     }
 
-    /// <summary>A place among the generations running at once, or null after answering 429.</summary>
-    private async Task<IDisposable?> Admit(HttpContext context)
+    /// <summary>
+    /// A place among the generations running or queued, for one that fills at most <paramref name="tokens"/> positions of
+    /// KV cache, or null after answering 429.
+    /// </summary>
+    private async Task<IDisposable?> Admit(HttpContext context, long tokens)
     {
-        var admitted = admission.TryEnter();
-        if (admitted is not null) return admitted;
+        long kvBytes = served.KvBytesPerToken * Math.Min(tokens, served.ContextLength);
+        var (admitted, overload) = await admission.EnterAsync(kvBytes, context.RequestAborted);
+        if (overload is null) return admitted;
         context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         await new ApiError(StatusCodes.Status429TooManyRequests,
-            $"the server is at capacity ({admission.Limit} generations at once): retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
+            $"{admission.Describe(overload)}: retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
             type: "server_error").WriteAsync(context.Response);
         return null;
     }

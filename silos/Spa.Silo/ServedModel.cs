@@ -28,9 +28,12 @@ public sealed class ServedModel
 
     public int ContextLength => Description.MaxSequenceLength;
 
-    internal void SetReady(string name, int shards, ITokenizer tokenizer, ShardDescription description)
+    /// <summary>KV-cache bytes one token of a session takes on the shard with the most layers.</summary>
+    public long KvBytesPerToken { get; private set; }
+
+    internal void SetReady(string name, int shards, ITokenizer tokenizer, ShardDescription description, long kvBytesPerToken)
     {
-        (Name, Shards, Tokenizer, Description) = (name, shards, tokenizer, description);
+        (Name, Shards, Tokenizer, Description, KvBytesPerToken) = (name, shards, tokenizer, description, kvBytesPerToken);
         _ready = true;
     }
 
@@ -58,7 +61,8 @@ internal sealed class ModelWarmup(
             var tokenizer = TokenizerLoader.Load(tokenizerPath, model.Config.VocabSize);
             var descriptions = await Task.WhenAll(Enumerable.Range(0, shards)
                 .Select(k => grains.GetGrain<IBaseModelShardGrain>(ShardKey.Format(name, k, shards)).Describe().AsTask()));
-            served.SetReady(name, shards, tokenizer, descriptions[^1]);
+            int largest = descriptions.Max(d => d.EndLayer - d.FirstLayer);
+            served.SetReady(name, shards, tokenizer, descriptions[^1], ModelHost.KvBytesPerToken(model.Config, model.DType, largest));
             var announce = hostOptions.Announce ?? Console.Out;
             announce.WriteLine($"Serving {name} ({descriptions[^1].Layers} layers in {shards} shard(s), context {descriptions[^1].MaxSequenceLength}).");
             announce.Flush();

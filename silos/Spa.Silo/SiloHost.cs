@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -8,6 +9,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
+using Orleans.Connections.Security;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -37,6 +39,7 @@ public static class SiloHost
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         var options = commandLine.WithConfiguration(builder.Configuration);
         options.Validate();
+        var tls = options.LoadTls();
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);
 
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -45,9 +48,13 @@ public static class SiloHost
             [$"{SpaModelOptions.Section}:Shards"] = options.Shards?.ToString(CultureInfo.InvariantCulture),
         });
 
-        if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http));
-        else if (string.IsNullOrWhiteSpace(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
-            builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp));
+        if (!string.IsNullOrWhiteSpace(options.Http)) builder.WebHost.UseUrls(SiloHostOptions.ToUrl(options.Http, options.Tls));
+        else if (builder.Configuration[WebHostDefaults.ServerUrlsKey] is not { Length: > 0 } urls)
+            builder.WebHost.UseUrls(SiloHostOptions.ToUrl(DefaultHttp, options.Tls));
+        else if (options.Tls && urls.Contains("http://", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"ASPNETCORE_URLS has a plain http:// URL ({urls}) but TLS is on (--tls-cert): use https:// URLs or --http HOST:PORT");
+        if (tls is { Certificate: var certificate })
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate));
 
         builder.Logging.AddFilter("Orleans", options.Quiet ? LogLevel.Error : LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
@@ -68,6 +75,7 @@ public static class SiloHost
                 silo.UseInMemoryReminderService();
             }
             else RedisCluster.Configure(silo, options, redis, builder.Configuration);
+            if (tls is { } transport) UseTls(silo, transport.Certificate, transport.Trusted);
             silo.AddSpaModel(builder.Configuration);
             silo.AddActivityPropagation(); // a grain call carries its caller's trace, so a completion is one trace across silos
             silo.AddDashboard();
@@ -101,6 +109,18 @@ public static class SiloHost
         }
         return app;
     }
+
+    /// <summary>
+    /// TLS on the gateway (devices and clients) and between silos, with the HTTP endpoint's certificate. A client need
+    /// not present a certificate (devices prove themselves with their secret); a silo that connects to another
+    /// trusts it only when its certificate chains to <paramref name="trusted"/>.
+    /// </summary>
+    private static void UseTls(ISiloBuilder silo, X509Certificate2 certificate, X509Certificate2Collection trusted) =>
+        silo.UseTls(certificate, tls =>
+        {
+            tls.RemoteCertificateMode = RemoteCertificateMode.AllowCertificate;
+            tls.RemoteCertificateValidation = (remote, chain, _) => TransportCertificates.ChainsTo(remote, chain, trusted);
+        });
 
     /// <summary>The URLs Kestrel listens on (with the real port where port 0 was asked); valid once the host has started.</summary>
     public static IReadOnlyList<string> Addresses(WebApplication app) => [.. app.Urls];

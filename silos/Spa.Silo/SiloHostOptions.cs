@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 using Orleans.Hosting.Kubernetes;
 using Spa.Grains;
@@ -77,6 +78,27 @@ public sealed class SiloHostOptions
     /// <summary>Whether <see cref="Hosting"/> is <see cref="KubernetesHosting"/>.</summary>
     public bool InKubernetes => string.Equals(Hosting, KubernetesHosting, StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>
+    /// TLS: the server certificate (PEM, or a .pfx/.p12 file) for HTTPS and the Orleans gateway and silo ports
+    /// (Spa:Tls:CertificatePath); null: plain TCP. A PKCS#12 password comes from Spa:Tls:Password (e.g. the
+    /// environment variable Spa__Tls__Password), never the command line.
+    /// </summary>
+    public string? TlsCertificate { get; set; }
+
+    /// <summary>The PEM private key of <see cref="TlsCertificate"/> (Spa:Tls:KeyPath); null when the certificate file holds it.</summary>
+    public string? TlsKey { get; set; }
+
+    /// <summary>The password of a PKCS#12 <see cref="TlsCertificate"/> (Spa:Tls:Password).</summary>
+    public string? TlsPassword { get; set; }
+
+    /// <summary>
+    /// The certificates (PEM bundle) another silo's certificate must chain to (Spa:Tls:TrustPath); default: the
+    /// certificate of <see cref="TlsCertificate"/> itself, for silos that share one certificate.
+    /// </summary>
+    public string? TlsTrust { get; set; }
+
+    public bool Tls => TlsCertificate is not null;
+
     /// <summary>Where the generated API key is announced; default stdout.</summary>
     public TextWriter? Announce { get; set; }
 
@@ -84,7 +106,7 @@ public sealed class SiloHostOptions
     public bool Quiet { get; set; }
 
     public const string Usage =
-        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP] [--hosting host|kubernetes]";
+        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP] [--hosting host|kubernetes] [--tls-cert PATH] [--tls-key PATH]";
 
     /// <summary>
     /// Reads the silo program's arguments; throws <see cref="ArgumentException"/> with a one-line reason for an unknown
@@ -108,6 +130,8 @@ public sealed class SiloHostOptions
                 case "--redis": options.Redis = value; break;
                 case "--advertise": options.Advertise = value; break;
                 case "--hosting": options.Hosting = value; break;
+                case "--tls-cert": options.TlsCertificate = value; break;
+                case "--tls-key": options.TlsKey = value; break;
                 case "--shards": options.Shards = Integer(name, value); break;
                 case "--silo-port": options.SiloPort = Integer(name, value); break;
                 case "--gateway-port": options.GatewayPort = Integer(name, value); break;
@@ -145,6 +169,11 @@ public sealed class SiloHostOptions
         }
         resolved.ClusterId ??= cluster.ClusterId;
         resolved.ServiceId ??= cluster.ServiceId;
+        var tls = configuration.GetSection(SpaTlsOptions.Section).Get<SpaTlsOptions>() ?? new SpaTlsOptions();
+        resolved.TlsCertificate ??= tls.CertificatePath;
+        resolved.TlsKey ??= tls.KeyPath;
+        resolved.TlsPassword ??= tls.Password;
+        resolved.TlsTrust ??= tls.TrustPath;
         return resolved;
     }
 
@@ -166,6 +195,10 @@ public sealed class SiloHostOptions
             throw new ArgumentException($"--advertise ({SpaClusterOptions.Section}:Advertise) must be an IP address, got '{Advertise}'");
         if (ClusterId is not null && string.IsNullOrWhiteSpace(ClusterId)) throw new ArgumentException($"{SpaClusterOptions.Section}:ClusterId must not be empty");
         if (ServiceId is not null && string.IsNullOrWhiteSpace(ServiceId)) throw new ArgumentException($"{SpaClusterOptions.Section}:ServiceId must not be empty");
+        if (TlsCertificate is null && (TlsKey ?? TlsTrust) is not null)
+            throw new ArgumentException($"--tls-key ({SpaTlsOptions.Section}:KeyPath) and {SpaTlsOptions.Section}:TrustPath need --tls-cert ({SpaTlsOptions.Section}:CertificatePath)");
+        if (Tls && Http is not null && Http.StartsWith("http://", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"--http is the plain URL '{Http}' but TLS is on (--tls-cert): give HOST:PORT or an https:// URL");
         if (string.IsNullOrWhiteSpace(Model))
             throw new ArgumentException($"no model given and none found: pass --model PATH, set {SpaModelOptions.Section}:ModelPath or ${ModelLocator.ModelVariable}");
         if (!File.Exists(Model) && !Directory.Exists(Model)) throw new ArgumentException($"the model {Model} does not exist");
@@ -211,9 +244,20 @@ public sealed class SiloHostOptions
         return parsed;
     }
 
-    /// <summary>"HOST:PORT" or a URL as a URL Kestrel binds to.</summary>
-    public static string ToUrl(string http) =>
-        http.Contains("://", StringComparison.Ordinal) ? http : "http://" + http;
+    /// <summary>"HOST:PORT" or a URL as a URL Kestrel binds to; HOST:PORT is https:// when <paramref name="tls"/>.</summary>
+    public static string ToUrl(string http, bool tls = false) =>
+        http.Contains("://", StringComparison.Ordinal) ? http : (tls ? "https://" : "http://") + http;
+
+    /// <summary>The server certificate and the certificates other silos are trusted by; null without TLS. Throws <see cref="ArgumentException"/> for a bad file.</summary>
+    public (X509Certificate2 Certificate, X509Certificate2Collection Trusted)? LoadTls()
+    {
+        if (TlsCertificate is null) return null;
+        var certificate = TransportCertificates.LoadServer(TlsCertificate, TlsKey, TlsPassword,
+            $"--tls-cert ({SpaTlsOptions.Section}:CertificatePath)", $"--tls-key ({SpaTlsOptions.Section}:KeyPath)");
+        var trusted = TlsTrust is null ? new X509Certificate2Collection(certificate)
+            : TransportCertificates.LoadTrust(TlsTrust, $"{SpaTlsOptions.Section}:TrustPath");
+        return (certificate, trusted);
+    }
 
     /// <summary>A URL is left to Kestrel; "HOST:PORT" must have both.</summary>
     private static void HttpEndpoint(string http)
@@ -254,4 +298,22 @@ public sealed class SpaClusterOptions
     public string ClusterId { get; set; } = "spa";
 
     public string ServiceId { get; set; } = "spa";
+}
+
+/// <summary>TLS settings of the configuration section <see cref="Section"/>; <c>--tls-cert</c> and <c>--tls-key</c> take precedence.</summary>
+public sealed class SpaTlsOptions
+{
+    public const string Section = "Spa:Tls";
+
+    /// <summary>See <see cref="SiloHostOptions.TlsCertificate"/>.</summary>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>See <see cref="SiloHostOptions.TlsKey"/>.</summary>
+    public string? KeyPath { get; set; }
+
+    /// <summary>See <see cref="SiloHostOptions.TlsPassword"/>.</summary>
+    public string? Password { get; set; }
+
+    /// <summary>See <see cref="SiloHostOptions.TlsTrust"/>.</summary>
+    public string? TrustPath { get; set; }
 }

@@ -121,11 +121,24 @@ public sealed class BadInputTests
     [InlineData("--advertise (Spa:Cluster:Advertise) needs --redis", "--advertise", "127.0.0.1")]
     [InlineData("--hosting kubernetes (Spa:Cluster:Hosting) needs --redis", "--hosting", "kubernetes")]
     [InlineData("--hosting (Spa:Cluster:Hosting) must be host or kubernetes, got 'docker'", "--hosting", "docker")]
+    [InlineData("--tls-cert (Spa:Tls:CertificatePath): the file /no/such/cert.pem does not exist", "--tls-cert", "/no/such/cert.pem")]
+    [InlineData("--tls-key (Spa:Tls:KeyPath) and Spa:Tls:TrustPath need --tls-cert", "--tls-key", "/no/such/key.pem")]
     public async Task ServeWithBadValues(string phrase, params string[] options)
     {
         var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", .. options]);
 
         Expect.OneLineError(run, phrase, exitCode: 2);
+    }
+
+    /// <summary>TLS is never dropped silently: a plain URL from ASPNETCORE_URLS beside --tls-cert is refused.</summary>
+    [Fact]
+    public async Task ServeRefusesAPlainUrlWithTls()
+    {
+        using var certificate = new TestCertificate();
+        var run = await Spa.RunAsync(["serve", "--model", SharedData.Stories260K, "--api-key", "k", "--tls-cert", certificate.CertificatePath, "--tls-key", certificate.KeyPath],
+            environment: new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0" });
+
+        Expect.OneLineError(run, "ASPNETCORE_URLS has a plain http:// URL (http://127.0.0.1:0) but TLS is on", exitCode: 2);
     }
 
     /// <summary>The silo program checks the same options the same way, and says so in one line.</summary>

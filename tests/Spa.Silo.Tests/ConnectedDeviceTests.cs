@@ -15,12 +15,9 @@ namespace Spa.Silo.Tests;
 public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
 {
     private const string Secret = "connected-device-secret-0123";
-    private readonly string _copy = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
+    private readonly PluginCopy _copy = new();
 
-    public void Dispose()
-    {
-        if (Directory.Exists(_copy)) Directory.Delete(_copy, recursive: true);
-    }
+    public void Dispose() => _copy.Dispose();
 
     private static string Request(string mode, string device, string fallback = "base") =>
         JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24, spa = new { mode, device_id = device, fallback } });
@@ -38,13 +35,12 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24 }), HttpStatusCode.OK);
         Assert.NotEqual(Text(baseline), Text(expected)); // the plugin changes the text, so equal texts below mean it was used
 
-        var id = "real-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        CopyPlugin();
-        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy))
+        var id = await Register(client, "real", Secret);
+        _copy.Make();
+        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy.Folder))
         {
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
-            Directory.Delete(_copy, recursive: true); // from here on the plugin exists only in the device's memory
+            _copy.Dispose(); // from here on the plugin exists only in the device's memory
             Assert.Equal("connected", await State(client, id));
 
             var answer = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
@@ -62,8 +58,8 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
             Assert.Equal("offline", await State(client, id));
         }
 
-        CopyPlugin();
-        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy))
+        _copy.Make();
+        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, Secret, _copy.Folder))
         {
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, TimeSpan.FromSeconds(60));
             var again = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", id), HttpStatusCode.OK);
@@ -76,26 +72,44 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
     public async Task AWrongSecretIsRefusedAndTheProcessSaysSo()
     {
         using var client = server.Client();
-        var id = "wrong-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret = Secret }), HttpStatusCode.Created);
-        CopyPlugin();
-        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, "not-the-secret-of-this-device", _copy);
+        var id = await Register(client, "wrong", Secret);
+        _copy.Make();
+        await using var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", id, "not-the-secret-of-this-device", _copy.Folder);
         Assert.Equal(1, await device.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("spa-device: error: wrong secret", device.Stderr);
         Assert.Equal("offline", await State(client, id));
     }
 
-    private void CopyPlugin()
+    /// <summary>Registers a real device (offline until a spa-device connects) under a fresh id starting with <paramref name="prefix"/>.</summary>
+    internal static async Task<string> Register(HttpClient client, string prefix, string secret)
     {
-        Directory.CreateDirectory(_copy);
-        foreach (var file in Directory.GetFiles(RandomPlugin.Ladder)) File.Copy(file, Path.Combine(_copy, Path.GetFileName(file)), overwrite: true);
+        var id = prefix + "-" + Guid.NewGuid().ToString("N")[..8];
+        await PluginCompletionTests.Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, secret }), HttpStatusCode.Created);
+        return id;
     }
 
-    private static async Task<string> State(HttpClient client, string id)
+    internal static async Task<string> State(HttpClient client, string id)
     {
         using var response = await client.GetAsync($"/v1/devices/{id}");
         return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("state").GetString()!;
     }
 
     private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+}
+
+/// <summary>The test plugin in a folder of its own, for a spa-device process to load; disposing removes it.</summary>
+internal sealed class PluginCopy : IDisposable
+{
+    public string Folder { get; } = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
+
+    public void Make()
+    {
+        Directory.CreateDirectory(Folder);
+        foreach (var file in Directory.GetFiles(RandomPlugin.Ladder)) File.Copy(file, Path.Combine(Folder, Path.GetFileName(file)), overwrite: true);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(Folder)) Directory.Delete(Folder, recursive: true);
+    }
 }

@@ -17,7 +17,7 @@ public sealed class MetricsTests(ServerFixture server)
         "spa_tokens_generated_total", "spa_edge_transmissions_total", "spa_edge_bytes_total", "spa_gate_decisions_total",
         "spa_token_latency_seconds", "spa_time_to_first_token_seconds", "spa_sessions_active", "spa_kv_cache_bytes",
         "spa_kv_cache_evictions_total", "spa_batch_size", "spa_queue_wait_seconds", "spa_requests_total",
-        "spa_edge_devices_connected", "spa_edge_fallbacks_total",
+        "spa_edge_devices_connected", "spa_edge_fallbacks_total", "spa_admission_running", "spa_admission_queued", "spa_admission_kv_bytes",
     ];
 
     [Fact]
@@ -74,13 +74,7 @@ public sealed class MetricsTests(ServerFixture server)
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/models")).StatusCode);
     }
 
-    private async Task<Exposition> Scrape()
-    {
-        using var client = server.Client(null);
-        using var response = await client.GetAsync("/metrics");
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return Exposition.Parse(await response.Content.ReadAsStringAsync());
-    }
+    private Task<Exposition> Scrape() => Exposition.ScrapeAsync(server);
 }
 
 /// <summary>One sample of the Prometheus text format: <c>name{label="value",...} value [timestamp]</c>.</summary>
@@ -97,6 +91,15 @@ internal sealed class Exposition(List<Sample> samples)
     /// <summary>The sum over the samples named <paramref name="name"/> that carry all of <paramref name="labels"/>.</summary>
     public double Sum(string name, params (string Label, string Value)[] labels) =>
         samples.Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value)).Sum(s => s.Value);
+
+    /// <summary>The host's <c>/metrics</c> now (no key: Prometheus scrapes without one).</summary>
+    public static async Task<Exposition> ScrapeAsync(ServerFixture server)
+    {
+        using var client = server.Client(null);
+        using var response = await client.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return Parse(await response.Content.ReadAsStringAsync());
+    }
 
     public static Exposition Parse(string text)
     {

@@ -128,37 +128,7 @@ public sealed class PluginCompletionTests(ServerFixture server)
         Assert.Equal(0, spa.GetProperty("transmissions").GetInt64());
     }
 
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
-}
-
-/// <summary>A host that admits one generation at a time: the second concurrent request gets 429 with Retry-After.</summary>
-public sealed class CapacityTests
-{
-    [Fact]
-    public async Task OverCapacityIs429WithRetryAfterAndAcceptedRequestsFinish()
-    {
-        await using var server = ServerFixture.With(("Spa__Serving__MaxConcurrentGenerations", "1"));
-        await server.InitializeAsync();
-        using var first = server.Client();
-        using var second = server.Client();
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-        {
-            Content = PluginCompletionTests.Json("""{"prompt": "Once upon a time", "max_tokens": 200, "stream": true}"""),
-        };
-        using var running = await first.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-        using var reader = new StreamReader(await running.Content.ReadAsStreamAsync());
-        Assert.StartsWith("data: ", await reader.ReadLineAsync()); // the first generation is under way
-
-        using (var refused = await second.PostAsync("/v1/completions", PluginCompletionTests.Json("""{"prompt": "Once", "max_tokens": 5}""")))
-        {
-            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-            Assert.Equal("1", refused.Headers.GetValues("Retry-After").Single());
-            Assert.Contains("over_capacity", await refused.Content.ReadAsStringAsync());
-        }
-        var rest = await reader.ReadToEndAsync(); // the accepted request runs to its end
-        Assert.EndsWith("data: [DONE]\n\n", rest);
-        await PluginCompletionTests.Send(second, "/v1/completions", """{"prompt": "Once", "max_tokens": 5}""", HttpStatusCode.OK);
-    }
+    internal static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
 }
 
 /// <summary>Plugins of each kind with random weights (randn * 0.2, so that they change the output), saved once per test run.</summary>

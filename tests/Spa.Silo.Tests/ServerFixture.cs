@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Spa.Model;
 using Spa.Model.Generation;
@@ -20,6 +21,16 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
     /// <summary>A host built with these environment variables set (configuration such as Spa__Serving__...).</summary>
     public static ServerFixture With(params (string Variable, string Value)[] settings) => new() { _settings = settings };
 
+    /// <summary>A host with TLS on HTTP and the gateway from <paramref name="certificate"/>'s PEM files; its clients trust that certificate.</summary>
+    public static ServerFixture WithTls(TestCertificate certificate, params (string Variable, string Value)[] settings) => new()
+    {
+        _settings = [("Spa__Tls__CertificatePath", certificate.CertificatePath), ("Spa__Tls__KeyPath", certificate.KeyPath), .. settings],
+        Trusted = certificate.Certificate,
+    };
+
+    /// <summary>The certificate this host's clients trust (over HTTPS); null for a plain HTTP host.</summary>
+    public X509Certificate2? Trusted { get; private init; }
+
     public const string Key = "test-key-1";
     public const string OtherKey = "test-key-2";
 
@@ -32,12 +43,23 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
     private readonly int[] _ports = Ports.Free(2); // silo, gateway
     public StringWriter Announcements { get; } = new();
 
-    /// <summary>A client that sends <see cref="Key"/>.</summary>
-    public HttpClient Client(string? key = Key)
+    /// <summary>
+    /// A client that sends <see cref="Key"/>; over HTTPS it trusts <paramref name="trusted"/> (default <see cref="Trusted"/>)
+    /// and nothing else, with the host name checked.
+    /// </summary>
+    public HttpClient Client(string? key = Key, X509Certificate2? trusted = null)
     {
+        trusted ??= Trusted;
         // No draining of an abandoned response: a client that disposes a stream it stopped reading closes the connection,
         // as a user who goes away does, instead of quietly reading the rest to reuse the connection.
         var handler = new SocketsHttpHandler { MaxResponseDrainSize = 0 };
+        if (trusted is not null)
+            handler.SslOptions.CertificateChainPolicy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                CustomTrustStore = { trusted },
+                RevocationMode = X509RevocationMode.NoCheck,
+            };
         var client = new HttpClient(handler) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
         if (key is not null) client.DefaultRequestHeaders.Authorization = new("Bearer", key);
         return client;
@@ -98,5 +120,16 @@ public static class Reference
     public static GenerationResult Generate(string prompt, int maxTokens, SamplingOptions? sampling = null, IReadOnlyList<string>? stop = null)
     {
         lock (Gate) return Generator.Value.Generate(prompt, maxTokens, sampling ?? SamplingOptions.Greedy, stop);
+    }
+
+    /// <summary>The greedy continuation of <paramref name="tokens"/> (BOS and prompt included), token by token.</summary>
+    public static IReadOnlyList<int> Continue(IReadOnlyList<int> tokens, int maxTokens)
+    {
+        lock (Gate) return Generator.Value.Generate(tokens, maxTokens, SamplingOptions.Greedy).Tokens;
+    }
+
+    public static IReadOnlyList<int> Encode(string prompt)
+    {
+        lock (Gate) return Generator.Value.EncodePrompt(prompt);
     }
 }

@@ -24,14 +24,16 @@ public static class SpaDevice
         }
     }
 
-    public static ChildProcess Start(string cluster, string deviceId, string secret, string pluginDirectory, double renewSeconds = 2)
+    /// <summary>Starts spa-device; <paramref name="options"/> are further options such as <c>--profile</c> or <c>--tls-ca</c>.</summary>
+    public static ChildProcess Start(string cluster, string deviceId, string secret, string pluginDirectory, double renewSeconds = 2,
+        params string[] options)
     {
         var dll = Dll;
         if (!File.Exists(dll)) throw new FileNotFoundException($"{dll} is missing: build clients/Spa.Device (the test project references it)");
         var host = Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
         var start = new ProcessStartInfo(host);
-        foreach (var arg in new[] { dll, "--cluster", cluster, "--device-id", deviceId, "--plugin", pluginDirectory, "--renew-seconds", renewSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
-            start.ArgumentList.Add(arg);
+        string[] arguments = [dll, "--cluster", cluster, "--device-id", deviceId, "--plugin", pluginDirectory, "--renew-seconds", renewSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture), .. options];
+        foreach (var arg in arguments) start.ArgumentList.Add(arg);
         start.Environment["SPA_DEVICE_SECRET"] = secret;
         start.Environment["OMP_NUM_THREADS"] = "1";
         start.Environment.Remove("SPA_DEBUG");

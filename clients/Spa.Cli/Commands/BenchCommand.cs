@@ -19,6 +19,7 @@ public static class BenchCommand
         bench.Subcommands.Add(BenchTrainCommand.Create());
         bench.Subcommands.Add(BenchClusterCommand.Create());
         bench.Subcommands.Add(BenchPersistenceCommand.Create());
+        bench.Subcommands.Add(BenchSoakCommand.Create());
         return bench;
     }
 
@@ -116,7 +117,7 @@ public static class BenchCommand
         new(Environment.ProcessorCount, torchThreads, CpuName(), RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription,
             LoadAverage(), model.Device.ToString(), model.DType.ToString());
 
-    private static double? LoadAverage()
+    internal static double? LoadAverage()
     {
         try
         {

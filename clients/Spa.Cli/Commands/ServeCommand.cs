@@ -29,6 +29,11 @@ public static class ServeCommand
         {
             Description = "With --redis: the IP address this silo binds and announces to the others (default: Spa:Cluster:Advertise, else 127.0.0.1).",
         };
+        var tlsCert = new Option<string?>("--tls-cert")
+        {
+            Description = "Serve HTTPS and TLS on the gateway and silo ports with this certificate (PEM, or .pfx/.p12 with the password in Spa:Tls:Password; default: Spa:Tls:CertificatePath, else plain).",
+        };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "The PEM private key of --tls-cert, when the certificate file does not hold it (default: Spa:Tls:KeyPath)." };
 
         var hosting = new Option<string?>("--hosting")
         {
@@ -36,7 +41,7 @@ public static class ServeCommand
         };
 
         var command = new Command("serve", "Run a silo with the OpenAI-compatible HTTP API until stopped: a one-process cluster, or with --redis one silo of a cluster.");
-        foreach (var option in new Option[] { model, http, apiKey, shards, redis, siloPort, gatewayPort, advertise, hosting }) command.Options.Add(option);
+        foreach (var option in new Option[] { model, http, apiKey, shards, redis, siloPort, gatewayPort, advertise, hosting, tlsCert, tlsKey }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             // SiloHost.Build validates every value (SiloHostOptions.Validate), as for Spa.Silo; its ArgumentException is bad usage.
@@ -51,6 +56,8 @@ public static class ServeCommand
                 GatewayPort = result.GetValue(gatewayPort),
                 Advertise = result.GetValue(advertise),
                 Hosting = result.GetValue(hosting),
+                TlsCertificate = result.GetValue(tlsCert),
+                TlsKey = result.GetValue(tlsKey),
             });
             await using (app)
             {
