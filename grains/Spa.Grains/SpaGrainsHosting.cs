@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Spa.Grains.Placement;
 
@@ -20,7 +21,7 @@ public static class SpaGrainsHosting
     public static ISiloBuilder AddSpaModel(this ISiloBuilder silo, IConfiguration configuration)
     {
         silo.Services.AddSpaModel(configuration);
-        return silo.AddMemoryStreams(TokenStreams.Provider);
+        return silo.AddTokenStreams();
     }
 
     /// <summary>The model host and its options, without the silo's parts.</summary>
@@ -38,6 +39,30 @@ public static class SpaGrainsHosting
         silo.Services.Configure(configure);
         if (edge is not null) silo.Services.Configure(edge);
         silo.Services.AddSpaServices();
+        return silo.AddTokenStreams();
+    }
+
+    /// <summary>
+    /// How long a session's token stream and its session activation stay in memory after their last use. Every session
+    /// has its own stream, so the pulling agent's per-stream state, the stream's pub-sub rendezvous grain
+    /// (and its entry in <see cref="PubSubStorage"/>) and the session activation are one set per request; with Orleans'
+    /// defaults (30 min stream inactivity, 15 min collection age) a sustained load holds tens of thousands of them. A
+    /// finished session's history stays in <see cref="SessionStorage"/> for its retention, and a later call reactivates it.
+    /// </summary>
+    public static readonly TimeSpan PerSessionIdleLifetime = TimeSpan.FromMinutes(2);
+
+    /// <summary>Orleans' internal grain class that keeps one stream's producers and consumers.</summary>
+    private const string PubSubRendezvousGrainClass = "Orleans.Streams.PubSubRendezvousGrain";
+
+    /// <summary>The token streams, with per-session stream state and activations released after <see cref="PerSessionIdleLifetime"/>.</summary>
+    private static ISiloBuilder AddTokenStreams(this ISiloBuilder silo)
+    {
+        silo.Services.Configure<StreamPullingAgentOptions>(TokenStreams.Provider, o => o.StreamInactivityPeriod = PerSessionIdleLifetime);
+        silo.Services.Configure<GrainCollectionOptions>(o =>
+        {
+            o.ClassSpecificCollectionAge[PubSubRendezvousGrainClass] = PerSessionIdleLifetime;
+            o.ClassSpecificCollectionAge[typeof(DecodingSessionGrain).FullName!] = PerSessionIdleLifetime;
+        });
         return silo.AddMemoryStreams(TokenStreams.Provider);
     }
 
