@@ -66,9 +66,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
         await server.InitializeAsync();
         using var client = server.Client();
         // A simulated phone on 4G (60 ms a round trip) keeps the long generations running while the test goes on.
-        var phone = "phone-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = phone, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "phone-4g" } }), HttpStatusCode.Created);
+        var phone = await PluginCompletionTests.SimulatedDevice(client, "phone", RandomPlugin.Ladder, "phone-4g");
         var before = await Exposition.ScrapeAsync(server);
 
         using var longClient = server.Client();

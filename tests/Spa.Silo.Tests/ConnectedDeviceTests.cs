@@ -27,9 +27,7 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
     {
         using var client = server.Client();
         // The reference: a simulated device with the same plugin.
-        var simulated = "sim-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = RandomPlugin.Ladder } }), HttpStatusCode.Created);
+        var simulated = await PluginCompletionTests.SimulatedDevice(client, "sim", RandomPlugin.Ladder);
         var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request("parallel", simulated), HttpStatusCode.OK);
         var baseline = await PluginCompletionTests.Send(client, "/v1/completions",
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 24 }), HttpStatusCode.OK);

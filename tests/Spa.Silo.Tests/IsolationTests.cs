@@ -18,9 +18,7 @@ public sealed class IsolationTests(ServerFixture server)
     {
         using var alice = server.Client();
         using var bob = server.Client(ServerFixture.OtherKey);
-        var id = "iso-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(alice, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+        var id = await PluginCompletionTests.SimulatedDevice(alice, "iso", RandomPlugin.Ladder);
         foreach (var mode in SessionModes.All.Where(m => m != SessionModes.Base))
             foreach (var stream in new[] { false, true })
             {

@@ -24,9 +24,7 @@ public sealed class MetricsTests(ServerFixture server)
     public async Task TheScrapeHasEveryMetricAndCountsWhatTheResponsesReport()
     {
         using var client = server.Client();
-        var id = "metrics-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+        var id = await PluginCompletionTests.SimulatedDevice(client, "metrics", RandomPlugin.Ladder);
         var before = await Scrape();
 
         var plain = (await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 12}""", HttpStatusCode.OK)).GetProperty("spa");

@@ -30,9 +30,7 @@ public sealed class OtlpExportTests
         try
         {
             using var client = server.Client();
-            var device = "otlp-" + Guid.NewGuid().ToString("N")[..8];
-            await PluginCompletionTests.Send(client, "/v1/devices",
-                JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+            var device = await PluginCompletionTests.SimulatedDevice(client, "otlp", RandomPlugin.Ladder);
             await PluginCompletionTests.Send(client, "/v1/completions",
                 JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 6, spa = new { mode = "parallel", device_id = device } }), HttpStatusCode.OK);
         }

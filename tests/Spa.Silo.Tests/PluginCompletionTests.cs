@@ -29,6 +29,14 @@ public sealed class PluginCompletionTests(ServerFixture server)
         return JsonDocument.Parse(body).RootElement.Clone();
     }
 
+    /// <summary>Registers a simulated device of <paramref name="profile"/> holding the plugin in <paramref name="pluginDir"/>, under a fresh id starting with <paramref name="prefix"/>.</summary>
+    internal static async Task<string> SimulatedDevice(HttpClient client, string prefix, string pluginDir, string profile = "local")
+    {
+        var id = prefix + "-" + Guid.NewGuid().ToString("N")[..8];
+        await Send(client, "/v1/devices", JsonSerializer.Serialize(new { device_id = id, simulated = new { plugin_dir = pluginDir, profile } }), HttpStatusCode.Created);
+        return id;
+    }
+
     private async Task<string> RegisterSimulated(HttpClient client)
     {
         var id = "phone-" + Guid.NewGuid().ToString("N")[..8];

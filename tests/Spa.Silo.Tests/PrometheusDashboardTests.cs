@@ -48,9 +48,7 @@ public sealed class PrometheusDashboardTests
             var before = await WaitFor(api, prometheus, "sum(spa_tokens_generated_total)", _ => true);
             var transmissionsBefore = await WaitFor(api, prometheus, "sum(spa_edge_transmissions_total)", _ => true);
             using var client = server.Client();
-            var device = "prom-" + Guid.NewGuid().ToString("N")[..8];
-            await PluginCompletionTests.Send(client, "/v1/devices",
-                JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Ladder, profile = "local" } }), HttpStatusCode.Created);
+            var device = await PluginCompletionTests.SimulatedDevice(client, "prom", RandomPlugin.Ladder);
             var responses = new Dictionary<string, JsonElement>();
             foreach (var mode in new[] { "base", "parallel", "spa" })
                 responses[mode] = (await PluginCompletionTests.Send(client, "/v1/completions",

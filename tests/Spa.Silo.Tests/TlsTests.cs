@@ -52,9 +52,7 @@ public sealed class TlsTests : IDisposable
         await using var server = ServerFixture.WithTls(_certificate);
         await server.InitializeAsync();
         using var client = server.Client();
-        var simulated = "sim-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = simulated, simulated = new { plugin_dir = RandomPlugin.Ladder } }), HttpStatusCode.Created);
+        var simulated = await PluginCompletionTests.SimulatedDevice(client, "sim", RandomPlugin.Ladder);
         var expected = await PluginCompletionTests.Send(client, "/v1/completions", Request(simulated), HttpStatusCode.OK);
 
         var id = await ConnectedDeviceTests.Register(client, "tls", Secret);

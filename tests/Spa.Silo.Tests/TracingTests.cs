@@ -22,9 +22,7 @@ public sealed class TracingTests(ServerFixture server)
     {
         using var spans = new RecordedActivities(SpaMetrics.ActivitySourceName, "Microsoft.Orleans.Application");
         using var client = server.Client();
-        var device = "traced-" + Guid.NewGuid().ToString("N")[..8];
-        await PluginCompletionTests.Send(client, "/v1/devices",
-            JsonSerializer.Serialize(new { device_id = device, simulated = new { plugin_dir = RandomPlugin.Of(kind), profile = "local" } }), HttpStatusCode.Created);
+        var device = await PluginCompletionTests.SimulatedDevice(client, "traced", RandomPlugin.Of(kind));
         var body = await PluginCompletionTests.Send(client, "/v1/completions",
             JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 12, spa = new { mode, device_id = device } }), HttpStatusCode.OK);
         var session = body.GetProperty("id").GetString()!["cmpl-".Length..];
