@@ -77,8 +77,10 @@ public static class EdgeProfiles
     {
         double computeMs = profile.ComputeMs(flops);
         double networkMs = profile.DrawNetworkMs(4L * call.Input.Data.Length, 4L * answer.Output.Data.Length, Random.Shared);
-        double spentMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        if (computeMs + networkMs > spentMs) await Task.Delay(TimeSpan.FromMilliseconds(computeMs + networkMs - spentMs));
-        return answer with { EdgeMs = Math.Max(computeMs, spentMs - networkMs) };
+        double workMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds, dueMs = computeMs + networkMs;
+        // Task.Delay counts whole milliseconds: a truncated wait would deliver the answer before its link could have.
+        for (double waitedMs = workMs; waitedMs < dueMs; waitedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds)
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(dueMs - waitedMs)));
+        return answer with { EdgeMs = Math.Max(computeMs, workMs - networkMs) };
     }
 }
