@@ -26,6 +26,11 @@ public static class SpaDevice
 
     /// <summary>Starts spa-device; <paramref name="options"/> are further options such as <c>--profile</c> or <c>--tls-ca</c>.</summary>
     public static ChildProcess Start(string cluster, string deviceId, string secret, string pluginDirectory, double renewSeconds = 2,
+        params string[] options) =>
+        ChildProcess.Start(StartInfo(cluster, deviceId, secret, pluginDirectory, renewSeconds, options));
+
+    /// <summary>How <see cref="Start"/> starts spa-device, for a caller that runs it elsewhere (in a network namespace).</summary>
+    public static ProcessStartInfo StartInfo(string cluster, string deviceId, string secret, string pluginDirectory, double renewSeconds = 2,
         params string[] options)
     {
         var dll = Dll;
@@ -37,6 +42,6 @@ public static class SpaDevice
         start.Environment["SPA_DEVICE_SECRET"] = secret;
         start.Environment["OMP_NUM_THREADS"] = "1";
         start.Environment.Remove("SPA_DEBUG");
-        return ChildProcess.Start(start);
+        return start;
     }
 }
