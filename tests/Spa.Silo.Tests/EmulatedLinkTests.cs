@@ -87,7 +87,7 @@ public sealed class EmulatedLinkTests(ServerFixture server) : IDisposable
         var predicted = baseline.GetProperty("latency_ms").GetProperty("total").GetDouble()
                         + transmissions / generated * roundTrip
                         + latency.GetProperty("edge").GetDouble();
-        var report = $"measured {measured:F2} ms/token, predicted {predicted:F2} (base {baseline.GetProperty("latency_ms").GetProperty("total").GetDouble():F2}, " +
+        var report = $"measured {measured:F2} ms/token (cloud {latency.GetProperty("cloud").GetDouble():F2}, network {latency.GetProperty("network").GetDouble():F2}), predicted {predicted:F2} (base {baseline.GetProperty("latency_ms").GetProperty("total").GetDouble():F2}, " +
                      $"round trip {roundTrip:F2}, edge {latency.GetProperty("edge").GetDouble():F2}; " +
                      $"bytes per token up {spa.GetProperty("bytes_up").GetDouble() / generated:F0} (wire {wireUp / generated:F0}), " +
                      $"down {spa.GetProperty("bytes_down").GetDouble() / generated:F0} (wire {wireDown / generated:F0}); delay by {(link.KernelDelay ? "netem" : "relay")})";
