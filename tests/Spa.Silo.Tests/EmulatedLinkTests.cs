@@ -8,12 +8,13 @@ namespace Spa.Silo.Tests;
 
 /// <summary>
 /// A spa-device process in a network namespace of its own, reaching the host's gateway across a veth pair shaped by
-/// tbf. The link's round trip is applied by netem where the kernel has it; where it has not (sch_netem missing), by a
-/// <see cref="DelayingRelay"/> inside the namespace, which also holds each chunk for its transfer time at the link's
-/// rate (tbf caps the rate, but its bucket lets messages this small through at once). A parallel-mode completion
-/// through it must cost what the latency model says: the base's own time per token plus M times (round trip + transfer
-/// both ways + the device's measured compute), and give the text of the same plugin on a device process outside the
-/// namespace. Measures latency, so CI runs it after the other tests, alone (trait Category=Timing).
+/// tbf, through a <see cref="DelayingRelay"/> inside the namespace that applies the link's round trip and holds each
+/// chunk for its transfer time at the link's rate (the kernels we run on have no <c>sch_netem</c>; tbf caps the rate,
+/// but its bucket lets messages this small through at once). The same parallel-mode completion is measured on that
+/// path with the link off, on, and off again (the mean of the two off runs cancels drift): by the latency model the
+/// link adds M × (round trip + bytes up / rate up + bytes down / rate down) to each token, with the bytes that really
+/// cross it (the relay counts them, Orleans' framing included), and changes nothing in the text. Measures latency, so
+/// CI runs it after the other tests, alone (trait Category=Timing).
 /// </summary>
 [Collection(ServerCollection.Name)]
 [Trait("Category", "Timing")]
@@ -22,6 +23,9 @@ public sealed class EmulatedLinkTests(ServerFixture server) : IDisposable
     private const string Secret = "emulated-link-device-secret";
     private const int Tokens = 40;
     private const double Tolerance = 0.10;
+
+    /// <summary>Completions run before measuring, so that the code on the path is compiled to its final tier.</summary>
+    private const int WarmUps = 3;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
 
     /// <summary>
@@ -34,71 +38,74 @@ public sealed class EmulatedLinkTests(ServerFixture server) : IDisposable
 
     public void Dispose() => _copy.Dispose();
 
-    private static string Request(string? device) => JsonSerializer.Serialize(device is null
-        ? new { prompt = "Once upon a time", max_tokens = Tokens, spa = (object)new { mode = "base" } }
-        : new { prompt = "Once upon a time", max_tokens = Tokens, spa = (object)new { mode = "parallel", device_id = device, fallback = "fail" } });
+    /// <summary>One measured completion: its text, what the response reports per generated token, and the bytes the
+    /// relay carried for it in each direction.</summary>
+    private sealed record Run(string Text, double Generated, double M, double TotalMs, double CloudMs, double EdgeMs, double NetworkMs,
+        double BytesUp, double BytesDown, double WireUp, double WireDown)
+    {
+        public override string ToString() =>
+            $"{TotalMs:F2} ms/token (cloud {CloudMs:F2}, edge {EdgeMs:F2}, network {NetworkMs:F2}), bytes per transmission up {BytesUp / M / Generated:F0} " +
+            $"(wire {WireUp / M / Generated:F0}), down {BytesDown / M / Generated:F0} (wire {WireDown / M / Generated:F0})";
+    }
 
     [Fact]
-    public async Task ADeviceBehindAnEmulatedLinkCostsWhatTheLatencyModelPredicts()
+    public async Task ALinkAddsToEachTokenWhatTheLatencyModelSays()
     {
         var clock = Stopwatch.StartNew();
         using var client = server.Client();
         _copy.Make();
 
-        var local = await ConnectedDeviceTests.Register(client, "loopback", Secret);
-        JsonElement reference;
-        await using (var device = SpaDevice.Start($"127.0.0.1:{server.GatewayPort}", local, Secret, _copy.Folder))
-        {
-            await device.WaitForOutputAsync(SpaDevice.ConnectedLine, Bound);
-            reference = await Complete(client, local);
-        }
-
-        using var link = NetworkNamespace.Create(toInsideMbps: Link.UpMbps, toHostMbps: Link.DownMbps, Link.RoundTripMs);
+        using var link = NetworkNamespace.Create(toInsideMbps: Link.UpMbps, toHostMbps: Link.DownMbps);
         // The device dials the gateway's own address (127.0.0.1:port) inside the namespace, as Orleans clients address
-        // their messages to the gateway they dialed: a relay there carries the bytes across the veth pair to a plain one
-        // on the host end, which passes them to the gateway.
+        // their messages to the gateway they dialed: the relay there carries the bytes across the veth pair to one on
+        // the host end, which passes them to the gateway.
         var gateway = new IPEndPoint(IPAddress.Loopback, server.GatewayPort);
-        await using var hostEnd = DelayingRelay.Plain(new IPEndPoint(link.HostAddress, 0), gateway);
-        await using var insideEnd = link.KernelDelay
-            ? new DelayingRelay(() => link.Enter(DelayingRelay.NewTcpSocket), gateway, hostEnd.Endpoint, 0, double.PositiveInfinity, double.PositiveInfinity)
-            : new DelayingRelay(() => link.Enter(DelayingRelay.NewTcpSocket), gateway, hostEnd.Endpoint, Link.RoundTripMs,
-                towardsTargetMbps: Link.DownMbps, backMbps: Link.UpMbps);
-        var remote = await ConnectedDeviceTests.Register(client, "netns", Secret);
-        await using var inside = ChildProcess.Start(link.Inside(SpaDevice.StartInfo(gateway.ToString(), remote, Secret, _copy.Folder)));
+        using var hostEnd = new DelayingRelay(DelayingRelay.NewTcpSocket, new IPEndPoint(link.HostAddress, 0), gateway);
+        using var insideEnd = new DelayingRelay(() => link.Enter(DelayingRelay.NewTcpSocket), gateway, hostEnd.Endpoint);
+        var device = await ConnectedDeviceTests.Register(client, "netns", Secret);
+        await using var inside = ChildProcess.Start(link.Inside(SpaDevice.StartInfo(gateway.ToString(), device, Secret, _copy.Folder)));
         await inside.WaitForOutputAsync(SpaDevice.ConnectedLine, Bound);
 
-        await Complete(client, remote); // warms the path (connections, first calls) so that the measured run is steady
-        var baseline = (await PluginCompletionTests.Send(client, "/v1/completions", Request(null), HttpStatusCode.OK)).GetProperty("spa");
-        var (wireUp, wireDown) = (insideEnd.BytesBack, insideEnd.BytesTowardsTarget);
-        var answer = await Complete(client, remote);
-        (wireUp, wireDown) = (insideEnd.BytesBack - wireUp, insideEnd.BytesTowardsTarget - wireDown);
-        Assert.Equal(Text(reference), Text(answer));
+        for (var i = 0; i < WarmUps; i++) await Complete(client, device);
+        var before = await Measure(client, device, insideEnd);
+        insideEnd.SetLink(Link.RoundTripMs, towardsTargetMbps: Link.DownMbps, backMbps: Link.UpMbps);
+        var on = await Measure(client, device, insideEnd);
+        insideEnd.SetLink(0, double.PositiveInfinity, double.PositiveInfinity);
+        var after = await Measure(client, device, insideEnd);
 
-        var spa = answer.GetProperty("spa");
-        var generated = spa.GetProperty("generated_tokens").GetDouble();
-        var transmissions = spa.GetProperty("transmissions").GetDouble();
-        Assert.Equal(Tokens, generated);
-        Assert.Equal(1.0, spa.GetProperty("m").GetDouble());
-        var latency = spa.GetProperty("latency_ms");
-        var measured = latency.GetProperty("total").GetDouble();
-        var roundTrip = Link.RoundTripMs
-                        + Link.UpMs(spa.GetProperty("bytes_up").GetDouble() / transmissions)
-                        + Link.DownMs(spa.GetProperty("bytes_down").GetDouble() / transmissions);
-        var predicted = baseline.GetProperty("latency_ms").GetProperty("total").GetDouble()
-                        + transmissions / generated * roundTrip
-                        + latency.GetProperty("edge").GetDouble();
-        var report = $"measured {measured:F2} ms/token (cloud {latency.GetProperty("cloud").GetDouble():F2}, network {latency.GetProperty("network").GetDouble():F2}), predicted {predicted:F2} (base {baseline.GetProperty("latency_ms").GetProperty("total").GetDouble():F2}, " +
-                     $"round trip {roundTrip:F2}, edge {latency.GetProperty("edge").GetDouble():F2}; " +
-                     $"bytes per token up {spa.GetProperty("bytes_up").GetDouble() / generated:F0} (wire {wireUp / generated:F0}), " +
-                     $"down {spa.GetProperty("bytes_down").GetDouble() / generated:F0} (wire {wireDown / generated:F0}); delay by {(link.KernelDelay ? "netem" : "relay")})";
-        Assert.True(latency.GetProperty("network").GetDouble() >= Link.RoundTripMs, "the link's delay was not applied: " + report);
-        Assert.True(Math.Abs(measured - predicted) <= Tolerance * predicted, report);
+        Assert.All([before, after], off => Assert.Equal(off.Text, on.Text));
+        Assert.All([before, on, after], run => Assert.Equal((Tokens, 1.0), (run.Generated, run.M)));
+        var offMs = (before.TotalMs + after.TotalMs) / 2;
+        var perTransmission = Link.RoundTripMs + Link.UpMs(on.WireUp / on.M / on.Generated) + Link.DownMs(on.WireDown / on.M / on.Generated);
+        var predicted = offMs + on.M * perTransmission;
+        var activationsOnly = offMs + on.M * (Link.RoundTripMs + Link.UpMs(on.BytesUp / on.M / on.Generated) + Link.DownMs(on.BytesDown / on.M / on.Generated));
+        var report = $"link on: {on}; predicted {predicted:F2} ms/token (link off {offMs:F2} + M × {perTransmission:F2}; " +
+                     $"{activationsOnly:F2} counting the activations' bytes alone); link off before: {before}; after: {after}; " +
+                     $"relay late by {insideEnd.MeanLateness.TotalMilliseconds:F3} ms a chunk";
         Console.WriteLine(report);
+        Assert.True(on.NetworkMs >= Link.RoundTripMs, "the link's delay was not applied: " + report);
+        Assert.True(Math.Abs(on.TotalMs - predicted) <= Tolerance * predicted, report);
         Assert.True(clock.Elapsed < Bound, $"took {clock.Elapsed.TotalSeconds:F1} s");
     }
 
-    private static Task<JsonElement> Complete(HttpClient client, string device) =>
-        PluginCompletionTests.Send(client, "/v1/completions", Request(device), HttpStatusCode.OK);
+    private static async Task<Run> Measure(HttpClient client, string device, DelayingRelay relay)
+    {
+        var (up, down) = (relay.BytesBack, relay.BytesTowardsTarget);
+        var answer = await Complete(client, device);
+        var (wireUp, wireDown) = (relay.BytesBack - up, relay.BytesTowardsTarget - down);
+        var spa = answer.GetProperty("spa");
+        var latency = spa.GetProperty("latency_ms");
+        var generated = spa.GetProperty("generated_tokens").GetDouble();
+        return new(answer.GetProperty("choices")[0].GetProperty("text").GetString()!, generated, spa.GetProperty("m").GetDouble(),
+            latency.GetProperty("total").GetDouble(), latency.GetProperty("cloud").GetDouble(), latency.GetProperty("edge").GetDouble(),
+            latency.GetProperty("network").GetDouble(), spa.GetProperty("bytes_up").GetDouble(), spa.GetProperty("bytes_down").GetDouble(), wireUp, wireDown);
+    }
 
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    private static Task<JsonElement> Complete(HttpClient client, string device) =>
+        PluginCompletionTests.Send(client, "/v1/completions", JsonSerializer.Serialize(new
+        {
+            prompt = "Once upon a time",
+            max_tokens = Tokens,
+            spa = new { mode = "parallel", device_id = device, fallback = "fail" },
+        }), HttpStatusCode.OK);
 }

@@ -8,8 +8,8 @@ namespace Spa.Testing;
 /// <summary>
 /// A network namespace joined to the host by a veth pair: the host end has <see cref="HostAddress"/>, the end inside
 /// has <see cref="InsideAddress"/> (a private /30 of their own), and each end's egress goes through a <c>tbf</c> qdisc
-/// at the link's rate for that direction. When the kernel has <c>sch_netem</c>, netem also delays each direction by
-/// half the round trip (<see cref="KernelDelay"/>); otherwise a <see cref="DelayingRelay"/> has to apply the delay.
+/// at the link's rate for that direction. The delay is not the kernel's: <c>sch_netem</c> is missing from the kernels
+/// we run on, so a <see cref="DelayingRelay"/> inside the namespace applies it.
 /// Needs root and the <c>ip</c> and <c>tc</c> programs (iproute2); it throws, never skips, when they are missing.
 /// Disposing deletes the namespace (and with it the inside end) and the host end.
 /// </summary>
@@ -20,9 +20,6 @@ public sealed class NetworkNamespace : IDisposable
     public string Name { get; }
     public IPAddress HostAddress { get; }
     public IPAddress InsideAddress { get; }
-
-    /// <summary>Whether netem applies the round trip in the kernel (false: the kernel has no netem).</summary>
-    public bool KernelDelay { get; private set; }
 
     private readonly string _hostEnd;
     private readonly string _insideEnd;
@@ -39,15 +36,15 @@ public sealed class NetworkNamespace : IDisposable
     }
 
     /// <summary>Creates the namespace, the veth pair and the shaping: <paramref name="toInsideMbps"/> from the host into
-    /// the namespace, <paramref name="toHostMbps"/> back, and <paramref name="roundTripMs"/> of delay if netem exists.</summary>
-    public static NetworkNamespace Create(double toInsideMbps, double toHostMbps, double roundTripMs)
+    /// the namespace, <paramref name="toHostMbps"/> back.</summary>
+    public static NetworkNamespace Create(double toInsideMbps, double toHostMbps)
     {
         if (!Environment.IsPrivilegedProcess)
             throw new InvalidOperationException("creating a network namespace needs root: run the tests as root (CI does)");
         var ns = new NetworkNamespace();
         try
         {
-            ns.Setup(toInsideMbps, toHostMbps, roundTripMs);
+            ns.Setup(toInsideMbps, toHostMbps);
             return ns;
         }
         catch
@@ -57,7 +54,7 @@ public sealed class NetworkNamespace : IDisposable
         }
     }
 
-    private void Setup(double toInsideMbps, double toHostMbps, double roundTripMs)
+    private void Setup(double toInsideMbps, double toHostMbps)
     {
         Run("ip", "netns", "add", Name);
         Run("ip", "link", "add", _hostEnd, "type", "veth", "peer", "name", _insideEnd);
@@ -67,13 +64,9 @@ public sealed class NetworkNamespace : IDisposable
         Run("ip", "link", "set", _hostEnd, "up");
         Run("ip", "-n", Name, "link", "set", _insideEnd, "up");
         Run("ip", "-n", Name, "link", "set", "lo", "up");
-        var oneWay = (roundTripMs / 2).ToString("0.###", CultureInfo.InvariantCulture) + "ms";
-        KernelDelay = TryRun("tc", "qdisc", "add", "dev", _hostEnd, "root", "handle", "1:", "netem", "delay", oneWay);
-        if (KernelDelay) Run("tc", "-n", Name, "qdisc", "add", "dev", _insideEnd, "root", "handle", "1:", "netem", "delay", oneWay);
-        // tbf under netem when netem is there, at the root otherwise. A small burst (a few full frames) keeps the rate strict.
-        string[] parent = KernelDelay ? ["parent", "1:1", "handle", "10:"] : ["root"];
-        Run(["tc", "qdisc", "add", "dev", _hostEnd, .. parent, .. Tbf(toInsideMbps)]);
-        Run(["tc", "-n", Name, "qdisc", "add", "dev", _insideEnd, .. parent, .. Tbf(toHostMbps)]);
+        // A small burst (a few full frames) keeps the rate strict.
+        Run(["tc", "qdisc", "add", "dev", _hostEnd, "root", .. Tbf(toInsideMbps)]);
+        Run(["tc", "-n", Name, "qdisc", "add", "dev", _insideEnd, "root", .. Tbf(toHostMbps)]);
     }
 
     private static string[] Tbf(double mbps) =>
