@@ -56,7 +56,8 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
 
 /// <summary>
 /// A stored session: whose it is (<see cref="User"/>), its whole token sequence (the first <see cref="PromptLength"/> are
-/// the prompt), the generation's token budget, whether it finished and why, and its counters.
+/// the prompt), the generation's token budget, whether it finished and why, its counters, and the stop strings of the
+/// request that started it.
 /// </summary>
 [GenerateSerializer, Alias("spa.SessionSnapshot")]
 public sealed record SessionSnapshot(
@@ -65,7 +66,8 @@ public sealed record SessionSnapshot(
     [property: Id(2)] int PromptLength,
     [property: Id(3)] int MaxGenerated,
     [property: Id(4)] bool Finished,
-    [property: Id(5)] GenerationResult Status)
+    [property: Id(5)] GenerationResult Status,
+    [property: Id(6)] string[] Stop)
 {
     public int Generated => History.Length - PromptLength;
 

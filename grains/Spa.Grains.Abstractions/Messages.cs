@@ -127,6 +127,8 @@ public sealed record ShardStats(
 /// <see cref="Fallback"/>: when the device is offline, fails or times out, "base" carries on without the plugin and marks
 /// the generation degraded; "fail" stops it with <see cref="EdgeUnavailableException"/>.
 /// </para>
+/// <see cref="Stop"/>: the request's stop strings. The session does not cut at them (the caller decodes the text); it
+/// keeps them so that a resumed session's text is cut where the original completion's was.
 /// </summary>
 [GenerateSerializer, Alias("spa.GenerationRequest")]
 public sealed record GenerationRequest(
@@ -144,7 +146,8 @@ public sealed record GenerationRequest(
     [property: Id(11)] double? Tau = null,
     [property: Id(12)] string? User = null,
     [property: Id(13)] double? MBudget = null,
-    [property: Id(14)] string Fallback = "base");
+    [property: Id(14)] string Fallback = "base",
+    [property: Id(15)] string[]? Stop = null);
 
 /// <summary>The combination modes a session runs: see DESIGN section 2.</summary>
 public static class SessionModes

@@ -44,8 +44,30 @@ public sealed class SessionState
     [Id(29)] public int MaxGenerated { get; set; }
     /// <summary>When a released session is deleted (null while it is in use).</summary>
     [Id(30)] public DateTimeOffset? ExpiresAt { get; set; }
+    /// <summary>For each generated token, whether the device took part and whether it was made without the plugin
+    /// (empty for sessions stored before it was kept).</summary>
+    [Id(31)] public List<TokenOrigin> Origins { get; set; } = [];
+    [Id(32)] public string[] Stop { get; set; } = [];
 
     public int Generated => History.Count - PromptLength;
+}
+
+/// <summary>How a generated token was made, kept with it so that a resumed stream reports what the first one did.</summary>
+[Flags]
+public enum TokenOrigin : byte
+{
+    Cloud = 0,
+    Edge = 1,
+    Degraded = 2,
+}
+
+internal static class TokenOrigins
+{
+    public static TokenOrigin Of(TokenEvent token) =>
+        (token.Edge ? TokenOrigin.Edge : TokenOrigin.Cloud) | (token.Degraded ? TokenOrigin.Degraded : TokenOrigin.Cloud);
+
+    public static TokenEvent Event(int index, int token, TokenOrigin origin) =>
+        new(index, token, origin.HasFlag(TokenOrigin.Edge), origin.HasFlag(TokenOrigin.Degraded));
 }
 
 /// <summary>
@@ -142,7 +164,7 @@ public sealed class DecodingSessionGrain(
             while (true)
             {
                 for (; next < S.Generated; next++)
-                    yield return new TokenEvent(next, S.History[S.PromptLength + next], Edge: false, Degraded: false);
+                    yield return TokenOrigins.Event(next, S.History[S.PromptLength + next], next < S.Origins.Count ? S.Origins[next] : TokenOrigin.Cloud);
                 if (S.Generated >= S.MaxGenerated || S.Finished) break;
                 cancellation.ThrowIfCancellationRequested();
                 var token = await NextToken();
@@ -172,7 +194,7 @@ public sealed class DecodingSessionGrain(
     }
 
     public ValueTask<SessionSnapshot?> Describe() => ValueTask.FromResult(S.History.Count == 0 ? null
-        : new SessionSnapshot(S.User, [.. S.History], S.PromptLength, S.MaxGenerated, S.Finished, Result([])));
+        : new SessionSnapshot(S.User, [.. S.History], S.PromptLength, S.MaxGenerated, S.Finished, Result([]), S.Stop));
 
     public ValueTask Release() => new(Exclusively(async () =>
     {
@@ -328,6 +350,7 @@ public sealed class DecodingSessionGrain(
             Fallback = request.Fallback,
             Fallbacks = fallbacks,
             MaxGenerated = request.MaxTokens,
+            Stop = request.Stop ?? [],
         };
         _policy = null;
         _fed = 0;
@@ -439,6 +462,7 @@ public sealed class DecodingSessionGrain(
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
         else if (S.History.Count > S.MaxSequenceLength) (S.Finished, S.StopReason) = (true, "context");
         var token = new TokenEvent(S.Generated - 1, next, asked, usage.Degraded);
+        S.Origins.Add(TokenOrigins.Of(token));
         int every = sessionOptions.Value.PersistEveryTokens;
         if (++_unpersisted >= every && every > 0)
         {

@@ -65,7 +65,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         var plugin = request.Plugin;
         var generation = new GenerationRequest([.. promptTokens], request.MaxTokens, served.Shards, served.Name,
             sampling.Temperature, sampling.TopP, sampling.TopK, unchecked((long)sampling.Seed), sampling.RepetitionPenalty,
-            plugin.Mode, plugin.DeviceId, plugin.Tau, (string)context.Items[SiloHost.UserItem]!, plugin.MBudget, plugin.Fallback);
+            plugin.Mode, plugin.DeviceId, plugin.Tau, (string)context.Items[SiloHost.UserItem]!, plugin.MBudget, plugin.Fallback, [.. request.Stop]);
         var tokens = SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(completion.Id, e), aborted);
         await Respond(context, session, tokens, request.Stream, request.Stop, completion, plugin.Mode, trace);
     }
@@ -82,7 +82,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         var completion = new Completion(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, stored.History[..stored.PromptLength],
             stored.History[..(stored.PromptLength + from)]);
         var tokens = SiloLoss.Resume(session, from, maxGenerated, sessions.Value.Retry, e => SessionMoved(id, e), context.RequestAborted);
-        await Respond(context, session, tokens, stream, [], completion, stored.Status.Mode, trace);
+        await Respond(context, session, tokens, stream, stored.Stop, completion, stored.Status.Mode, trace);
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
 using Spa.Grains;
+using StopStrings = Spa.Model.Generation.StopStrings;
 
 namespace Spa.Silo;
 
@@ -21,12 +22,14 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
     public async Task Get(HttpContext context, string id)
     {
         if (await Owned(context, id) is not var (_, stored)) return;
+        // The text as the completion gave it: decoded after the prompt, cut at the request's stop strings.
         var text = new StringBuilder();
         var decoder = served.Tokenizer.CreateStreamDecoder();
+        var stops = new StopStrings(stored.Stop);
         foreach (var token in stored.History[..stored.PromptLength]) decoder.Push(token);
-        foreach (var token in stored.GeneratedTokens.Where(t => t != served.Description.EosId && t != served.Description.BosId))
-            text.Append(decoder.Push(token));
-        text.Append(decoder.Flush());
+        foreach (var token in stored.GeneratedTokens.TakeWhile(t => t != served.Description.EosId && t != served.Description.BosId))
+            text.Append(stops.Push(decoder.Push(token)));
+        text.Append(stops.Push(decoder.Flush())).Append(stops.Flush());
         var s = stored.Status;
         await context.Response.WriteAsJsonAsync(new
         {

@@ -32,15 +32,19 @@ public sealed class SessionsApiTests(ServerFixture server)
     }
 
     /// <summary>The text of a streamed resume: its chunks' pieces, checked to end with [DONE].</summary>
-    internal static async Task<string> ResumeStreamed(HttpClient client, string id, string json)
+    internal static async Task<string> ResumeStreamed(HttpClient client, string id, string json) =>
+        string.Concat((await Chunks(client, $"/v1/sessions/{id}/resume", json)).Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
+
+    /// <summary>The chunks of a streamed answer to a POST of <paramref name="json"/>, checked to end with [DONE].</summary>
+    private static async Task<List<JsonElement>> Chunks(HttpClient client, string path, string json)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/sessions/{id}/resume") { Content = Json(json) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = Json(json) };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = new List<string>();
         await foreach (var data in ServerSentEvents.ReadAsync(await response.Content.ReadAsStreamAsync())) events.Add(data);
         Assert.Equal("[DONE]", events[^1]);
-        return string.Concat(events[..^1].Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()));
+        return [.. events[..^1].Select(e => JsonDocument.Parse(e).RootElement.Clone())];
     }
 
     [Fact]
@@ -73,5 +77,42 @@ public sealed class SessionsApiTests(ServerFixture server)
         await Read(client, id, HttpStatusCode.NotFound);
         await Read(client, "cmpl-never-issued", HttpStatusCode.NotFound);
         await Read(client, "not-a-completion-id", HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task AResumedSessionIsCutAtTheOriginalRequestsStopStrings()
+    {
+        using var client = server.Client();
+        var whole = Reference.Generate(Prompt, 30).Text;
+        var stop = whole.Substring(whole.IndexOf(' ', whole.Length / 2), 4); // a word's start, well inside the text
+        var expected = Reference.Generate(Prompt, 30, stop: [stop]).Text;
+        Assert.True(expected.Length < whole.Length, $"'{stop}' does not cut '{whole}'");
+
+        var body = await PluginCompletionTests.Send(client, "/v1/completions", JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 30, stop }), HttpStatusCode.OK);
+        Assert.Equal(expected, PluginCompletionTests.Text(body));
+        var id = body.GetProperty("id").GetString()!;
+        Assert.Equal(expected, (await Read(client, id)).GetProperty("text").GetString());
+        var resumed = await PluginCompletionTests.Send(client, $"/v1/sessions/{id}/resume", "{}", HttpStatusCode.OK);
+        Assert.Equal(expected, PluginCompletionTests.Text(resumed));
+        Assert.Equal("stop", resumed.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(expected, await ResumeStreamed(client, id, """{"stream": true}"""));
+    }
+
+    [Fact]
+    public async Task AResumedStreamSaysWhichTokensTheDeviceMade()
+    {
+        using var client = server.Client();
+        var device = await PluginCompletionTests.SimulatedDevice(client, "resume", RandomPlugin.Ladder);
+        var request = JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = 16, stream = true, spa = new { mode = "spa", device_id = device, tau = 0.5 } });
+        var first = await Chunks(client, "/v1/completions", request);
+        var id = first[0].GetProperty("id").GetString()!;
+        var resumed = await Chunks(client, $"/v1/sessions/{id}/resume", """{"stream": true}""");
+
+        // A token's chunk says where it was made; the closing chunk (finish reason, counters) says nothing of the kind.
+        static string Origins(List<JsonElement> chunks) => string.Join(" ", chunks.Select(c =>
+            c.GetProperty("choices")[0].GetProperty("text").GetString() + (c.TryGetProperty("spa", out var spa) && spa.ValueKind == JsonValueKind.Object
+                && spa.TryGetProperty("edge", out var edge) ? edge.GetBoolean() ? "[edge]" : "[cloud]" : "")));
+        Assert.Contains("[edge]", Origins(first));
+        Assert.Equal(Origins(first), Origins(resumed));
     }
 }
