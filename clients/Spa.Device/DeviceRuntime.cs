@@ -25,10 +25,7 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (options.ClusterId, options.ServiceId));
             // The cluster's calls into this device carry their trace, as calls between silos do.
             client.AddActivityPropagation();
-            if (options.TlsTrust is { } trusted)
-                // The gateway's certificate must chain to the given certificates; the name is not checked, since the
-                // gateways a client learns from the cluster are addresses, not the names in a certificate.
-                client.UseTls(tls => tls.RemoteCertificateValidation = (remote, chain, _) => TransportCertificates.ChainsTo(remote, chain, trusted));
+            if (options.TlsTrust is { } trusted) client.UseTlsTrusting(trusted);
         });
         using var host = builder.Build();
         using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(stop))

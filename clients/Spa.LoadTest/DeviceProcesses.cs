@@ -5,9 +5,10 @@ namespace Spa.LoadTest;
 /// <summary>
 /// The fleet as separate <c>spa-device</c> processes (the program beside spa-load), each an Orleans client of the
 /// cluster over its own TCP connection to the gateway, holding one device's plugin. Started again with the plugin of
-/// each new kind a mode needs; disposing kills whatever still runs.
+/// each new kind a mode needs; disposing kills whatever still runs. <paramref name="tlsCa"/>: the processes connect
+/// over TLS, trusting the certificates in that file (spa-device's <c>--tls-ca</c>).
 /// </summary>
-public sealed class DeviceProcesses(string gateway) : IAsyncDisposable
+public sealed class DeviceProcesses(string gateway, string? tlsCa) : IAsyncDisposable
 {
     /// <summary>More processes than this would measure the machine's memory rather than the cluster.</summary>
     public const int MaxDevices = 32;
@@ -40,6 +41,7 @@ public sealed class DeviceProcesses(string gateway) : IAsyncDisposable
                 "--depsfile", Path.Combine(AppContext.BaseDirectory, "spa-load.deps.json"), Program,
                 "--cluster", gateway, "--device-id", device.Id, "--plugin", pluginDirectory })
                 start.ArgumentList.Add(arg);
+            if (tlsCa is not null) foreach (var arg in new[] { "--tls-ca", tlsCa }) start.ArgumentList.Add(arg);
             start.Environment["SPA_DEVICE_SECRET"] = device.Secret; // not on the command line, where other users could read it
             start.Environment["OMP_NUM_THREADS"] = "1";
             var process = new Process { StartInfo = start, EnableRaisingEvents = true };

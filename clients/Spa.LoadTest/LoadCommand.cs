@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -27,6 +28,7 @@ public static class LoadCommand
     {
         var embedded = new Option<bool>("--embedded") { Description = "Start a one-process cluster (silo, gateway and HTTP on free loopback ports) in this process and load it." };
         var cluster = new Option<string?>("--cluster") { Description = "Load a running cluster through its Orleans gateway, HOST:PORT. Its silos must be able to read this machine's temporary folder (the simulated devices' plugins)." };
+        var tlsCa = new Option<string?>("--tls-ca") { Description = "With --cluster: connect to a gateway that speaks TLS, trusting a certificate that chains to the certificates in this PEM file (also given to --device-processes)." };
         var arguments = new ModelArguments();
         var shards = new Option<int>("--shards") { Description = "Shards per session (0: the cluster's default).", DefaultValueFactory = _ => 0 };
         var devices = new Option<int>("--devices") { Description = "Simulated devices in the fleet, each of its own user, each holding its own copy of the plugin.", DefaultValueFactory = _ => 100 };
@@ -49,12 +51,15 @@ public static class LoadCommand
         var project = new Option<string?>("--project") { Description = "Also print the latency model's projection onto llama-7b's dimensions for the same profiles and measured M." };
 
         var root = new RootCommand("spa-load: simulates a fleet of edge devices against a SPA cluster and reports, per mode, throughput, per-token latency, time to first token, M and the latency model's prediction beside each measurement.");
-        foreach (var option in new Option[] { embedded, cluster, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project })
+        foreach (var option in new Option[] { embedded, cluster, tlsCa, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project })
             root.Options.Add(option);
         root.SetGuardedAction(async (result, cancellation) =>
         {
             var target = result.GetValue(cluster);
             if (result.GetValue(embedded) == (target is not null)) throw new UsageException("give either --embedded or --cluster HOST:PORT");
+            var caPath = result.GetValue(tlsCa);
+            if (caPath is not null && target is null) throw new UsageException("--tls-ca is for --cluster: the embedded cluster does not use TLS");
+            var trusted = caPath is null ? null : TransportCertificates.LoadTrust(caPath, "--tls-ca");
             var modeList = ParseModes(result.GetValue(modes)!);
             var settings = new LoadSettings(modeList, result.GetValue(devices), result.GetValue(concurrency), result.GetValue(rate), result.GetValue(think),
                 result.GetValue(duration), result.GetValue(requests), result.GetValue(warmup), result.GetValue(maxTokens), result.GetValue(tau),
@@ -101,8 +106,8 @@ public static class LoadCommand
                     await silo.StartAsync(cancellation);
                     gateway = $"127.0.0.1:{gatewayPort}";
                 }
-                using var client = await Connect(gateway, cancellation);
-                await using var processes = asProcesses ? new DeviceProcesses(gateway) : null;
+                using var client = await Connect(gateway, trusted, cancellation);
+                await using var processes = asProcesses ? new DeviceProcesses(gateway, caPath is null ? null : Path.GetFullPath(caPath)) : null;
                 var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins,
                     BenchCommand.RandomPrompts(model.Config, 256, settings.Seed), processes);
                 var figures = new List<ModeFigures>();
@@ -183,8 +188,8 @@ public static class LoadCommand
         if (s.Shards < 0) throw new UsageException($"--shards must be zero or positive, got {s.Shards}");
     }
 
-    /// <summary>An Orleans client of the cluster at <paramref name="gateway"/>, started.</summary>
-    private static async Task<IHost> Connect(string gateway, CancellationToken cancellation)
+    /// <summary>An Orleans client of the cluster at <paramref name="gateway"/> (over TLS when <paramref name="trusted"/> is given), started.</summary>
+    private static async Task<IHost> Connect(string gateway, X509Certificate2Collection? trusted, CancellationToken cancellation)
     {
         int colon = gateway.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(gateway[(colon + 1)..], out int port) || port is <= 0 or > 65535)
@@ -198,6 +203,7 @@ public static class LoadCommand
         {
             client.UseStaticClustering(new IPEndPoint(address, port));
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = ("spa", "spa"));
+            if (trusted is not null) client.UseTlsTrusting(trusted);
         });
         var app = builder.Build();
         using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellation);

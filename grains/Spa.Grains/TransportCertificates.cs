@@ -70,6 +70,13 @@ public static class TransportCertificates
         return chain.Build(certificate);
     }
 
+    /// <summary>
+    /// TLS to the gateway for an Orleans client: the gateway's certificate must chain to <paramref name="trusted"/>. The
+    /// name is not checked, since the gateways a client learns from the cluster are addresses, not the names in a certificate.
+    /// </summary>
+    public static IClientBuilder UseTlsTrusting(this IClientBuilder client, X509Certificate2Collection trusted) =>
+        client.UseTls(tls => tls.RemoteCertificateValidation = (remote, chain, _) => ChainsTo(remote, chain, trusted));
+
     private static ArgumentException NoPrivateKey(string certificatePath, string option, string keyOption) =>
         new($"{option}: the certificate {certificatePath} has no private key: give its key file ({keyOption}), or a PKCS#12 file that holds it");
 

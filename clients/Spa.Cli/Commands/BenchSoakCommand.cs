@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 
@@ -17,8 +16,7 @@ public static class BenchSoakCommand
 {
     public static Command Create()
     {
-        var url = new Option<string>("--url") { Description = "The host's base URL (http:// or https://).", Required = true };
-        var apiKey = new Option<string?>("--api-key") { Description = "The API key to send (default: $SPA_API_KEY)." };
+        var host = new HostArguments("The host's base URL (http:// or https://).", defaultUrl: null);
         var pid = new Option<int?>("--pid") { Description = "The host's process id on this machine: its memory is sampled from /proc/PID/status." };
         var duration = new Option<double>("--duration") { Description = "Seconds of load.", DefaultValueFactory = _ => 600 };
         var warmup = new Option<double>("--warmup") { Description = "Seconds of the same load before the baseline is taken.", DefaultValueFactory = _ => 30 };
@@ -31,14 +29,11 @@ public static class BenchSoakCommand
         var json = new Option<string?>("--json") { Description = "Write the figures to this JSON file (default: stdout)." };
 
         var command = new Command("soak", "Load a running host over its capacity for a bounded time: requests by status, and its memory before, during and after.");
-        foreach (var option in new Option[] { url, apiKey, pid, duration, warmup, settle, concurrency, maxTokens, prompt, retryDelay, sample, json })
+        host.AddTo(command);
+        foreach (var option in new Option[] { pid, duration, warmup, settle, concurrency, maxTokens, prompt, retryDelay, sample, json })
             command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
-            if (!Uri.TryCreate(result.GetValue(url), UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("http" or "https"))
-                throw new UsageException($"--url must be an http:// or https:// URL, got '{result.GetValue(url)}'");
-            var key = result.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SPA_API_KEY")
-                ?? throw new UsageException("give --api-key or set SPA_API_KEY");
             if (result.GetValue(duration) is not (> 0 and <= 86_400) || result.GetValue(warmup) is not (>= 0 and <= 3600) || result.GetValue(settle) is not (>= 0 and <= 3600))
                 throw new UsageException("--duration must be in (0, 86400] seconds, --warmup and --settle in [0, 3600]");
             if (result.GetValue(concurrency) is not (> 0 and <= 4096) || result.GetValue(maxTokens) <= 0)
@@ -48,7 +43,8 @@ public static class BenchSoakCommand
             var memory = result.GetValue(pid) is { } id ? new ProcessMemory(id) : null;
             memory?.Read(); // a process that is not there is bad usage, before any load
 
-            var soak = new Soak(baseUri, key, result.GetValue(concurrency), result.GetValue(maxTokens), result.GetValue(prompt)!,
+            using var http = host.CreateClient(result, TimeSpan.FromMinutes(5), result.GetValue(concurrency));
+            var soak = new Soak(http, result.GetValue(concurrency), result.GetValue(maxTokens), result.GetValue(prompt)!,
                 TimeSpan.FromMilliseconds(result.GetValue(retryDelay)), memory, TimeSpan.FromSeconds(result.GetValue(sample)));
             var report = await soak.RunAsync(TimeSpan.FromSeconds(result.GetValue(warmup)), TimeSpan.FromSeconds(result.GetValue(duration)),
                 TimeSpan.FromSeconds(result.GetValue(settle)), cancellation);
@@ -85,7 +81,7 @@ public static class BenchSoakCommand
         }
     }
 
-    private sealed class Soak(Uri baseUri, string key, int concurrency, int maxTokens, string prompt, TimeSpan retryDelay, ProcessMemory? memory, TimeSpan sampleEvery)
+    private sealed class Soak(HttpClient http, int concurrency, int maxTokens, string prompt, TimeSpan retryDelay, ProcessMemory? memory, TimeSpan sampleEvery)
     {
         private readonly Dictionary<string, long> _statuses = new(StringComparer.Ordinal);
         private readonly List<double> _latenciesMs = [];
@@ -97,8 +93,6 @@ public static class BenchSoakCommand
         public async Task<SoakReport> RunAsync(TimeSpan warmup, TimeSpan duration, TimeSpan settle, CancellationToken cancellation)
         {
             double? loadBefore = BenchCommand.LoadAverage();
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency }) { BaseAddress = baseUri, Timeout = TimeSpan.FromMinutes(5) };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
             var body = JsonSerializer.Serialize(new { prompt, max_tokens = maxTokens });
 
             using var progress = new ProgressLine();
@@ -162,7 +156,7 @@ public static class BenchSoakCommand
             var peakRss = _samples.Where(s => s.Phase == "load").Select(s => s.RssBytes).DefaultIfEmpty().Max();
             var peakHwm = memory?.Read().Peak;
             _latenciesMs.Sort();
-            return new SoakReport(baseUri.ToString(), concurrency, maxTokens, warmup.TotalSeconds, Math.Round(loadSeconds, 1), settle.TotalSeconds,
+            return new SoakReport(http.BaseAddress!.ToString(), concurrency, maxTokens, warmup.TotalSeconds, Math.Round(loadSeconds, 1), settle.TotalSeconds,
                 new SortedDictionary<string, long>(_statuses), _transportErrors, _completed, _tokens, Math.Round(_tokens / loadSeconds, 1),
                 new Latency(Percentile(0.5), Percentile(0.99)),
                 memory is null ? null : new MemoryFigures(memory.Pid, baseline, peakRss, peakHwm, after, _samples),

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -22,21 +21,17 @@ public static class DeviceCommand
 
     private static Command Register()
     {
-        var url = new Option<string>("--url") { Description = "The silo's HTTP address.", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
-        var apiKey = new Option<string?>("--api-key") { Description = "The API key (default: $SPA_API_KEY); the device belongs to its user." };
+        var host = new HostArguments("The silo's HTTP address; the device belongs to the API key's user.", "http://127.0.0.1:8080");
         var id = new Option<string>("--device-id") { Description = "The device's id: 1 to 64 letters, digits, '.', '_' or '-'.", Required = true };
         var secret = new Option<string?>("--secret") { Description = "The device's secret, at least 16 characters (default: one is generated and printed once)." };
         var simulate = new Option<string?>("--simulate") { Description = "Simulate the device in the cluster with the plugin in this directory (on the silo's host)." };
         var profile = new Option<string?>("--profile") { Description = "A simulated device's profile: local, phone-4g, phone-5g or laptop-wifi (default local)." };
 
         var command = new Command("register", "Register a device for your user and print its secret.");
-        foreach (var option in new Option[] { url, apiKey, id, secret, simulate, profile }) command.Options.Add(option);
+        host.AddTo(command);
+        foreach (var option in new Option[] { id, secret, simulate, profile }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
-            var key = result.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("SPA_API_KEY")
-                ?? throw new UsageException("give --api-key or set SPA_API_KEY");
-            if (!Uri.TryCreate(result.GetValue(url), UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
-                throw new UsageException($"--url must be an http(s) address, got '{result.GetValue(url)}'");
             if (result.GetValue(profile) is not null && result.GetValue(simulate) is null)
                 throw new UsageException("--profile describes a simulated device: give --simulate DIR too");
             var body = new JsonObject { ["device_id"] = result.GetValue(id) };
@@ -44,8 +39,7 @@ public static class DeviceCommand
             if (result.GetValue(simulate) is { } directory)
                 body["simulated"] = new JsonObject { ["plugin_dir"] = Path.GetFullPath(directory), ["profile"] = result.GetValue(profile) ?? "local" };
 
-            using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(60) };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            using var http = host.CreateClient(result, TimeSpan.FromSeconds(60));
             using var response = await http.PostAsJsonAsync("/v1/devices", body, cancellation);
             var text = await response.Content.ReadAsStringAsync(cancellation);
             var answer = JsonNode.Parse(text);
