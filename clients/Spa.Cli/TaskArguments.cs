@@ -1,3 +1,4 @@
+using Spa.Model.Checkpoints;
 using System.CommandLine;
 using Spa.Model;
 using Spa.Model.Evaluation;
@@ -41,7 +42,7 @@ public sealed class TaskArguments
     {
         var name = Name(result);
         if (!TaskCatalog.Names.Contains(name)) throw new UsageException($"unknown task '{name}': use one of {string.Join(", ", TaskCatalog.Names)}, {Personal}");
-        return TaskCatalog.Load(name, result.GetValue(Data), SharedData.Find("tasks"));
+        return TaskCatalog.Load(name, result.GetValue(Data), ModelLocator.FindSharedData("tasks"));
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Spa.Testing;
 
 namespace Spa.Cli.Tests;
 

@@ -1,3 +1,4 @@
+using Spa.Testing;
 namespace Spa.Cli.Tests;
 
 /// <summary>

@@ -1,3 +1,4 @@
+using Spa.Testing;
 namespace Spa.Cli.Tests;
 
 /// <summary><c>spa generate</c> on stories260K: greedy text, sampling, stop strings, beam search.</summary>

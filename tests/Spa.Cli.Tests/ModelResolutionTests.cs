@@ -1,3 +1,4 @@
+using Spa.Testing;
 namespace Spa.Cli.Tests;
 
 /// <summary>Where generate finds its model: --model, else $SPA_MODEL, else stories260K beside the repository.</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Spa.Model.Tasks;
+using Spa.Testing;
 
 namespace Spa.Cli.Tests;
 

@@ -67,16 +67,16 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
     private static async Task APluginOnADeviceProcessServesThroughTheOtherSilo(ServeProcess a, ServeProcess b, int gatewayOfB)
     {
         const string secret = "redis-cluster-device-secret";
-        var plugin = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
-        try
+        var expected = RandomPlugin.ParallelText("Once upon a time", 30);
+        using (var plugin = new PluginCopy())
         {
-            var expected = RandomLadderPlugin.SaveAndGenerate(plugin, "Once upon a time", 30);
+            plugin.Make();
             var register = await Spa.RunAsync("device", "register", "--url", a.Http.BaseAddress!.ToString(), "--api-key", Key, "--device-id", "phone-1", "--secret", secret);
             Assert.True(register.ExitCode == 0, register.ToString());
             Assert.Contains("device phone-1 registered for user default (offline)", register.Stdout);
-            await using var device = SpaDevice.Start($"127.0.0.1:{gatewayOfB}", "phone-1", secret, plugin);
+            await using var device = SpaDevice.Start($"127.0.0.1:{gatewayOfB}", "phone-1", secret, plugin.Folder);
             await device.WaitForOutputAsync(SpaDevice.ConnectedLine, ServeProcess.StartTimeout);
-            Directory.Delete(plugin, recursive: true); // the plugin now lives only in the device's memory
+            plugin.Dispose(); // the plugin now lives only in the device's memory
 
             using var response = await a.Http.PostAsJsonAsync("/v1/completions",
                 new { prompt = "Once upon a time", max_tokens = 30, spa = new { mode = "parallel", device_id = "phone-1", fallback = "fail" } });
@@ -89,10 +89,6 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
             Assert.False(spa.GetProperty("degraded").GetBoolean());
             Assert.Contains("connected", await (await b.Http.GetAsync("/v1/devices/phone-1")).Content.ReadAsStringAsync());
             Assert.Equal(0, await device.TerminateAsync(StopTimeout)); // a clean stop disconnects
-        }
-        finally
-        {
-            if (Directory.Exists(plugin)) Directory.Delete(plugin, recursive: true);
         }
     }
 

@@ -4,7 +4,7 @@ using Orleans.TestingHost;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
-using Spa.Model.Tests;
+using Spa.Testing;
 using Spa.Model.Tokenizers;
 
 namespace Spa.Grains.Tests;

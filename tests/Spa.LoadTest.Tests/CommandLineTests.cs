@@ -1,4 +1,4 @@
-using Spa.Model.Tests;
+using Spa.Testing;
 
 namespace Spa.LoadTest.Tests;
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Spa.Model.Tests;
 using Spa.Testing;
 using Xunit.Abstractions;
 

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using Spa.Model.Tests;
 using Spa.Testing;
 
 namespace Spa.LoadTest.Tests;

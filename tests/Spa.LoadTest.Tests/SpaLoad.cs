@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Spa.Model.Tests;
 using Spa.Testing;
 
 namespace Spa.LoadTest.Tests;

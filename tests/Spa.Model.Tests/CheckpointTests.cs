@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Spa.Model.Checkpoints;
 using TorchSharp;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

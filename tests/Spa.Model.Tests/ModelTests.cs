@@ -1,6 +1,7 @@
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
 using Tensor = TorchSharp.torch.Tensor;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Spa.Model.Tasks;
 using Spa.Model.Tokenizers;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

@@ -7,6 +7,7 @@ using Spa.Model.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 using Generator = Spa.Model.Generation.Generator;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Spa.Model.Checkpoints;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

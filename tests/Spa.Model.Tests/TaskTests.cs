@@ -1,5 +1,6 @@
 using Spa.Model.Tasks;
 using Spa.Model.Tokenizers;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

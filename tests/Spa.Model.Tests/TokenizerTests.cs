@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Spa.Model.Tokenizers;
 using MlTokenizers = Microsoft.ML.Tokenizers;
+using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Spa.Grains;
 using Xunit.Abstractions;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

@@ -94,20 +94,3 @@ public sealed class ConnectedDeviceTests(ServerFixture server) : IDisposable
 
     private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
 }
-
-/// <summary>The test plugin in a folder of its own, for a spa-device process to load; disposing removes it.</summary>
-internal sealed class PluginCopy : IDisposable
-{
-    public string Folder { get; } = Path.Combine(Path.GetTempPath(), $"spa-device-plugin-{Guid.NewGuid():N}");
-
-    public void Make()
-    {
-        Directory.CreateDirectory(Folder);
-        foreach (var file in Directory.GetFiles(RandomPlugin.Ladder)) File.Copy(file, Path.Combine(Folder, Path.GetFileName(file)), overwrite: true);
-    }
-
-    public void Dispose()
-    {
-        if (Directory.Exists(Folder)) Directory.Delete(Folder, recursive: true);
-    }
-}

@@ -5,6 +5,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Spa.Grains;
 using Xunit.Abstractions;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

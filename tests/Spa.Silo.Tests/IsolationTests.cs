@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Spa.Grains;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

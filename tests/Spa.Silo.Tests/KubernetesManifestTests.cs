@@ -4,7 +4,6 @@ using System.Net;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
-using Spa.Model.Tests;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;

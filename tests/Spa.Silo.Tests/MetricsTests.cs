@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Spa.Grains;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Spa.Model;
-using Spa.Model.Tests;
+using Spa.Testing;
 using Spa.Model.Plugins;
 using static TorchSharp.torch;
 
@@ -137,26 +137,4 @@ public sealed class PluginCompletionTests(ServerFixture server)
     }
 
     internal static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
-}
-
-/// <summary>Plugins of each kind with random weights (randn * 0.2, so that they change the output), saved once per test run.</summary>
-internal static class RandomPlugin
-{
-    private static readonly ConcurrentDictionary<PluginKind, Lazy<string>> Saved = new();
-
-    public static string Ladder => Of(PluginKind.Ladder);
-
-    public static string Of(PluginKind kind) => Saved.GetOrAdd(kind, k => new Lazy<string>(() => Save(k))).Value;
-
-    private static string Save(PluginKind kind)
-    {
-        var directory = Path.Combine(Path.GetTempPath(), $"spa-silo-plugin-{Environment.ProcessId}-{PluginNames.Name(kind)}");
-        using var model = LlamaModel.Load(SharedData.Stories260K, new ModelOptions());
-        var mode = kind == PluginKind.Ladder ? CombinationMode.Spa : CombinationMode.Parallel;
-        using var plugin = PersonalPlugin.Create(model, kind, mode, PluginDimensions.For(model.Config), seed: 3);
-        using (no_grad())
-            foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
-        plugin.Save(directory);
-        return directory;
-    }
 }

@@ -4,7 +4,6 @@ using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Spa.Cli.Dashboards;
-using Spa.Model.Tests;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;

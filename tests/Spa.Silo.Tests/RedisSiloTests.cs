@@ -2,7 +2,6 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Spa.Grains;
 using Spa.Testing;
-using Spa.Model.Tests;
 
 namespace Spa.Silo.Tests;
 

@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Builder;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
-using Spa.Model.Tests;
 using Spa.Model.Tokenizers;
 using Spa.Testing;
 

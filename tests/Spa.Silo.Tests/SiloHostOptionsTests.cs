@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Configuration;
-using Spa.Model.Tests;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

@@ -95,7 +95,7 @@ public sealed class TlsOptionsTests : IDisposable
     }
 
     private static SiloHostOptions With(string? cert, string? key = null, string? http = null) =>
-        new() { Model = Spa.Model.Tests.SharedData.Stories260K, TlsCertificate = cert, TlsKey = key, Http = http };
+        new() { Model = SharedData.Stories260K, TlsCertificate = cert, TlsKey = key, Http = http };
 
     [Fact]
     public void TheCertificateComesFromTheCommandLineOrTheConfiguration()

@@ -4,6 +4,7 @@ using System.Net;
 using System.Text.Json;
 using Spa.Grains;
 using Spa.Model.Plugins;
+using Spa.Testing;
 
 namespace Spa.Silo.Tests;
 

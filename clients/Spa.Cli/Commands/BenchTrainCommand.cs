@@ -1,3 +1,4 @@
+using Spa.Model.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Reflection;
@@ -98,7 +99,7 @@ public static class BenchTrainCommand
         using var model = modelArguments.LoadModel(result);
         var tokenizer = modelArguments.LoadTokenizer(result, model);
         double loadedRss = ResidentMegabytes("VmRSS");
-        var examples = TaskCatalog.Load(taskName, null, SharedData.Find("tasks")).Split(TaskSplit.Train);
+        var examples = TaskCatalog.Load(taskName, null, ModelLocator.FindSharedData("tasks")).Split(TaskSplit.Train);
         var sequences = examples.Take((steps + 3) * batchSize).Select(e =>
         {
             var (prompt, target) = TokenizedExample.Tokenize(tokenizer, e, length, Math.Min(48, length / 2));
