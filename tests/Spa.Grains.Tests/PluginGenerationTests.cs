@@ -1,7 +1,7 @@
 using Orleans.Streams;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
-using static TorchSharp.torch;
+using Spa.Testing;
 using Xunit.Abstractions;
 using Generator = Spa.Model.Generation.Generator;
 
@@ -37,7 +37,7 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
         var deviceId = await Devices.Simulated(fixture.Grains, kind, Owner);
         var device = fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId);
         var combination = SessionModes.Split(mode) ? CombinationMode.Parallel : PluginNames.ParseMode(mode);
-        var expected = InProcess(Devices.Directory(kind), combination, Prompt, Tokens);
+        var expected = InProcess(RandomPlugin.Of(kind), combination, Prompt, Tokens);
         if (mode is SessionModes.Parallel or SessionModes.Lora or SessionModes.Adapter)
             Assert.NotEqual(Reference.Greedy(Prompt, Tokens), expected.Tokens); // the plugin matters
 
@@ -98,7 +98,7 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
         lock (received) Assert.Equal(streamed, received);
         Assert.Contains(streamed, t => t.Edge);
         Assert.Contains(streamed, t => !t.Edge);
-        Assert.Equal(InProcess(Devices.Directory(PluginKind.Ladder), CombinationMode.Spa, Prompt, Tokens).Tokens, streamed.Select(t => t.Token));
+        Assert.Equal(InProcess(RandomPlugin.Of(PluginKind.Ladder), CombinationMode.Spa, Prompt, Tokens).Tokens, streamed.Select(t => t.Token));
     }
 
     [Fact]
@@ -165,39 +165,17 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
     });
 }
 
-/// <summary>
-/// Plugins of each kind with random weights (randn * 0.2, so that they change the output), saved once per test run,
-/// and simulated devices that hold them.
-/// </summary>
+/// <summary>Simulated devices that hold the random plugins of <see cref="RandomPlugin"/>.</summary>
 public static class Devices
 {
     public const string Secret = "a-device-secret-for-tests";
-    private static readonly string Root = Path.Combine(Path.GetTempPath(), $"spa-plugins-{Environment.ProcessId}");
     private static int _devices;
-
-    public static string Directory(PluginKind kind)
-    {
-        var directory = Path.Combine(Root, PluginNames.Name(kind));
-        lock (Root)
-        {
-            if (!System.IO.Directory.Exists(directory)) Reference.WithModel(model =>
-            {
-                var mode = kind == PluginKind.Ladder ? CombinationMode.Spa : CombinationMode.Parallel;
-                using var plugin = PersonalPlugin.Create(model, kind, mode, PluginDimensions.For(model.Config), seed: 3);
-                using (no_grad())
-                    foreach (var (_, p) in plugin.NamedParameters()) p.copy_(randn(p.shape) * 0.2);
-                plugin.Save(directory);
-                return true;
-            });
-        }
-        return directory;
-    }
 
     /// <summary>Registers a new simulated device of <paramref name="owner"/> holding the plugin of <paramref name="kind"/>; returns its id.</summary>
     public static async Task<string> Simulated(IGrainFactory grains, PluginKind kind, string owner, EdgeProfile? profile = null)
     {
         var id = $"device-{PluginNames.Name(kind)}-{Interlocked.Increment(ref _devices)}";
-        await grains.GetGrain<IEdgeDeviceGrain>(id).Register(new DeviceRegistration(owner, Secret, new SimulatedDevice(Directory(kind), profile)));
+        await grains.GetGrain<IEdgeDeviceGrain>(id).Register(new DeviceRegistration(owner, Secret, new SimulatedDevice(RandomPlugin.Of(kind), profile)));
         return id;
     }
 }

@@ -116,7 +116,7 @@ public sealed class SiloLossTests(SiloLossCluster fixture, ITestOutputHelper out
         var device = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
         runs.Add(new Run($"{fault}-parallel-{Guid.NewGuid():N}",
             new GenerationRequest(plugin, Tokens, 2, Mode: SessionModes.Parallel, DeviceId: device, User: Owner),
-            PluginGenerationTests.InProcess(Devices.Directory(PluginKind.Ladder), CombinationMode.Parallel, plugin, Tokens).Tokens));
+            PluginGenerationTests.InProcess(RandomPlugin.Of(PluginKind.Ladder), CombinationMode.Parallel, plugin, Tokens).Tokens));
 
         var generations = runs.Select(run => Task.Run(async () =>
         {
