@@ -96,12 +96,7 @@ public static class DemoCommand
         var (train, validation) = TaskArguments.PersonalTrainingData(corpus, tokenizer, Math.Min(llama.Config.MaxSeqLen, options.MaxSequenceLength));
         var gate = new GateSettings(options.GateObjective, options.Lambda, 0.2, options.Delta);
         using var plugin = PersonalPlugin.Create(llama, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(llama.Config), gate, options.Seed);
-        using (var line = new ProgressLine())
-        {
-            var progress = new SynchronousProgress<TrainingProgress>(p => line.Update(
-                $"demo: training the plugin {ProgressLine.Bar((double)p.Step / p.TotalSteps)} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3}"));
-            new PluginTrainer(llama, plugin, options).Train(train, validation, directory, resume: false, progress, cancellation);
-        }
+        TrainCommand.Run(llama, plugin, options, train, validation, directory, resume: false, "demo: training the plugin, ", cancellation);
         plugin.Save(directory);
         Console.Error.WriteLine($"demo: {corpus.Count} stories with the names {string.Join(", ", names)}; a ladder plugin of " +
             $"{plugin.DeviceParameterCount:N0} parameters ({100.0 * plugin.DeviceParameterCount / llama.ParameterCount:F1}% of the base) trained on {train.Count} of them");

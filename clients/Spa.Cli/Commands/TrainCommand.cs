@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.Model;
 using Spa.Model.Plugins;
 using Spa.Model.Training;
 
@@ -68,14 +69,7 @@ public static class TrainCommand
                 $"{100.0 * plugin.DeviceParameterCount / llama.ParameterCount:F1}% of the base) for mode {PluginNames.Name(pluginMode)} on " +
                 $"{train.Count} training and {validation.Count} validation sequences");
 
-            TrainingReport report;
-            using (var line = new ProgressLine())
-            {
-                var progress = new SynchronousProgress<TrainingProgress>(p => line.Update(
-                    $"epoch {p.Epoch}/{p.Epochs} {ProgressLine.Bar((double)p.Step / p.TotalSteps)} step {p.Step}/{p.TotalSteps} " +
-                    $"loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s ETA {ProgressLine.Duration(p.Remaining)}"));
-                report = new PluginTrainer(llama, plugin, options).Train(train, validation, directory, resuming, progress, cancellation);
-            }
+            var report = Run(llama, plugin, options, train, validation, directory, resuming, "", cancellation);
             if (report.Steps == 0)
             {
                 // --resume of a run that had already finished: the checkpoint in --out is the plugin; keep it and its record.
@@ -91,5 +85,16 @@ public static class TrainCommand
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>Trains <paramref name="plugin"/> with a progress line (after <paramref name="label"/>) that shows the epoch, step, loss, speed and time left.</summary>
+    public static TrainingReport Run(LlamaModel llama, PersonalPlugin plugin, TrainingOptions options, IReadOnlyList<TrainingSequence> train,
+        IReadOnlyList<TrainingSequence> validation, string directory, bool resume, string label, CancellationToken cancellation)
+    {
+        using var line = new ProgressLine();
+        var progress = new SynchronousProgress<TrainingProgress>(p => line.Update(
+            $"{label}epoch {p.Epoch}/{p.Epochs} {ProgressLine.Bar((double)p.Step / p.TotalSteps)} step {p.Step}/{p.TotalSteps} " +
+            $"loss {p.Loss:F3} {p.TokensPerSecond:F0} tok/s ETA {ProgressLine.Duration(p.Remaining)}"));
+        return new PluginTrainer(llama, plugin, options).Train(train, validation, directory, resume, progress, cancellation);
     }
 }
