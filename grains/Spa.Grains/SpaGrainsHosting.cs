@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Spa.Grains.Placement;
@@ -42,26 +43,23 @@ public static class SpaGrainsHosting
         return silo.AddTokenStreams();
     }
 
-    /// <summary>
-    /// How long a session's token stream and its session activation stay in memory after their last use. Every session
-    /// has its own stream, so the pulling agent's per-stream state, the stream's pub-sub rendezvous grain
-    /// (and its entry in <see cref="PubSubStorage"/>) and the session activation are one set per request; with Orleans'
-    /// defaults (30 min stream inactivity, 15 min collection age) a sustained load holds tens of thousands of them. A
-    /// finished session's history stays in <see cref="SessionStorage"/> for its retention, and a later call reactivates it.
-    /// </summary>
-    public static readonly TimeSpan PerSessionIdleLifetime = TimeSpan.FromMinutes(2);
-
     /// <summary>Orleans' internal grain class that keeps one stream's producers and consumers.</summary>
-    private const string PubSubRendezvousGrainClass = "Orleans.Streams.PubSubRendezvousGrain";
+    public const string PubSubRendezvousGrainClass = "Orleans.Streams.PubSubRendezvousGrain";
 
-    /// <summary>The token streams, with per-session stream state and activations released after <see cref="PerSessionIdleLifetime"/>.</summary>
+    /// <summary>
+    /// The token streams, with per-session stream state and activations released after
+    /// <see cref="SpaSessionOptions.IdleLifetime"/>: every session has its own stream, so the pulling agent's per-stream
+    /// state, the stream's pub-sub rendezvous grain (and its entry in <see cref="PubSubStorage"/>) and the session
+    /// activation are one set per request.
+    /// </summary>
     private static ISiloBuilder AddTokenStreams(this ISiloBuilder silo)
     {
-        silo.Services.Configure<StreamPullingAgentOptions>(TokenStreams.Provider, o => o.StreamInactivityPeriod = PerSessionIdleLifetime);
-        silo.Services.Configure<GrainCollectionOptions>(o =>
+        silo.Services.AddOptions<StreamPullingAgentOptions>(TokenStreams.Provider)
+            .Configure<IOptions<SpaSessionOptions>>((agent, sessions) => agent.StreamInactivityPeriod = sessions.Value.IdleLifetime);
+        silo.Services.AddOptions<GrainCollectionOptions>().Configure<IOptions<SpaSessionOptions>>((collection, sessions) =>
         {
-            o.ClassSpecificCollectionAge[PubSubRendezvousGrainClass] = PerSessionIdleLifetime;
-            o.ClassSpecificCollectionAge[typeof(DecodingSessionGrain).FullName!] = PerSessionIdleLifetime;
+            collection.ClassSpecificCollectionAge[PubSubRendezvousGrainClass] = sessions.Value.IdleLifetime;
+            collection.ClassSpecificCollectionAge[typeof(DecodingSessionGrain).FullName!] = sessions.Value.IdleLifetime;
         });
         return silo.AddMemoryStreams(TokenStreams.Provider);
     }

@@ -38,7 +38,7 @@ public sealed class SpaMetrics
     private static readonly Dictionary<string, KeyValuePair<string, object?>> RefusalReasons =
         AdmissionRefusals.All.ToDictionary(r => r, r => new KeyValuePair<string, object?>("reason", r), StringComparer.Ordinal);
 
-    private readonly Counter<long> _tokens, _transmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals;
+    private readonly Counter<long> _tokens, _transmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals, _memoryTrims, _memoryReleased;
     private int _admittedRunning, _admittedQueued;
     private long _admittedKvBytes;
     private readonly Histogram<double> _tokenLatency, _firstToken, _queueWait;
@@ -68,6 +68,8 @@ public sealed class SpaMetrics
         meter.CreateObservableGauge("spa_admission_queued", () => Volatile.Read(ref _admittedQueued), description: "HTTP completions waiting for a place to run.");
         meter.CreateObservableGauge("spa_admission_kv_bytes", () => Volatile.Read(ref _admittedKvBytes),
             description: "Estimated KV-cache bytes (on the largest shard) of the running and queued generations, which admission keeps under Spa:Model:KvCacheBytesPerShard.");
+        _memoryTrims = meter.CreateCounter<long>("spa_memory_trims", description: "Times the idle host gave memory back to the operating system (compacting GC and malloc_trim).");
+        _memoryReleased = meter.CreateCounter<long>("spa_memory_trim_released", description: "Resident bytes those trims gave back to the operating system.");
         _fallbacks = meter.CreateCounter<long>("spa_edge_fallbacks", description: "Times a generation went on without its plugin because the device was unavailable (as the responses' spa.fallbacks).");
         // Every series of a known label set exists from the start, so that rate() and absent() see zeros rather than gaps.
         foreach (var mode in Modes.Values)
@@ -81,6 +83,8 @@ public sealed class SpaMetrics
         _gateDecisions.Add(0, ToCloud);
         _evictions.Add(0);
         _fallbacks.Add(0);
+        _memoryTrims.Add(0);
+        _memoryReleased.Add(0);
     }
 
     /// <summary>One generated token: its mode, its round trips and their bytes, and where its time went (milliseconds).</summary>
@@ -120,6 +124,13 @@ public sealed class SpaMetrics
         Volatile.Write(ref _admittedRunning, running);
         Volatile.Write(ref _admittedQueued, queued);
         Volatile.Write(ref _admittedKvBytes, kvBytes);
+    }
+
+    /// <summary>An idle-time memory trim that lowered the resident set by <paramref name="releasedBytes"/> (0 when it did not).</summary>
+    public void MemoryTrimmed(long releasedBytes)
+    {
+        _memoryTrims.Add(1);
+        _memoryReleased.Add(Math.Max(0, releasedBytes));
     }
 
     public void KvCacheAllocated(long bytes) => Interlocked.Add(ref _kvCacheBytes, bytes);

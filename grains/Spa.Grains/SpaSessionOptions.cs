@@ -22,14 +22,26 @@ public sealed class SpaSessionOptions
     /// </summary>
     public double RetrySeconds { get; set; } = 60;
 
+    /// <summary>
+    /// How long a session's activation and its token stream's state (the pulling agent's per-stream state and the
+    /// stream's pub-sub rendezvous activation) stay in memory after their last use. Every request has its own session
+    /// and stream, so this bounds what a sustained load holds; Orleans' defaults (15 minutes for activations, 30 for
+    /// streams) held tens of thousands. A finished session's history stays in storage for <see cref="RetentionMinutes"/>,
+    /// and a later call reactivates it.
+    /// </summary>
+    public double IdleLifetimeMinutes { get; set; } = 2;
+
     public TimeSpan Retention => TimeSpan.FromMinutes(RetentionMinutes);
 
     public TimeSpan Retry => TimeSpan.FromSeconds(RetrySeconds);
+
+    public TimeSpan IdleLifetime => TimeSpan.FromMinutes(IdleLifetimeMinutes);
 
     public void Validate()
     {
         if (PersistEveryTokens < 0) throw new ArgumentException($"{Section}:PersistEveryTokens must not be negative, got {PersistEveryTokens}");
         if (!(RetentionMinutes > 0)) throw new ArgumentException($"{Section}:RetentionMinutes must be positive, got {RetentionMinutes}");
         if (!(RetrySeconds > 0)) throw new ArgumentException($"{Section}:RetrySeconds must be positive, got {RetrySeconds}");
+        if (!(IdleLifetimeMinutes > 0)) throw new ArgumentException($"{Section}:IdleLifetimeMinutes must be positive, got {IdleLifetimeMinutes}");
     }
 }

@@ -12,6 +12,7 @@ public sealed class TorchWorker
     private readonly BlockingCollection<Action> _queue = [];
     private readonly Lock _idleLock = new();
     private int _busy; // items queued or running
+    private long _submitted;
     private TaskCompletionSource _idle = Done();
 
     [ThreadStatic] private static bool _onWorker;
@@ -36,6 +37,9 @@ public sealed class TorchWorker
     /// <summary>True while work is queued or running.</summary>
     public bool IsBusy => Volatile.Read(ref _busy) > 0;
 
+    /// <summary>Items of work given to this worker since the process started: unchanged over a time, no work came in it.</summary>
+    public long Submitted => Interlocked.Read(ref _submitted);
+
     /// <summary>Completes when no work is queued or running (at once when idle now).</summary>
     public Task WhenIdle()
     {
@@ -45,6 +49,7 @@ public sealed class TorchWorker
     public Task<T> Run<T>(Func<T> work)
     {
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Interlocked.Increment(ref _submitted);
         lock (_idleLock)
             if (_busy++ == 0) _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _queue.Add(() =>

@@ -90,6 +90,9 @@ public static class SiloHost
         builder.Services.AddSingleton<SessionsEndpoint>();
         builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
         builder.Services.AddSingleton<Admission>();
+        builder.Services.AddOptions<MemoryTrimOptions>().Bind(builder.Configuration.GetSection(MemoryTrimOptions.Section))
+            .Validate(o => { o.Validate(); return true; }).ValidateOnStart();
+        builder.Services.AddHostedService<IdleMemoryTrim>();
         builder.Services.AddHostedService<ModelWarmup>(); // after the silo's own hosted service, so it starts once the silo is up
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(SpaMetrics.MeterName, "Microsoft.Orleans")

@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Spa.Testing;
 
 namespace Spa.Cli.Tests;
@@ -7,13 +9,17 @@ namespace Spa.Cli.Tests;
 /// <summary>
 /// The short soak: a real <c>spa serve</c> that admits 4 generations and queues 4, driven by <c>spa bench soak</c>
 /// with 16 clients for 15 s after a warm-up. Nothing fails on the server's side, some requests are refused with 429,
-/// every accepted one finishes, and the server's resident memory after the load is back within
+/// every accepted one finishes, the server trims its memory in the quiet periods after the warm-up and after the load
+/// (<see cref="TrimAfterIdleSeconds"/>), and its resident memory after the load is back within
 /// <see cref="MemoryMargin"/> of the baseline taken after the warm-up.
 /// </summary>
 public sealed class SoakTests
 {
     /// <summary>What the resident set may keep after the load beyond its settled size after the warm-up.</summary>
     public const long MemoryMargin = 64L << 20;
+
+    /// <summary>Idle seconds before the server trims: well inside the quiet periods, which allow for the last requests to finish.</summary>
+    private const int TrimAfterIdleSeconds = 2;
 
     [Fact]
     public async Task AnOverCapacitySoakRefusesWith429FinishesEveryAcceptedRequestAndReturnsToBaselineMemory()
@@ -29,12 +35,16 @@ public sealed class SoakTests
                 ["Spa__Serving__MaxConcurrentGenerations"] = "4",
                 ["Spa__Serving__MaxQueuedGenerations"] = "4",
                 ["Spa__Serving__QueueTimeoutMs"] = "2000",
+                ["Spa__Memory__TrimAfterIdleSeconds"] = TrimAfterIdleSeconds.ToString(CultureInfo.InvariantCulture),
             });
         await WaitUntilHealthy(server, ports[0]);
+        // The first trim comes once the model's warm-up has been idle as long: counted before the soak, so that the two
+        // counted after it are the quiet periods' (a second trim of one quiet period is minutes away).
+        var trimsBefore = await WaitForMemoryTrim(server, ports[0]);
 
         var file = temp["soak.json"];
         var run = await Spa.RunAsync(["bench", "soak", "--url", $"http://127.0.0.1:{ports[0]}", "--api-key", key, "--pid", server.Id.ToString(),
-            "--warmup", "8", "--duration", "15", "--settle", "5", "--concurrency", "16", "--max-tokens", "48", "--json", file]);
+            "--warmup", "8", "--duration", "15", "--settle", "8", "--concurrency", "16", "--max-tokens", "48", "--json", file]);
         Expect.Success(run);
         var root = JsonDocument.Parse(File.ReadAllText(file)).RootElement;
         var requests = root.GetProperty("requests").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64());
@@ -50,8 +60,31 @@ public sealed class SoakTests
         long baseline = memory.GetProperty("baseline_rss_bytes").GetInt64(), after = memory.GetProperty("after_rss_bytes").GetInt64();
         Assert.True(memory.GetProperty("peak_rss_bytes").GetInt64() > 0);
         Assert.True(after <= baseline + MemoryMargin, $"resident memory {after >> 20} MiB after the load, {baseline >> 20} MiB before it");
+        Assert.True(await MemoryTrims(ports[0]) - trimsBefore >= 2, $"the server should have trimmed after the warm-up and after the load\n{server}");
         Assert.False(server.HasExited, server.ToString());
         Assert.Equal(0, await server.TerminateAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    /// <summary><c>spa_memory_trims_total</c> from the server's <c>/metrics</c>.</summary>
+    private static async Task<double> MemoryTrims(int port)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
+        var exposition = await http.GetStringAsync("/metrics");
+        var sample = Regex.Match(exposition, @"^spa_memory_trims_total(\{[^}]*\})? (\S+)", RegexOptions.Multiline);
+        Assert.True(sample.Success, $"/metrics has no spa_memory_trims_total:\n{exposition}");
+        return double.Parse(sample.Groups[2].Value, CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<double> WaitForMemoryTrim(ChildProcess server, int port)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var trims = await MemoryTrims(port);
+            if (trims >= 1) return trims;
+            Assert.True(DateTime.UtcNow < deadline, $"no memory trim 30 s after the server became healthy\n{server}");
+            await Task.Delay(200);
+        }
     }
 
     private static async Task WaitUntilHealthy(ChildProcess server, int port)
