@@ -100,7 +100,6 @@ public sealed class DecodingSessionGrain(
     IOptions<SpaModelOptions> options,
     IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
-    TokenStreamState tokenStreams,
     SpaMetrics metrics) : Grain, IDecodingSessionGrain, IRemindable
 {
     private const string RetentionReminder = "retention";
@@ -247,7 +246,6 @@ public sealed class DecodingSessionGrain(
         await _persisted;
         await state.ClearStateAsync();
         state.State = new SessionState();
-        if (options.Value.PublishTokens) await tokenStreams.ForgetAsync(Id);
         await DropGate();
         _fed = 0;
         _sampler = null;

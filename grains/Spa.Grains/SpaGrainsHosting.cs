@@ -68,7 +68,7 @@ public static class SpaGrainsHosting
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
         services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
-        return services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>().AddSingleton<TokenStreamState>();
+        return services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
     }
 
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>

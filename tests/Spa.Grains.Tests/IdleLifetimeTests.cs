@@ -73,33 +73,6 @@ public sealed class IdleLifetimeTests(ShortIdleLifetimeCluster fixture) : IClass
             $"{sessions} sessions and {rendezvous} stream rendezvous still active {ShortIdleLifetimeCluster.IdleLifetime.TotalSeconds} s after their last use (plus margin)");
     }
 
-    /// <summary>
-    /// Ending a session also deletes its token stream's stored pub-sub state, which Orleans itself keeps for good: of two
-    /// finished sessions whose streams are registered, the one ended has no state left, the other has its state (so the
-    /// names the deletion uses are still Orleans' own).
-    /// </summary>
-    [Fact]
-    public async Task EndingASessionDeletesItsStreamsStoredPubSubState()
-    {
-        var prompt = Reference.Encode("Once upon a time");
-        string[] ids = [$"forget-{Guid.NewGuid():N}", $"keep-{Guid.NewGuid():N}"];
-        var management = fixture.Grains.GetGrain<IManagementGrain>(0);
-        var (_, before) = await Activations(management);
-        foreach (var id in ids)
-        {
-            var session = fixture.Grains.GetGrain<IDecodingSessionGrain>(id);
-            await session.Generate(new GenerationRequest(prompt, Tokens));
-            await session.Release();
-        }
-        var registered = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-        while ((await Activations(management)).Rendezvous < before + ids.Length && DateTime.UtcNow < registered) await Task.Delay(100);
-
-        await fixture.Grains.GetGrain<IDecodingSessionGrain>(ids[0]).End();
-        var streams = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredService<TokenStreamState>();
-        Assert.False(await streams.ForgetAsync(ids[0]), "the ended session's stream state is still stored");
-        Assert.True(await streams.ForgetAsync(ids[1]), "no stream state was found for a finished session: the names of Orleans' pub-sub state have changed");
-    }
-
     private static async Task<(int Sessions, int Rendezvous)> Activations(IManagementGrain management)
     {
         var statistics = await management.GetSimpleGrainStatistics();
