@@ -37,16 +37,19 @@ public sealed record ServeProcess(ChildProcess Process, HttpClient Http, int Sil
             .Configure<ClusterOptions>(options => (options.ClusterId, options.ServiceId) = ("spa", "spa")))
         .Build();
 
-    public async Task WaitUntilHealthy()
+    public Task WaitUntilHealthy() => WaitUntilHealthy(Process, Http);
+
+    /// <summary>Waits until <paramref name="process"/>, a <c>spa serve</c>, answers <c>/healthz</c> through <paramref name="http"/>.</summary>
+    public static async Task WaitUntilHealthy(ChildProcess process, HttpClient http)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            Assert.False(Process.HasExited, $"spa serve exited with {(Process.HasExited ? Process.ExitCode : 0)} before it was healthy\n{Process}");
-            Assert.True(clock.Elapsed < StartTimeout, $"not healthy after {StartTimeout.TotalSeconds} s\n{Process}");
+            Assert.False(process.HasExited, $"spa serve exited with {(process.HasExited ? process.ExitCode : 0)} before it was healthy\n{process}");
+            Assert.True(clock.Elapsed < StartTimeout, $"not healthy after {StartTimeout.TotalSeconds} s\n{process}");
             try
             {
-                using var response = await Http.GetAsync("/healthz");
+                using var response = await http.GetAsync("/healthz");
                 if (response.StatusCode == HttpStatusCode.OK) return;
             }
             catch (HttpRequestException)

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Spa.Testing;
@@ -37,7 +36,8 @@ public sealed class SoakTests
                 ["Spa__Serving__QueueTimeoutMs"] = "2000",
                 ["Spa__Memory__TrimAfterIdleSeconds"] = TrimAfterIdleSeconds.ToString(CultureInfo.InvariantCulture),
             });
-        await WaitUntilHealthy(server, ports[0]);
+        using (var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{ports[0]}"), Timeout = TimeSpan.FromSeconds(10) })
+            await ServeProcess.WaitUntilHealthy(server, http);
         // The first trim comes once the model's warm-up has been idle as long: counted before the soak, so that the two
         // counted after it are the quiet periods' (a second trim of one quiet period is minutes away).
         var trimsBefore = await WaitForMemoryTrim(server, ports[0]);
@@ -83,27 +83,6 @@ public sealed class SoakTests
             var trims = await MemoryTrims(port);
             if (trims >= 1) return trims;
             Assert.True(DateTime.UtcNow < deadline, $"no memory trim 30 s after the server became healthy\n{server}");
-            await Task.Delay(200);
-        }
-    }
-
-    private static async Task WaitUntilHealthy(ChildProcess server, int port)
-    {
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
-        while (true)
-        {
-            Assert.False(server.HasExited, $"spa serve exited before it was healthy\n{server}");
-            Assert.True(DateTime.UtcNow < deadline, $"not healthy after 120 s\n{server}");
-            try
-            {
-                using var response = await http.GetAsync("/healthz");
-                if (response.StatusCode == HttpStatusCode.OK) return;
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
             await Task.Delay(200);
         }
     }
