@@ -100,7 +100,8 @@ public sealed class DecodingSessionGrain(
     IOptions<SpaModelOptions> options,
     IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
-    SpaMetrics metrics) : Grain, IDecodingSessionGrain, IRemindable
+    SpaMetrics metrics,
+    TokenStreamSubscriptions subscriptions) : Grain, IDecodingSessionGrain, IRemindable
 {
     private const string RetentionReminder = "retention";
 
@@ -246,6 +247,7 @@ public sealed class DecodingSessionGrain(
         await _persisted;
         await state.ClearStateAsync();
         state.State = new SessionState();
+        await subscriptions.ForgetAsync(Id);
         await DropGate();
         _fed = 0;
         _sampler = null;

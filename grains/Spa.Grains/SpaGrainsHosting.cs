@@ -1,7 +1,9 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
+using Orleans.Storage;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Spa.Grains.Placement;
 
@@ -50,17 +52,30 @@ public static class SpaGrainsHosting
     /// The token streams, with per-session stream state and activations released after
     /// <see cref="SpaSessionOptions.IdleLifetime"/>: every session has its own stream, so the pulling agent's per-stream
     /// state, the stream's pub-sub rendezvous grain (and its entry in <see cref="PubSubStorage"/>) and the session
-    /// activation are one set per request.
+    /// activation are one set per request. Published tokens leave the queue cache after
+    /// <see cref="SpaSessionOptions.TokenCache"/>, and a stream's stored pub-sub state goes with its session
+    /// (<see cref="TokenStreamSubscriptions"/>).
     /// </summary>
     private static ISiloBuilder AddTokenStreams(this ISiloBuilder silo)
     {
         silo.Services.AddOptions<StreamPullingAgentOptions>(TokenStreams.Provider)
             .Configure<IOptions<SpaSessionOptions>>((agent, sessions) => agent.StreamInactivityPeriod = sessions.Value.IdleLifetime);
+        // A maximum age of zero makes every token but the newest old enough: each one goes after the window, also when
+        // no newer token comes to push it out.
+        silo.Services.AddOptions<StreamCacheEvictionOptions>(TokenStreams.Provider).Configure<IOptions<SpaSessionOptions>>((cache, sessions) =>
+        {
+            cache.DataMinTimeInCache = sessions.Value.TokenCache;
+            cache.DataMaxAgeInCache = TimeSpan.Zero;
+            cache.MetadataMinTimeInCache = sessions.Value.TokenCache;
+        });
         silo.Services.AddOptions<GrainCollectionOptions>().Configure<IOptions<SpaSessionOptions>>((collection, sessions) =>
         {
             collection.ClassSpecificCollectionAge[PubSubRendezvousGrainClass] = sessions.Value.IdleLifetime;
             collection.ClassSpecificCollectionAge[typeof(DecodingSessionGrain).FullName!] = sessions.Value.IdleLifetime;
         });
+        silo.Services.AddKeyedSingleton<IGrainStorage>(TokenStreams.Provider, (services, _) => services.GetRequiredService<TokenStreamSubscriptions>());
+        silo.Services.AddSingleton(services => new TokenStreamSubscriptions(
+            services.GetRequiredKeyedService<IGrainStorage>(PubSubStorage), services.GetRequiredService<ILogger<TokenStreamSubscriptions>>()));
         return silo.AddMemoryStreams(TokenStreams.Provider);
     }
 

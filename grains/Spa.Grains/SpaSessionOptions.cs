@@ -31,11 +31,22 @@ public sealed class SpaSessionOptions
     /// </summary>
     public double IdleLifetimeMinutes { get; set; } = 2;
 
+    /// <summary>
+    /// How long a published token stays in its stream's queue cache, from which subscribers are served and can rewind to
+    /// an earlier token. Then it is dropped, whether or not newer tokens have come. Orleans' default keeps a token until
+    /// the cache holds tokens 30 minutes newer, so after a load the last 30 minutes of every session's tokens stayed in
+    /// memory (README, Reliability, soak); this window costs the token rate times its length. A subscriber that falls
+    /// further behind than this misses tokens.
+    /// </summary>
+    public double TokenCacheSeconds { get; set; } = 60;
+
     public TimeSpan Retention => TimeSpan.FromMinutes(RetentionMinutes);
 
     public TimeSpan Retry => TimeSpan.FromSeconds(RetrySeconds);
 
     public TimeSpan IdleLifetime => TimeSpan.FromMinutes(IdleLifetimeMinutes);
+
+    public TimeSpan TokenCache => TimeSpan.FromSeconds(TokenCacheSeconds);
 
     public void Validate()
     {
@@ -43,5 +54,6 @@ public sealed class SpaSessionOptions
         if (!(RetentionMinutes > 0)) throw new ArgumentException($"{Section}:RetentionMinutes must be positive, got {RetentionMinutes}");
         if (!(RetrySeconds > 0)) throw new ArgumentException($"{Section}:RetrySeconds must be positive, got {RetrySeconds}");
         if (!(IdleLifetimeMinutes > 0)) throw new ArgumentException($"{Section}:IdleLifetimeMinutes must be positive, got {IdleLifetimeMinutes}");
+        if (!(TokenCacheSeconds > 0)) throw new ArgumentException($"{Section}:TokenCacheSeconds must be positive, got {TokenCacheSeconds}");
     }
 }

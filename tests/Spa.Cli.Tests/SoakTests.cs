@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Spa.Testing;
 
 namespace Spa.Cli.Tests;
@@ -9,8 +8,9 @@ namespace Spa.Cli.Tests;
 /// The short soak: a real <c>spa serve</c> that admits 4 generations and queues 4, driven by <c>spa bench soak</c>
 /// with 16 clients for 15 s after a warm-up. Nothing fails on the server's side, some requests are refused with 429,
 /// every accepted one finishes, the server trims its memory in the quiet periods after the warm-up and after the load
-/// (<see cref="TrimAfterIdleSeconds"/>), and its resident memory after the load is back within
-/// <see cref="MemoryMargin"/> of the baseline taken after the warm-up.
+/// (<see cref="TrimAfterIdleSeconds"/>), its token streams' queue caches have dropped every token but each queue's newest
+/// once <see cref="TokenCacheSeconds"/> have passed (Orleans' own counters on <c>/metrics</c>), and its resident memory
+/// after the load is back within <see cref="MemoryMargin"/> of the baseline taken after the warm-up.
 /// </summary>
 public sealed class SoakTests
 {
@@ -19,6 +19,9 @@ public sealed class SoakTests
 
     /// <summary>Idle seconds before the server trims: well inside the quiet periods, which allow for the last requests to finish.</summary>
     private const int TrimAfterIdleSeconds = 2;
+
+    /// <summary>How long a published token stays in the stream cache: well inside the quiet period after the load.</summary>
+    private const int TokenCacheSeconds = 2;
 
     [Fact]
     public async Task AnOverCapacitySoakRefusesWith429FinishesEveryAcceptedRequestAndReturnsToBaselineMemory()
@@ -35,6 +38,7 @@ public sealed class SoakTests
                 ["Spa__Serving__MaxQueuedGenerations"] = "4",
                 ["Spa__Serving__QueueTimeoutMs"] = "2000",
                 ["Spa__Memory__TrimAfterIdleSeconds"] = TrimAfterIdleSeconds.ToString(CultureInfo.InvariantCulture),
+                ["Spa__Sessions__TokenCacheSeconds"] = TokenCacheSeconds.ToString(CultureInfo.InvariantCulture),
             });
         using (var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{ports[0]}"), Timeout = TimeSpan.FromSeconds(10) })
             await ServeProcess.WaitUntilHealthy(server, http);
@@ -60,19 +64,22 @@ public sealed class SoakTests
         long baseline = memory.GetProperty("baseline_rss_bytes").GetInt64(), after = memory.GetProperty("after_rss_bytes").GetInt64();
         Assert.True(memory.GetProperty("peak_rss_bytes").GetInt64() > 0);
         Assert.True(after <= baseline + MemoryMargin, $"resident memory {after >> 20} MiB after the load, {baseline >> 20} MiB before it");
-        Assert.True(await MemoryTrims(ports[0]) - trimsBefore >= 2, $"the server should have trimmed after the warm-up and after the load\n{server}");
+        var metrics = await Metrics(ports[0]);
+        Assert.True(metrics.Sum("spa_memory_trims_total") - trimsBefore >= 2, $"the server should have trimmed after the warm-up and after the load\n{server}");
+        // Every token was published on its session's stream; a queue's cache keeps only its newest token past the window.
+        double cached = metrics.Sum("orleans_streams_queue_cache_messages_added_total");
+        double dropped = metrics.Sum("orleans_streams_queue_cache_messages_purged_total");
+        int queues = metrics.Samples.Count(s => s.Name == "orleans_streams_queue_cache_messages_added_total");
+        Assert.True(cached >= root.GetProperty("tokens").GetInt64(), $"{cached} tokens went through the stream caches, fewer than the soak's");
+        Assert.True(cached - dropped <= queues, $"{cached - dropped} tokens still in {queues} stream caches {TokenCacheSeconds} s after they came");
         Assert.False(server.HasExited, server.ToString());
         Assert.Equal(0, await server.TerminateAsync(TimeSpan.FromSeconds(30)));
     }
 
-    /// <summary><c>spa_memory_trims_total</c> from the server's <c>/metrics</c>.</summary>
-    private static async Task<double> MemoryTrims(int port)
+    private static async Task<Exposition> Metrics(int port)
     {
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
-        var exposition = await http.GetStringAsync("/metrics");
-        var sample = Regex.Match(exposition, @"^spa_memory_trims_total(\{[^}]*\})? (\S+)", RegexOptions.Multiline);
-        Assert.True(sample.Success, $"/metrics has no spa_memory_trims_total:\n{exposition}");
-        return double.Parse(sample.Groups[2].Value, CultureInfo.InvariantCulture);
+        return await Exposition.ScrapeAsync(http);
     }
 
     private static async Task<double> WaitForMemoryTrim(ChildProcess server, int port)
@@ -80,7 +87,7 @@ public sealed class SoakTests
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
         {
-            var trims = await MemoryTrims(port);
+            var trims = (await Metrics(port)).Sum("spa_memory_trims_total");
             if (trims >= 1) return trims;
             Assert.True(DateTime.UtcNow < deadline, $"no memory trim 30 s after the server became healthy\n{server}");
             await Task.Delay(200);

@@ -6,7 +6,6 @@ using Orleans.TestingHost;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 using Spa.Testing;
-using StackExchange.Redis;
 using Xunit.Abstractions;
 
 namespace Spa.Grains.Tests;
@@ -17,22 +16,17 @@ namespace Spa.Grains.Tests;
 /// every <see cref="PersistEveryTokens"/> tokens, so that a dead silo takes unwritten tokens with it and the survivors
 /// must generate them again, the same ones.
 /// </summary>
-public sealed class SiloLossCluster : ClusterFixture
+public sealed class SiloLossCluster : RedisStorageClusterFixture
 {
     public static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(1);
     public const int MissedProbes = 2;
     public const int PersistEveryTokens = 3;
 
-    private readonly RedisServer _redis = new();
-
-    protected override long KvCacheBytesPerShard => 64L * 1024 * 1024;
-
     protected override short Silos => 3;
 
     protected override void ConfigureSilo(ISiloBuilder silo)
     {
-        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
-            silo.AddRedisGrainStorage(name, storage => storage.ConfigurationOptions = ConfigurationOptions.Parse(_redis.Endpoint));
+        base.ConfigureSilo(silo);
         silo.Services.Configure<SpaSessionOptions>(sessions => sessions.PersistEveryTokens = PersistEveryTokens);
         silo.Configure<ClusterMembershipOptions>(membership =>
         {
@@ -47,18 +41,6 @@ public sealed class SiloLossCluster : ClusterFixture
     /// </summary>
     protected override void ConfigureClient(IClientBuilder client) =>
         client.Configure<ClientMessagingOptions>(messaging => messaging.ResponseTimeout = TimeSpan.FromSeconds(5));
-
-    public override async Task InitializeAsync()
-    {
-        await _redis.InitializeAsync();
-        await base.InitializeAsync();
-    }
-
-    public override async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
 
     /// <summary>Starts silos until three are active again (an earlier test may have killed one).</summary>
     public async Task RestoreAsync()

@@ -23,7 +23,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
             ("Spa__Serving__MaxConcurrentGenerations", "2"), ("Spa__Serving__MaxQueuedGenerations", "2"), ("Spa__Serving__QueueTimeoutMs", "60000"));
         await server.InitializeAsync();
         var expected = Reference.Generate(Prompt, 200).Text;
-        var before = await Exposition.ScrapeAsync(server);
+        var before = await server.ScrapeAsync();
 
         var clients = Enumerable.Range(0, 12).Select(_ => server.Client()).ToArray();
         var responses = await Task.WhenAll(clients.Select(async client =>
@@ -47,7 +47,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
             Assert.Contains("2 generations at once, 2 waiting", r.Body.GetProperty("error").GetProperty("message").GetString());
         });
 
-        var after = await Exposition.ScrapeAsync(server);
+        var after = await server.ScrapeAsync();
         Assert.Equal(refused.Length, after.Sum("spa_admission_refusals_total", ("reason", AdmissionRefusals.QueueFull))
             - before.Sum("spa_admission_refusals_total", ("reason", AdmissionRefusals.QueueFull)));
         Assert.Equal(0, after.Sum("spa_admission_running"));
@@ -68,7 +68,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
         using var client = server.Client();
         // A simulated phone on 4G (60 ms a round trip) keeps the long generations running while the test goes on.
         var phone = await PluginCompletionTests.SimulatedDevice(client, "phone", RandomPlugin.Ladder, "phone-4g");
-        var before = await Exposition.ScrapeAsync(server);
+        var before = await server.ScrapeAsync();
 
         using var longClient = server.Client();
         using var shortClient = server.Client();
@@ -95,7 +95,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
         await WaitFor(server, "spa_admission_running", 0);
         Assert.Equal(Reference.Generate(Prompt, 20).Text,
             PluginCompletionTests.Text(await PluginCompletionTests.Send(client, "/v1/completions", Completion(20), HttpStatusCode.OK)));
-        var after = await Exposition.ScrapeAsync(server);
+        var after = await server.ScrapeAsync();
         foreach (var reason in AdmissionRefusals.All)
             Assert.Equal(1, after.Sum("spa_admission_refusals_total", ("reason", reason)) - before.Sum("spa_admission_refusals_total", ("reason", reason)));
         Assert.Equal(0, after.Sum("spa_admission_kv_bytes"));
@@ -119,7 +119,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
     private static async Task WaitFor(ServerFixture server, string gauge, double value)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while ((await Exposition.ScrapeAsync(server)).Sum(gauge) != value)
+        while ((await server.ScrapeAsync()).Sum(gauge) != value)
         {
             Assert.True(DateTime.UtcNow < deadline, $"{gauge} did not reach {value} within 30 s");
             await Task.Delay(20);

@@ -116,7 +116,7 @@ public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("as a phone-4g device", device.Stdout);
 
         var plain = await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 20}""", HttpStatusCode.OK);
-        double fallbacksBefore = (await Exposition.ScrapeAsync(server)).Sum("spa_edge_fallbacks_total");
+        double fallbacksBefore = (await server.ScrapeAsync()).Sum("spa_edge_fallbacks_total");
         var clock = Stopwatch.StartNew();
         var degraded = await PluginCompletionTests.Send(client, "/v1/completions", Request(id, "base"), HttpStatusCode.OK);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed.TotalSeconds:F1} s");
@@ -127,7 +127,7 @@ public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(PluginCompletionTests.Text(plain), PluginCompletionTests.Text(degraded));
         long fallbacks = spa.GetProperty("fallbacks").GetInt64();
         Assert.True(fallbacks >= 20, $"{fallbacks} fallbacks for 20 tokens");
-        Assert.Equal(fallbacks, (await Exposition.ScrapeAsync(server)).Sum("spa_edge_fallbacks_total") - fallbacksBefore);
+        Assert.Equal(fallbacks, (await server.ScrapeAsync()).Sum("spa_edge_fallbacks_total") - fallbacksBefore);
 
         await WaitUntilConnected(client, id);
         clock.Restart();

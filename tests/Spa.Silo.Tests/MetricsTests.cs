@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.Json;
 using Spa.Testing;
 
@@ -74,83 +72,5 @@ public sealed class MetricsTests(ServerFixture server)
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/models")).StatusCode);
     }
 
-    private Task<Exposition> Scrape() => Exposition.ScrapeAsync(server);
-}
-
-/// <summary>One sample of the Prometheus text format: <c>name{label="value",...} value [timestamp]</c>.</summary>
-internal sealed record Sample(string Name, IReadOnlyDictionary<string, string> Labels, double Value);
-
-/// <summary>A parsed Prometheus text exposition (version 0.0.4): its samples; comments and type lines are skipped.</summary>
-internal sealed class Exposition(List<Sample> samples)
-{
-    public IReadOnlyList<Sample> Samples => samples;
-
-    /// <summary>A metric is present under its own name or, for a histogram, its series' suffixes.</summary>
-    public bool Has(string name) => samples.Any(s => s.Name == name || s.Name == name + "_bucket" || s.Name == name + "_count" || s.Name == name + "_sum");
-
-    /// <summary>The sum over the samples named <paramref name="name"/> that carry all of <paramref name="labels"/>.</summary>
-    public double Sum(string name, params (string Label, string Value)[] labels) =>
-        samples.Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Label, out var v) && v == l.Value)).Sum(s => s.Value);
-
-    /// <summary>The host's <c>/metrics</c> now (no key: Prometheus scrapes without one).</summary>
-    public static async Task<Exposition> ScrapeAsync(ServerFixture server)
-    {
-        using var client = server.Client(null);
-        using var response = await client.GetAsync("/metrics");
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return Parse(await response.Content.ReadAsStringAsync());
-    }
-
-    public static Exposition Parse(string text)
-    {
-        var samples = new List<Sample>();
-        foreach (var raw in text.Split('\n'))
-        {
-            var line = raw.Trim();
-            if (line.Length == 0 || line[0] == '#') continue;
-            int at = 0;
-            while (at < line.Length && line[at] != '{' && line[at] != ' ') at++;
-            var name = line[..at];
-            var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-            if (at < line.Length && line[at] == '{') at = ParseLabels(line, at + 1, labels);
-            var fields = line[at..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            Assert.True(fields.Length is 1 or 2, $"not a sample line: {line}");
-            samples.Add(new Sample(name, labels, ParseValue(fields[0])));
-        }
-        return new Exposition(samples);
-    }
-
-    /// <summary>Reads <c>label="value",...}</c> from <paramref name="at"/>, unescaping \\, \" and \n; returns the index after the brace.</summary>
-    private static int ParseLabels(string line, int at, Dictionary<string, string> labels)
-    {
-        while (true)
-        {
-            while (line[at] is ' ' or ',') at++;
-            if (line[at] == '}') return at + 1;
-            int equals = line.IndexOf('=', at);
-            var label = line[at..equals].Trim();
-            at = equals + 1;
-            Assert.True(line[at] == '"', $"a label value must be quoted: {line}");
-            var value = new StringBuilder();
-            for (at++; line[at] != '"'; at++)
-            {
-                if (line[at] == '\\')
-                {
-                    at++;
-                    value.Append(line[at] == 'n' ? '\n' : line[at]);
-                }
-                else value.Append(line[at]);
-            }
-            labels[label] = value.ToString();
-            at++;
-        }
-    }
-
-    private static double ParseValue(string value) => value switch
-    {
-        "+Inf" => double.PositiveInfinity,
-        "-Inf" => double.NegativeInfinity,
-        "NaN" => double.NaN,
-        _ => double.Parse(value, NumberStyles.Float, CultureInfo.InvariantCulture),
-    };
+    private Task<Exposition> Scrape() => server.ScrapeAsync();
 }

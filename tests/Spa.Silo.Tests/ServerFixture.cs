@@ -42,6 +42,13 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
     private readonly int[] _ports = Ports.Free(2); // silo, gateway
     public StringWriter Announcements { get; } = new();
 
+    /// <summary>The host's <c>/metrics</c> now, read without a key as Prometheus reads it.</summary>
+    public async Task<Exposition> ScrapeAsync()
+    {
+        using var client = Client(null);
+        return await Exposition.ScrapeAsync(client);
+    }
+
     /// <summary>
     /// A client that sends <see cref="Key"/>; over HTTPS it trusts <paramref name="trusted"/> (default <see cref="Trusted"/>)
     /// and nothing else, with the host name checked.

@@ -1,0 +1,40 @@
+using Spa.Testing;
+using StackExchange.Redis;
+
+namespace Spa.Grains.Tests;
+
+/// <summary>
+/// A cluster whose silos keep sessions, devices and stream subscriptions in a real Redis server, deleted on clear as
+/// the multi-host silo has them (<c>RedisCluster</c>): an ended session, and its stream's state, leave no key behind.
+/// </summary>
+public abstract class RedisStorageClusterFixture : ClusterFixture
+{
+    private readonly RedisServer _redis = new();
+
+    protected override long KvCacheBytesPerShard => 64L * 1024 * 1024;
+
+    protected override void ConfigureSilo(ISiloBuilder silo)
+    {
+        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
+            silo.AddRedisGrainStorage(name, storage =>
+            {
+                storage.ConfigurationOptions = ConfigurationOptions.Parse(_redis.Endpoint);
+                storage.DeleteStateOnClear = true;
+            });
+    }
+
+    public override async Task InitializeAsync()
+    {
+        await _redis.InitializeAsync();
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await _redis.DisposeAsync();
+    }
+}
+
+/// <summary>One silo on Redis storage.</summary>
+public sealed class RedisStorageCluster : RedisStorageClusterFixture;
