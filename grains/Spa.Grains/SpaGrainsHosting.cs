@@ -1,10 +1,9 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
-using Orleans.Storage;
 using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Storage;
 using Spa.Grains.Placement;
 
 namespace Spa.Grains;
@@ -74,8 +73,7 @@ public static class SpaGrainsHosting
             collection.ClassSpecificCollectionAge[typeof(DecodingSessionGrain).FullName!] = sessions.Value.IdleLifetime;
         });
         silo.Services.AddKeyedSingleton<IGrainStorage>(TokenStreams.Provider, (services, _) => services.GetRequiredService<TokenStreamSubscriptions>());
-        silo.Services.AddSingleton(services => new TokenStreamSubscriptions(
-            services.GetRequiredKeyedService<IGrainStorage>(PubSubStorage), services.GetRequiredService<ILogger<TokenStreamSubscriptions>>()));
+        silo.Services.AddSingleton<TokenStreamSubscriptions>();
         return silo.AddMemoryStreams(TokenStreams.Provider);
     }
 

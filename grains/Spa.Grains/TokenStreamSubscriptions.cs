@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Storage;
 
@@ -22,7 +23,8 @@ namespace Spa.Grains;
 /// conflict on an entry that exists is a real one and is thrown as it came.
 /// </para>
 /// </summary>
-public sealed class TokenStreamSubscriptions(IGrainStorage stored, ILogger<TokenStreamSubscriptions> logger) : IGrainStorage
+public sealed class TokenStreamSubscriptions(
+    [FromKeyedServices(SpaGrainsHosting.PubSubStorage)] IGrainStorage stored, ILogger<TokenStreamSubscriptions> logger) : IGrainStorage
 {
     /// <summary>
     /// What deleting an entry takes: the state's name, its type and the pub-sub grain type are Orleans' own (internal),
@@ -100,17 +102,18 @@ public sealed class TokenStreamSubscriptions(IGrainStorage stored, ILogger<Token
 
     private async Task<bool> DeleteAs<T>(string stateName, GrainId grainId)
     {
-        var entry = new GrainState<T>();
-        await stored.ReadStateAsync(stateName, grainId, entry);
+        var entry = await StoredAs<T>(stateName, grainId);
         if (!entry.RecordExists) return false;
         await stored.ClearStateAsync(stateName, grainId, entry);
         return true;
     }
 
-    private async Task<bool> ExistsAs<T>(string stateName, GrainId grainId)
+    private async Task<bool> ExistsAs<T>(string stateName, GrainId grainId) => (await StoredAs<T>(stateName, grainId)).RecordExists;
+
+    private async Task<GrainState<T>> StoredAs<T>(string stateName, GrainId grainId)
     {
         var entry = new GrainState<T>();
         await stored.ReadStateAsync(stateName, grainId, entry);
-        return entry.RecordExists;
+        return entry;
     }
 }
