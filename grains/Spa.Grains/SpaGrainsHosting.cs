@@ -1,10 +1,13 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Storage;
 using Spa.Grains.Placement;
+using Spa.Grains.Storage;
+using StackExchange.Redis;
 
 namespace Spa.Grains;
 
@@ -81,12 +84,32 @@ public static class SpaGrainsHosting
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
         services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
-        return services.AddMetrics().AddSingleton<SpaMetrics>().AddSingleton<ModelHost>();
+        services.AddMetrics().TryAddSingleton<SpaMetrics>();
+        return services.AddSingleton<ModelHost>();
     }
 
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo) =>
-        silo.AddMemoryGrainStorage(SessionStorage).AddMemoryGrainStorage(PubSubStorage);
+        silo.AddSpaMemoryStorage(SessionStorage).AddSpaMemoryStorage(PubSubStorage);
+
+    /// <summary>
+    /// Redis storage for sessions, devices and stream subscriptions: the multi-host cluster's. A cleared state's key is
+    /// deleted, so an ended session leaves nothing behind; without it, every request would leave a key.
+    /// </summary>
+    public static ISiloBuilder AddSpaRedisStorage(this ISiloBuilder silo, ConfigurationOptions redis) =>
+        silo.AddSpaRedisStorage(SessionStorage, redis).AddSpaRedisStorage(PubSubStorage, redis);
+
+    /// <summary>The grain storage <paramref name="name"/> in Redis, deleting a cleared state's key.</summary>
+    public static ISiloBuilder AddSpaRedisStorage(this ISiloBuilder silo, string name, ConfigurationOptions redis) =>
+        silo.AddRedisGrainStorage(name, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
+
+    /// <summary>The grain storage <paramref name="name"/> in the cluster's memory, which forgets cleared entries (<see cref="MemoryStateStorage"/>).</summary>
+    public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo, string name)
+    {
+        silo.Services.AddMetrics().TryAddSingleton<SpaMetrics>();
+        silo.Services.AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
+        return silo;
+    }
 
     /// <summary>
     /// Places shard grains on accelerators: advertises this silo's accelerators (<see cref="AcceleratorOptions"/>, from

@@ -35,6 +35,7 @@ public sealed class SpaMetrics
     private static readonly Dictionary<string, KeyValuePair<string, object?>> Modes =
         SessionModes.All.ToDictionary(m => m, m => new KeyValuePair<string, object?>("mode", m), StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<int, KeyValuePair<string, object?>> Statuses = new();
+    private static readonly ConcurrentDictionary<string, KeyValuePair<string, object?>> Storages = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, KeyValuePair<string, object?>> RefusalReasons =
         AdmissionRefusals.All.ToDictionary(r => r, r => new KeyValuePair<string, object?>("reason", r), StringComparer.Ordinal);
 
@@ -43,7 +44,7 @@ public sealed class SpaMetrics
     private long _admittedKvBytes;
     private readonly Histogram<double> _tokenLatency, _firstToken, _queueWait;
     private readonly Histogram<int> _batchSize;
-    private readonly UpDownCounter<long> _sessions;
+    private readonly UpDownCounter<long> _sessions, _storedEntries, _storedBytes;
     private long _kvCacheBytes;
     private readonly ConcurrentDictionary<string, long> _devices = new(StringComparer.Ordinal); // device -> connected until (Stopwatch timestamp)
 
@@ -70,6 +71,8 @@ public sealed class SpaMetrics
             description: "Estimated KV-cache bytes (on the largest shard) of the running and queued generations, which admission keeps under Spa:Model:KvCacheBytesPerShard.");
         _memoryTrims = meter.CreateCounter<long>("spa_memory_trims", description: "Times the idle host gave memory back to the operating system (compacting GC and malloc_trim).");
         _memoryReleased = meter.CreateCounter<long>("spa_memory_trim_released", description: "Resident bytes those trims gave back to the operating system.");
+        _storedEntries = meter.CreateUpDownCounter<long>("spa_memory_storage_entries", description: "Entries in the memory grain storage of the one-process host, by storage (kept in this silo's partitions).");
+        _storedBytes = meter.CreateUpDownCounter<long>("spa_memory_storage_bytes", description: "Serialized state bytes of those entries, without keys and versions.");
         _fallbacks = meter.CreateCounter<long>("spa_edge_fallbacks", description: "Times a generation went on without its plugin because the device was unavailable (as the responses' spa.fallbacks).");
         // Every series of a known label set exists from the start, so that rate() and absent() see zeros rather than gaps.
         foreach (var mode in Modes.Values)
@@ -131,6 +134,14 @@ public sealed class SpaMetrics
     {
         _memoryTrims.Add(1);
         _memoryReleased.Add(Math.Max(0, releasedBytes));
+    }
+
+    /// <summary>A change to memory storage <paramref name="storage"/>: entries and serialized bytes added (negative: removed).</summary>
+    public void MemoryStorageChanged(string storage, long entries, long bytes)
+    {
+        var tag = Storages.GetOrAdd(storage, s => new("storage", s));
+        _storedEntries.Add(entries, tag);
+        _storedBytes.Add(bytes, tag);
     }
 
     public void KvCacheAllocated(long bytes) => Interlocked.Add(ref _kvCacheBytes, bytes);

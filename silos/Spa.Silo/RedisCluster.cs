@@ -76,16 +76,10 @@ internal static class RedisCluster
             .Bind(configuration.GetSection(MembershipSection));
         silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
             clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
+        silo.AddSpaRedisStorage(redisConfiguration);
         foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
-        {
-            silo.AddRedisGrainStorage(name, storage =>
-            {
-                storage.ConfigurationOptions = redisConfiguration;
-                storage.DeleteStateOnClear = true; // an ended session leaves nothing behind; without it, every request would leave a key
-            });
             silo.Services.AddOptions<RedisStorageOptions>(name).Configure<IConnectionMultiplexer>((storage, shared) =>
                 storage.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));
-        }
         silo.UseRedisReminderService(reminders => reminders.ConfigurationOptions = redisConfiguration);
         silo.Services.AddOptions<RedisReminderTableOptions>().Configure<IConnectionMultiplexer>((reminders, shared) =>
             reminders.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));

@@ -67,6 +67,8 @@ public sealed class SoakTests
         var metrics = await Metrics(ports[0]);
         Assert.True(metrics.Sum("spa_memory_trims_total") - trimsBefore >= 2, $"the server should have trimmed after the warm-up and after the load\n{server}");
         // Every token was published on its session's stream; a queue's cache keeps only its newest token past the window.
+        foreach (var name in new[] { "orleans_streams_queue_cache_messages_added_total", "orleans_streams_queue_cache_messages_purged_total" })
+            Assert.True(metrics.Has(name), $"{name} is not on /metrics");
         double cached = metrics.Sum("orleans_streams_queue_cache_messages_added_total");
         double dropped = metrics.Sum("orleans_streams_queue_cache_messages_purged_total");
         int queues = metrics.Samples.Count(s => s.Name == "orleans_streams_queue_cache_messages_added_total");

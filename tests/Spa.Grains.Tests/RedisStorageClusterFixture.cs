@@ -4,8 +4,9 @@ using StackExchange.Redis;
 namespace Spa.Grains.Tests;
 
 /// <summary>
-/// A cluster whose silos keep sessions, devices and stream subscriptions in a real Redis server, deleted on clear as
-/// the multi-host silo has them (<c>RedisCluster</c>): an ended session, and its stream's state, leave no key behind.
+/// A cluster whose silos keep sessions, devices and stream subscriptions in a real Redis server as the multi-host silo
+/// does (<see cref="SpaGrainsHosting.AddSpaRedisStorage(ISiloBuilder, ConfigurationOptions)"/>): an ended session, and
+/// its stream's state, leave no key behind.
 /// </summary>
 public abstract class RedisStorageClusterFixture : ClusterFixture
 {
@@ -13,15 +14,7 @@ public abstract class RedisStorageClusterFixture : ClusterFixture
 
     protected override long KvCacheBytesPerShard => 64L * 1024 * 1024;
 
-    protected override void ConfigureSilo(ISiloBuilder silo)
-    {
-        foreach (var name in new[] { SpaGrainsHosting.SessionStorage, SpaGrainsHosting.PubSubStorage })
-            silo.AddRedisGrainStorage(name, storage =>
-            {
-                storage.ConfigurationOptions = ConfigurationOptions.Parse(_redis.Endpoint);
-                storage.DeleteStateOnClear = true;
-            });
-    }
+    protected override void ConfigureSilo(ISiloBuilder silo) => silo.AddSpaRedisStorage(ConfigurationOptions.Parse(_redis.Endpoint));
 
     public override async Task InitializeAsync()
     {

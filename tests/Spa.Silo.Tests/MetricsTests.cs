@@ -17,7 +17,7 @@ public sealed class MetricsTests(ServerFixture server)
         "spa_token_latency_seconds", "spa_time_to_first_token_seconds", "spa_sessions_active", "spa_kv_cache_bytes",
         "spa_kv_cache_evictions_total", "spa_batch_size", "spa_queue_wait_seconds", "spa_requests_total",
         "spa_edge_devices_connected", "spa_edge_fallbacks_total", "spa_admission_running", "spa_admission_queued", "spa_admission_kv_bytes",
-        "spa_memory_trims_total", "spa_memory_trim_released_total",
+        "spa_memory_trims_total", "spa_memory_trim_released_total", "spa_memory_storage_entries", "spa_memory_storage_bytes",
     ];
 
     [Fact]

@@ -117,8 +117,8 @@ public static class BenchPersistenceCommand
             if (redis is null) silo.AddSpaMemoryStorage();
             else
             {
-                silo.AddRedisGrainStorage(SpaGrainsHosting.SessionStorage, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
-                silo.AddMemoryGrainStorage(SpaGrainsHosting.PubSubStorage);
+                silo.AddSpaRedisStorage(SpaGrainsHosting.SessionStorage, redis);
+                silo.AddSpaMemoryStorage(SpaGrainsHosting.PubSubStorage);
             }
             silo.Services.Configure<SpaSessionOptions>(o => o.PersistEveryTokens = persistEveryTokens);
         });
