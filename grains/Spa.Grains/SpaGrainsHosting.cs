@@ -55,8 +55,9 @@ public static class SpaGrainsHosting
     /// <see cref="SpaSessionOptions.IdleLifetime"/>: every session has its own stream, so the pulling agent's per-stream
     /// state, the stream's pub-sub rendezvous grain (and its entry in <see cref="PubSubStorage"/>) and the session
     /// activation are one set per request. Published tokens leave the queue cache after
-    /// <see cref="SpaSessionOptions.TokenCache"/>, and a stream's stored pub-sub state goes with its session
-    /// (<see cref="TokenStreamSubscriptions"/>).
+    /// <see cref="SpaSessionOptions.TokenCache"/>, a stream's stored pub-sub state goes with its session
+    /// (<see cref="TokenStreamSubscriptions"/>), and the grain directory cache, which gains the location of every
+    /// request's session, holds at most <see cref="SpaSessionOptions.DirectoryCacheEntries"/>.
     /// </summary>
     private static ISiloBuilder AddTokenStreams(this ISiloBuilder silo)
     {
@@ -70,6 +71,8 @@ public static class SpaGrainsHosting
             cache.DataMaxAgeInCache = TimeSpan.Zero;
             cache.MetadataMinTimeInCache = sessions.Value.TokenCache;
         });
+        silo.Services.AddOptions<GrainDirectoryOptions>().Configure<IOptions<SpaSessionOptions>>((directory, sessions) =>
+            directory.CacheSize = sessions.Value.DirectoryCacheEntries);
         silo.Services.AddOptions<GrainCollectionOptions>().Configure<IOptions<SpaSessionOptions>>((collection, sessions) =>
         {
             collection.ClassSpecificCollectionAge[PubSubRendezvousGrainClass] = sessions.Value.IdleLifetime;

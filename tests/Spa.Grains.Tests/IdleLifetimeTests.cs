@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime;
 
@@ -12,6 +13,7 @@ public sealed class ShortIdleLifetimeCluster : ClusterFixture
 {
     public static readonly TimeSpan IdleLifetime = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan CollectionQuantum = TimeSpan.FromSeconds(1);
+    public const int DirectoryCacheEntries = 1_000;
 
     protected override long KvCacheBytesPerShard => 64L * 1024 * 1024;
 
@@ -19,7 +21,8 @@ public sealed class ShortIdleLifetimeCluster : ClusterFixture
     {
         base.ConfigureSilo(silo);
         silo.UseInMemoryReminderService(); // a released session sets a reminder to delete its history after its retention
-        silo.Services.Configure<SpaSessionOptions>(sessions => sessions.IdleLifetimeMinutes = IdleLifetime.TotalMinutes);
+        silo.Services.Configure<SpaSessionOptions>(sessions =>
+            (sessions.IdleLifetimeMinutes, sessions.DirectoryCacheEntries) = (IdleLifetime.TotalMinutes, DirectoryCacheEntries));
         silo.Services.Configure<GrainCollectionOptions>(collection => collection.CollectionQuantum = CollectionQuantum);
     }
 }
@@ -35,6 +38,12 @@ public sealed class IdleLifetimeTests(ShortIdleLifetimeCluster fixture) : IClass
 {
     private const int Completions = 8;
     private const int Tokens = 8;
+
+    /// <summary>The grain directory cache gains a location per session and per stream rendezvous, so its size is the sessions' option.</summary>
+    [Fact]
+    public void TheGrainDirectoryCacheHoldsAtMostTheSessionsOptionsEntries() =>
+        Assert.Equal(ShortIdleLifetimeCluster.DirectoryCacheEntries,
+            fixture.Cluster.Silos[0].SiloHost.Services.GetRequiredService<IOptions<GrainDirectoryOptions>>().Value.CacheSize);
 
     [Fact]
     public async Task FinishedSessionsAndTheirStreamRendezvousAreDeactivatedAfterTheIdleLifetime()
