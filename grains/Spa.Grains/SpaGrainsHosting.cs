@@ -87,8 +87,14 @@ public static class SpaGrainsHosting
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
         services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
+        return services.AddSpaMetrics().AddSingleton<ModelHost>();
+    }
+
+    /// <summary>The meter, once, whether the model or the memory storage registers it first.</summary>
+    private static IServiceCollection AddSpaMetrics(this IServiceCollection services)
+    {
         services.AddMetrics().TryAddSingleton<SpaMetrics>();
-        return services.AddSingleton<ModelHost>();
+        return services;
     }
 
     /// <summary>Memory storage for sessions, devices and stream subscriptions: the one-process cluster's.</summary>
@@ -109,8 +115,7 @@ public static class SpaGrainsHosting
     /// <summary>The grain storage <paramref name="name"/> in the cluster's memory, which forgets cleared entries (<see cref="MemoryStateStorage"/>).</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo, string name)
     {
-        silo.Services.AddMetrics().TryAddSingleton<SpaMetrics>();
-        silo.Services.AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
+        silo.Services.AddSpaMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
         return silo;
     }
 
