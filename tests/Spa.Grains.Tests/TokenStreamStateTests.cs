@@ -6,8 +6,7 @@ namespace Spa.Grains.Tests;
 /// <summary>
 /// A session's token stream leaves its pub-sub state (producer and subscribers) in grain storage, which Orleans itself
 /// never deletes for these streams; ending the session deletes it, also while a subscriber is still on the stream,
-/// whose leaving afterwards neither fails nor stores the state again. In memory storage and in Redis, whose version
-/// checks differ.
+/// whose leaving afterwards neither fails nor stores the state again. In the one-process memory storage and in Redis.
 /// </summary>
 public abstract class TokenStreamStateTests(ClusterFixture fixture)
 {

@@ -61,7 +61,7 @@ internal sealed class MemoryStatePartitionGrain(SpaMetrics metrics) : Grain, IMe
     public ValueTask<StoreOutcome> Write(string key, byte[] data, string? expectedETag)
     {
         var stored = _entries.GetValueOrDefault(key);
-        if (stored?.ETag != expectedETag) return ValueTask.FromResult(new StoreOutcome(false, stored?.ETag));
+        if (Refusal(stored, expectedETag) is { } refused) return ValueTask.FromResult(refused);
         var entry = new StoredEntry(data, Guid.NewGuid().ToString("N"));
         _entries[key] = entry;
         metrics.MemoryStorageChanged(Storage, stored is null ? 1 : 0, data.LongLength - (stored?.Data.LongLength ?? 0));
@@ -71,8 +71,12 @@ internal sealed class MemoryStatePartitionGrain(SpaMetrics metrics) : Grain, IMe
     public ValueTask<StoreOutcome> Delete(string key, string? expectedETag)
     {
         var stored = _entries.GetValueOrDefault(key);
-        if (stored?.ETag != expectedETag) return ValueTask.FromResult(new StoreOutcome(false, stored?.ETag));
+        if (Refusal(stored, expectedETag) is { } refused) return ValueTask.FromResult(refused);
         if (stored is not null && _entries.Remove(key)) metrics.MemoryStorageChanged(Storage, -1, -stored.Data.LongLength);
         return ValueTask.FromResult(new StoreOutcome(true, null));
     }
+
+    /// <summary>The version rule of every change: null when <paramref name="expectedETag"/> is the stored version (null: no entry), else the refusal.</summary>
+    private static StoreOutcome? Refusal(StoredEntry? stored, string? expectedETag) =>
+        stored?.ETag == expectedETag ? null : new StoreOutcome(false, stored?.ETag);
 }
