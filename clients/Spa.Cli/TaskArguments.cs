@@ -24,6 +24,12 @@ public sealed class TaskArguments
 
     public Option<int> MaxTargetTokens { get; } = new("--max-target-tokens") { Description = "Longest target kept per example, in tokens.", DefaultValueFactory = _ => 48 };
 
+    /// <summary>Only where a command evaluates: the personal task generated instead of teacher-forced.</summary>
+    public Option<int?> FreeRunning { get; } = new("--free-running")
+    {
+        Description = "Personal task: cut each test story just before each private name and generate this many tokens greedily, counting M and bytes from real calls (instead of teacher forcing).",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(Task);
@@ -47,7 +53,8 @@ public sealed class TaskArguments
 
     /// <summary>
     /// Scores the base or a plugin in a mode on at most <paramref name="count"/> test examples: teacher-forced for the
-    /// personal task, by generation (with a progress line) for the others.
+    /// personal task (or generating from prompts cut before each name, with --free-running), by generation (with a
+    /// progress line) for the others.
     /// </summary>
     public Func<PersonalPlugin?, CombinationMode, EvaluationSettings, EvaluationRow> TestEvaluator(ParseResult result, LlamaModel model, ITokenizer tokenizer,
         int count, CancellationToken cancellation)
@@ -55,9 +62,16 @@ public sealed class TaskArguments
         if (IsPersonal(result))
         {
             var stories = Split(PersonalStories(result), TaskSplit.Test).Take(count).ToArray();
+            if (result.GetValue(FreeRunning) is { } generate)
+            {
+                if (generate <= 0 || generate >= model.Config.MaxSeqLen) throw new UsageException($"--free-running must be in 1..{model.Config.MaxSeqLen - 1}, got {generate}");
+                var names = new NameCompletionEvaluator(model, tokenizer);
+                return (plugin, mode, settings) => names.Row(stories, plugin, mode, settings, generate, cancellation);
+            }
             var personal = new PersonalEvaluator(model, tokenizer);
             return (plugin, mode, settings) => personal.Evaluate(stories, plugin, mode, settings, cancellation);
         }
+        if (result.GetValue(FreeRunning) is not null) throw new UsageException("--free-running applies to the personal task");
         var dataset = Dataset(result);
         var examples = dataset.Split(TaskSplit.Test).Take(count).ToArray();
         var evaluator = new TaskEvaluator(model, tokenizer);
@@ -93,11 +107,21 @@ public sealed class TaskArguments
         return (Take(dataset.Split(TaskSplit.Train), limit).Select(FromExample).ToArray(), dataset.Split(TaskSplit.Validation).Take(200).Select(FromExample).ToArray());
     }
 
-    /// <summary>Whole stories of at most <paramref name="context"/> tokens, the loss on every token after BOS.</summary>
+    /// <summary>
+    /// Whole stories of at most <paramref name="context"/> tokens, the loss on every token after BOS, their private tokens
+    /// marked as the ones quality is measured on.
+    /// </summary>
     public static (IReadOnlyList<TrainingSequence> Train, IReadOnlyList<TrainingSequence> Validation) PersonalTrainingData(
         IReadOnlyList<PersonalStory> stories, ITokenizer tokenizer, int context, int? limit = null)
     {
-        TrainingSequence FromStory(PersonalStory s) => new(tokenizer.Encode(s.Text, bos: true, eos: true).Take(context).ToArray(), 1);
+        TrainingSequence FromStory(PersonalStory s)
+        {
+            var (tokens, isPrivate) = PersonalCorpus.PrivatePositions(tokenizer, s.Text, s.PrivateSpans);
+            int length = Math.Min(tokens.Length + 1, context);
+            int[] withEnd = [.. tokens, tokenizer.EosId];
+            bool[] scored = [.. isPrivate, false];
+            return new TrainingSequence(withEnd[..length], 1, scored[..length]);
+        }
         return (Take(Split(stories, TaskSplit.Train), limit).Select(FromStory).ToArray(), Split(stories, TaskSplit.Validation).Select(FromStory).ToArray());
     }
 

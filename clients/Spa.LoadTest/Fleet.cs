@@ -41,12 +41,13 @@ public sealed class Fleet
 
     public IReadOnlyList<DeviceGroup> Groups { get; }
 
-    /// <summary>The built-in device and link pairs, by name: phone-4g, phone-5g, laptop-wifi.</summary>
+    /// <summary>The built-in device and link pairs, by name: phone-4g, phone-5g, laptop-wifi, server-lan (the paper's Table 2 setting).</summary>
     public static IReadOnlyList<DeviceGroup> BuiltIn { get; } =
     [
         new("phone-4g", 1, Profiles.Phone, Profiles.Lte),
         new("phone-5g", 1, Profiles.Phone, Profiles.FiveG),
         new("laptop-wifi", 1, Profiles.Laptop, Profiles.Wifi),
+        new("server-lan", 1, Profiles.Server, Profiles.Lan),
     ];
 
     /// <summary>

@@ -33,7 +33,7 @@ public static class LoadCommand
         var shards = new Option<int>("--shards") { Description = "Shards per session (0: the cluster's default).", DefaultValueFactory = _ => 0 };
         var devices = new Option<int>("--devices") { Description = "Simulated devices in the fleet, each of its own user, each holding its own copy of the plugin.", DefaultValueFactory = _ => 100 };
         var fleet = new Option<string?>("--fleet") { Description = "Fleet file (JSON, or YAML for .yaml/.yml): groups of device and link profiles with their shares." };
-        var profiles = new Option<string>("--profiles") { Description = "Without --fleet: built-in profiles in equal shares, from phone-4g, phone-5g, laptop-wifi.", DefaultValueFactory = _ => Fleet.DefaultProfile };
+        var profiles = new Option<string>("--profiles") { Description = "Without --fleet: built-in profiles in equal shares, from phone-4g, phone-5g, laptop-wifi, server-lan.", DefaultValueFactory = _ => Fleet.DefaultProfile };
         var concurrency = new Option<int>("--concurrency") { Description = "Closed loop: concurrent users, each with one request in flight.", DefaultValueFactory = _ => 10 };
         var rate = new Option<double?>("--rate") { Description = "Open loop instead: Poisson arrivals per second." };
         var think = new Option<double>("--think-ms") { Description = "Closed loop: mean think time between a user's requests (exponential).", DefaultValueFactory = _ => 0 };

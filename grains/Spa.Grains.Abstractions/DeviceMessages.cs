@@ -80,14 +80,17 @@ public sealed record BaseModelFacts(
 
 /// <summary>
 /// What a device tells the cloud about its plugin: the kind (ladder, lora, adapter), the base it was trained on, and the
-/// gate (W_g, 2 x dim row-major, and its tau) when it has one: the only plugin parameters the cloud holds.
+/// gate when it has one: its weights (W_g row-major, then its bias if it has one), its tau and what it reads ("hidden":
+/// n alone, W_g 2 x dim; "hidden-and-token": n and the current token's embedding, W_g 2 x 2 dim and a bias; null
+/// reads as "hidden"). The gate's are the only plugin parameters the cloud holds.
 /// </summary>
 [GenerateSerializer, Alias("spa.DevicePlugin")]
 public sealed record DevicePlugin(
     [property: Id(0)] string Kind,
     [property: Id(1)] string BaseIdentity,
     [property: Id(2)] float[]? GateWeights,
-    [property: Id(3)] double Tau);
+    [property: Id(3)] double Tau,
+    [property: Id(4)] string? GateInput = null);
 
 /// <summary>Round trips a device has answered and the bytes they carried (fp32), up and down.</summary>
 [GenerateSerializer, Alias("spa.EdgeDeviceStats")]

@@ -48,6 +48,7 @@ public sealed class SessionState
     /// (empty for sessions stored before it was kept).</summary>
     [Id(31)] public List<TokenOrigin> Origins { get; set; } = [];
     [Id(32)] public string[] Stop { get; set; } = [];
+    [Id(33)] public long FailedTransmissions { get; set; }
 
     public int Generated => History.Count - PromptLength;
 }
@@ -387,7 +388,7 @@ public sealed class DecodingSessionGrain(
 
     private GenerationResult Result(int[] tokens) =>
         new(tokens, S.Finished ? S.StopReason : "length", S.History.Count, _replays, S.Mode, S.GeneratedTokens, S.Transmissions,
-            S.BytesUp, S.BytesDown, S.EdgeTokens, S.Fallbacks > 0, S.Fallbacks, S.CloudMs, S.EdgeMs, S.NetworkMs);
+            S.BytesUp, S.BytesDown, S.EdgeTokens, S.Fallbacks > 0, S.Fallbacks, S.CloudMs, S.EdgeMs, S.NetworkMs, S.FailedTransmissions);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -437,28 +438,31 @@ public sealed class DecodingSessionGrain(
         var split = SessionModes.Split(S.Mode) ? new SplitEdge(S.DeviceId!, S.Mode) : null;
         bool record = SpaTracing.Records(trace);
         var step = await Pipeline(history, _fed, ladder, split, record);
-        if (step is null)
+        if (step.NeedsReplay)
         {
             _replays++;
-            step = await Pipeline(history, 0, ladder, split, record)
-                ?? throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
+            var replayed = await Pipeline(history, 0, ladder, split, record);
+            if (replayed.NeedsReplay) throw new InvalidOperationException("a shard lost the session's cache again while it was being replayed");
+            replayed.Edge.Add(step.Edge.ToUsage()); // the shards before the one that lost the cache called the device: those calls happened
+            step = replayed;
         }
         await _persisted; // the state changes from here on
         var usage = step.Edge;
         if (usage.Degraded) await FallBack(usage.Failure);
-        var (logits, asked) = ladder ? await WithSideNetwork(step, usage, trace) : (step.Logits, split is not null && !usage.Degraded);
+        var (logits, asked) = ladder ? await WithSideNetwork(step, usage, trace) : (step.Logits!, split is not null && !usage.Degraded);
         int next = (_sampler ??= RestoreSampler()).Next(logits, S.History);
         S.History.Add(next);
         _fed = history.Length; // only now: a failure before leaves the shards ahead of the history, and they ask for a replay
         S.GeneratedTokens++;
         S.Transmissions += usage.Transmissions;
+        S.FailedTransmissions += usage.FailedTransmissions;
         S.BytesUp += usage.BytesUp;
         S.BytesDown += usage.BytesDown;
         S.EdgeMs += usage.EdgeMs;
         S.NetworkMs += usage.NetworkMs;
         double cloudMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - usage.EdgeMs - usage.NetworkMs;
         S.CloudMs += cloudMs;
-        metrics.Token(S.Mode, usage.Transmissions, usage.BytesUp, usage.BytesDown, cloudMs, usage.EdgeMs, usage.NetworkMs);
+        metrics.Token(S.Mode, usage.Transmissions, usage.FailedTransmissions, usage.BytesUp, usage.BytesDown, cloudMs, usage.EdgeMs, usage.NetworkMs);
         SpaTracing.TokenMade(trace, next, usage);
         if (asked) S.EdgeTokens++;
         if (next == S.EosId || next == S.BosId) (S.Finished, S.StopReason) = (true, "eos");
@@ -501,14 +505,16 @@ public sealed class DecodingSessionGrain(
     private async Task<(float[] Logits, bool Asked)> WithSideNetwork(PipelineStep step, EdgeCounter usage, Activity? trace)
     {
         var normed = step.Normed ?? throw new InvalidOperationException("the last shard returned no n");
+        var baseLogits = step.Logits!;
         if (SessionModes.Gated(S.Mode))
         {
-            if (_gate is null && !await TryRestoreGate(usage)) return (step.Logits, false);
+            if (_gate is null && !await TryRestoreGate(usage)) return (baseLogits, false);
             _policy ??= S.MBudget is { } budget ? new BudgetPolicy(budget, _gate!.Tau) : new ThresholdPolicy(S.Tau);
-            bool toEdge = _policy.Decide(await _gate!.ProbabilityAsync(normed));
+            var token = step.Taps[0].Data.AsSpan(0, normed.Length).ToArray(); // h_0: the first tap row
+            bool toEdge = _policy.Decide(await _gate!.ProbabilityAsync(normed, token));
             metrics.GateDecision(toEdge);
             SpaTracing.GateDecision(trace, toEdge);
-            if (!toEdge) return (step.Logits, false);
+            if (!toEdge) return (baseLogits, false);
         }
         int dim = normed.Length, rows = step.Taps.Sum(t => t.Shape[0]);
         var taps = new float[rows * dim];
@@ -527,9 +533,9 @@ public sealed class DecodingSessionGrain(
         }
         catch (EdgeUnavailableException e)
         {
-            usage.Degrade(e.Message);
+            usage.Fail(Stopwatch.GetElapsedTime(started).TotalMilliseconds, e.Message);
             await FallBack(e.Message);
-            return (step.Logits, false);
+            return (baseLogits, false);
         }
         usage.Add(EdgeCallKind.SideNetwork, 0, 4L * taps.Length, 4L * answer.Output.Data.Length, answer.EdgeMs, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return (await host.PluginLogitsAsync(S.Model, PluginNames.ParseMode(S.Mode), normed, answer.Output.Data), true);
@@ -577,14 +583,18 @@ public sealed class DecodingSessionGrain(
         return sampler;
     }
 
-    /// <summary>What the shards return for one step: the base's logits, the taps of the last position and n when asked, and the devices' round trips.</summary>
-    private sealed record PipelineStep(float[] Logits, List<Activations> Taps, float[]? Normed, EdgeCounter Edge);
-
     /// <summary>
-    /// Positions [start, history.Length) through every shard, keeping each device round trip when <paramref name="recordRoundTrips"/>;
-    /// null when a shard needs a replay.
+    /// What the shards return for one step: the base's logits (null when a shard needs a replay), the taps of the last
+    /// position and n when asked, and the devices' round trips, those of the shards that ran before a replay was asked
+    /// for included.
     /// </summary>
-    private async Task<PipelineStep?> Pipeline(int[] history, int start, bool wantTaps, SplitEdge? split, bool recordRoundTrips)
+    private sealed record PipelineStep(float[]? Logits, List<Activations> Taps, float[]? Normed, EdgeCounter Edge)
+    {
+        public bool NeedsReplay => Logits is null;
+    }
+
+    /// <summary>Positions [start, history.Length) through every shard, keeping each device round trip when <paramref name="recordRoundTrips"/>.</summary>
+    private async Task<PipelineStep> Pipeline(int[] history, int start, bool wantTaps, SplitEdge? split, bool recordRoundTrips)
     {
         Activations? hidden = null;
         var taps = new List<Activations>();
@@ -594,7 +604,7 @@ public sealed class DecodingSessionGrain(
             var request = new ShardStepRequest(Id, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split, recordRoundTrips);
             var shard = Shard(k);
             var result = await SiloLoss.RetryAsync(() => shard.Step(request).AsTask(), $"step of session '{Id}' on shard {k}", sessionOptions.Value.Retry);
-            if (result.NeedsReplay) return null;
+            if (result.NeedsReplay) return new PipelineStep(null, taps, null, usage);
             if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));
             if (k == S.Shards - 1)

@@ -2,7 +2,8 @@ namespace Spa.Grains;
 
 /// <summary>
 /// Round trips to one device and what they cost: their count, the bytes they carried (fp32), the device's compute time
-/// and the rest of their time (the network's), and the first failure, which marks the work degraded. A session keeps
+/// and the rest of their time (the network's), the calls the device did not answer (counted apart, their wait as the
+/// network's), and the first failure, which marks the work degraded. A session keeps
 /// one per token (its own side steps plus the shards' calls); a shard keeps one per row of a split-plugin forward.
 /// Each round trip is also kept, for the trace, when the counter was made for a traced step.
 /// </summary>
@@ -11,6 +12,7 @@ public sealed class EdgeCounter(bool recordRoundTrips = false)
     private readonly List<EdgeRoundTrip>? _roundTrips = recordRoundTrips ? [] : null;
 
     public long Transmissions { get; private set; }
+    public long FailedTransmissions { get; private set; }
     public long BytesUp { get; private set; }
     public long BytesDown { get; private set; }
     public double EdgeMs { get; private set; }
@@ -33,9 +35,18 @@ public sealed class EdgeCounter(bool recordRoundTrips = false)
         _roundTrips?.Add(new EdgeRoundTrip(kind, layer, up, down, edgeMs, networkMs));
     }
 
+    /// <summary>A call the device did not answer after <paramref name="elapsedMs"/>: the work is degraded, and the wait was the network's.</summary>
+    public void Fail(double elapsedMs, string failure)
+    {
+        FailedTransmissions++;
+        NetworkMs += elapsedMs;
+        Degrade(failure);
+    }
+
     public void Add(EdgeUsage usage)
     {
         Transmissions += usage.Transmissions;
+        FailedTransmissions += usage.FailedTransmissions;
         BytesUp += usage.BytesUp;
         BytesDown += usage.BytesDown;
         EdgeMs += usage.EdgeMs;
@@ -47,5 +58,5 @@ public sealed class EdgeCounter(bool recordRoundTrips = false)
     /// <summary>Marks the work degraded; the first failure is the one reported.</summary>
     public void Degrade(string failure) => Failure ??= failure;
 
-    public EdgeUsage ToUsage() => new(Transmissions, BytesUp, BytesDown, EdgeMs, NetworkMs, Degraded, Failure, _roundTrips?.ToArray());
+    public EdgeUsage ToUsage() => new(Transmissions, BytesUp, BytesDown, EdgeMs, NetworkMs, Degraded, Failure, _roundTrips?.ToArray(), FailedTransmissions);
 }

@@ -5,7 +5,8 @@ namespace Spa.Grains;
 
 /// <summary>
 /// Named profiles for simulated devices, from the latency model's device and link profiles ("phone-4g", "phone-5g",
-/// "laptop-wifi"), and "local": no delay beyond the real compute. The delays a profile implies for one call are the
+/// "laptop-wifi", and "server-lan", the paper's Table 2 setting of two servers in one cluster), and "local": no delay
+/// beyond the real compute. The delays a profile implies for one call are the
 /// latency model's terms, so an emulated run and the model's prediction describe the same thing.
 /// </summary>
 public static class EdgeProfiles
@@ -18,6 +19,7 @@ public static class EdgeProfiles
         Of(Profiles.Phone, Profiles.Lte),
         Of(Profiles.Phone, Profiles.FiveG),
         Of(Profiles.Laptop, Profiles.Wifi),
+        Of(Profiles.Server, Profiles.Lan),
     ];
 
     public static EdgeProfile Of(DeviceProfile device, LinkProfile link) =>

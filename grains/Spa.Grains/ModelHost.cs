@@ -62,7 +62,8 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
         var model = await GetModelAsync(modelName);
         if (plugin.GateWeights is not { } weights)
             throw new ArgumentException($"the device's {plugin.Kind} plugin has no gate, so it cannot run in a gated mode (switch, spa)");
-        var gate = await Worker.Run(() => Gate.FromWeights(weights, model.Config.Dim, model.DType, model.Device));
+        var input = plugin.GateInput is null ? GateInput.Hidden : PluginNames.ParseGateInput(plugin.GateInput);
+        var gate = await Worker.Run(() => Gate.FromWeights(weights, model.Config.Dim, input, model.DType, model.Device));
         return new CloudGate(Worker, model, gate, plugin.Tau);
     }
 
@@ -91,19 +92,23 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
         (int)Math.Clamp(Options.KvCacheBytesPerShard / Math.Max(1, bytesPerSlot), 1, 4096);
 }
 
-/// <summary>A plugin's gate held in the cloud: p = softmax(W_g n)[edge], run on the torch worker.</summary>
+/// <summary>A plugin's gate held in the cloud (see <see cref="Gate"/>), run on the torch worker.</summary>
 public sealed class CloudGate(TorchWorker worker, LlamaModel model, Gate gate, double tau)
 {
     /// <summary>The plugin's own threshold.</summary>
     public double Tau { get; } = tau;
 
-    /// <summary>The gate's edge probability for n (dim values), in float64 as the in-process stepper reads it.</summary>
-    public Task<double> ProbabilityAsync(float[] normed) => worker.Run(() =>
+    /// <summary>
+    /// The gate's edge probability for n and the current token's embedding h_0 (dim values each), in float64 as the
+    /// in-process stepper reads it.
+    /// </summary>
+    public Task<double> ProbabilityAsync(float[] normed, float[] token) => worker.Run(() =>
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var n = tensor(normed, [1L, normed.Length]).to(model.DType, model.Device);
-        return gate.forward(n).to(ScalarType.Float64).cpu().data<double>()[0];
+        var h0 = tensor(token, [1L, token.Length]).to(model.DType, model.Device);
+        return gate.forward(n, h0).to(ScalarType.Float64).cpu().data<double>()[0];
     });
 
     public Task DisposeAsync() => worker.Run(gate.Dispose);

@@ -61,7 +61,8 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
     public string Kind => PluginNames.Name(Plugin.Kind);
 
     /// <summary>What the cloud may hold: the kind, the base it belongs to, and the gate with its tau.</summary>
-    public DevicePlugin Describe() => new(Kind, Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? 0.5);
+    public DevicePlugin Describe() => new(Kind, Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? GateSettings.Default.Tau,
+        Plugin.Gate is { } gate ? PluginNames.Name(gate.Input) : null);
 
     /// <summary>FLOPs of the call on the device, as the latency model counts them (per row: position or token).</summary>
     public double Flops(EdgeCall call) => _flopsPerRow * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);

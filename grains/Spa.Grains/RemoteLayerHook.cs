@@ -89,7 +89,7 @@ public sealed class RemoteLayerHook : ILayerHook
         }
         catch (Exception e)
         {
-            _counters[row].Degrade(e.Message);
+            _counters[row].Fail(watch.Elapsed.TotalMilliseconds, e.Message);
             return (row, null);
         }
     }

@@ -39,7 +39,7 @@ public sealed class SpaMetrics
     private static readonly Dictionary<string, KeyValuePair<string, object?>> RefusalReasons =
         AdmissionRefusals.All.ToDictionary(r => r, r => new KeyValuePair<string, object?>("reason", r), StringComparer.Ordinal);
 
-    private readonly Counter<long> _tokens, _transmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals, _memoryTrims, _memoryReleased;
+    private readonly Counter<long> _tokens, _transmissions, _failedTransmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals, _memoryTrims, _memoryReleased;
     private int _admittedRunning, _admittedQueued;
     private long _admittedKvBytes;
     private readonly Histogram<double> _tokenLatency, _firstToken, _queueWait;
@@ -52,7 +52,9 @@ public sealed class SpaMetrics
     {
         var meter = factory.Create(MeterName);
         _tokens = meter.CreateCounter<long>("spa_tokens_generated", description: "Tokens generated, by session mode.");
-        _transmissions = meter.CreateCounter<long>("spa_edge_transmissions", description: "Round trips to edge devices, by session mode.");
+        _transmissions = meter.CreateCounter<long>("spa_edge_transmissions", description: "Round trips to edge devices that they answered, by session mode.");
+        _failedTransmissions = meter.CreateCounter<long>("spa_edge_transmissions_failed",
+            description: "Calls to edge devices that they did not answer (failed, timed out, or refused while offline), by session mode; not in spa_edge_transmissions.");
         _bytes = meter.CreateCounter<long>("spa_edge_bytes", description: "Bytes of activations sent to (up) and received from (down) edge devices.");
         _gateDecisions = meter.CreateCounter<long>("spa_gate_decisions", description: "The cloud gate's choices in gated modes.");
         _tokenLatency = meter.CreateHistogram("spa_token_latency", "s", "Time per generated token, by component.", advice: Seconds);
@@ -79,6 +81,7 @@ public sealed class SpaMetrics
         {
             _tokens.Add(0, mode);
             _transmissions.Add(0, mode);
+            _failedTransmissions.Add(0, mode);
         }
         _bytes.Add(0, Up);
         _bytes.Add(0, Down);
@@ -90,15 +93,19 @@ public sealed class SpaMetrics
         _memoryReleased.Add(0);
     }
 
-    /// <summary>One generated token: its mode, its round trips and their bytes, and where its time went (milliseconds).</summary>
-    public void Token(string mode, long transmissions, long bytesUp, long bytesDown, double cloudMs, double edgeMs, double networkMs)
+    /// <summary>
+    /// One generated token: its mode, its round trips (answered and not) and their bytes, and where its time went
+    /// (milliseconds).
+    /// </summary>
+    public void Token(string mode, long transmissions, long failedTransmissions, long bytesUp, long bytesDown, double cloudMs, double edgeMs, double networkMs)
     {
         var m = ModeTag(mode);
         _tokens.Add(1, m);
         _tokenLatency.Record((cloudMs + edgeMs + networkMs) / 1000, Total);
         _tokenLatency.Record(cloudMs / 1000, Cloud);
-        if (transmissions == 0) return; // a token without the device says nothing about the device's or the link's time
+        if (transmissions + failedTransmissions == 0) return; // a token without the device says nothing about the device's or the link's time
         _transmissions.Add(transmissions, m);
+        _failedTransmissions.Add(failedTransmissions, m);
         _bytes.Add(bytesUp, Up);
         _bytes.Add(bytesDown, Down);
         _tokenLatency.Record(edgeMs / 1000, Edge);

@@ -51,10 +51,17 @@ public sealed class KvCache : IDisposable
 
     public void Clear(int slot) => _lengths[slot] = 0;
 
+    /// <summary>
+    /// Raised by <see cref="CopySlot"/> with (from, to), so that whoever keeps state per sequence beside the cache (a
+    /// plugin's gate policy, say) can fork it with the sequence.
+    /// </summary>
+    public event Action<int, int>? SlotCopied;
+
     /// <summary>Makes slot <paramref name="to"/> a copy of slot <paramref name="from"/> (beam search forks this way).</summary>
     public void CopySlot(int from, int to)
     {
         if (from == to) return;
+        SlotCopied?.Invoke(from, to);
         int length = _lengths[from];
         if (length > 0)
         {

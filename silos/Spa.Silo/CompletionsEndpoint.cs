@@ -282,6 +282,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
                     mode = s.Mode,
                     generated_tokens = s.GeneratedTokens,
                     transmissions = s.Transmissions,
+                    failed_transmissions = s.FailedTransmissions,
                     m = Math.Round(s.M, 6),
                     edge_tokens = s.EdgeTokens,
                     bytes_up = s.BytesUp,

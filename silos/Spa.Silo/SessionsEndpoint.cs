@@ -47,6 +47,7 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
             {
                 mode = s.Mode,
                 transmissions = s.Transmissions,
+                failed_transmissions = s.FailedTransmissions,
                 edge_tokens = s.EdgeTokens,
                 bytes_up = s.BytesUp,
                 bytes_down = s.BytesDown,

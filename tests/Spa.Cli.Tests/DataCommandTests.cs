@@ -79,10 +79,57 @@ public sealed class DataCommandTests
     [Fact]
     public async Task PersonalNeedsNamesAndAnOutputFile()
     {
-        var run = await Spa.RunAsync("data", "personal", "--model", SharedData.Stories260K);
+        using var temp = new TempDir();
+        var withoutNames = await Spa.RunAsync("data", "personal", "--model", SharedData.Stories260K, "--out", temp["corpus.jsonl"]);
 
-        Expect.OneLineError(run, "--names", exitCode: 2);
-        Assert.Contains("--out", run.Stderr);
+        Expect.OneLineError(withoutNames, "--names", exitCode: 2);
+        Assert.Contains("--random-names", withoutNames.Stderr);
+
+        var withoutOutput = await Spa.RunAsync("data", "personal", "--model", SharedData.Stories260K, "--names", "Zorblax");
+
+        Expect.OneLineError(withoutOutput, "--out", exitCode: 2);
+    }
+
+    [Fact]
+    public async Task PersonalDrawsTheNamesOfASimulatedUserFromItsSeed()
+    {
+        using var temp = new TempDir();
+        string[] Draw(string output, string seed) =>
+            ["data", "personal", "--model", SharedData.Stories260K, "--random-names", "3", "--seed", seed, "--count", "3", "--out", output];
+
+        var first = await Spa.RunAsync(Draw(temp["a.jsonl"], "5"));
+        var again = await Spa.RunAsync(Draw(temp["b.jsonl"], "5"));
+        var other = await Spa.RunAsync(Draw(temp["c.jsonl"], "6"));
+
+        foreach (var run in new[] { first, again, other }) Expect.Success(run);
+        var drawn = DrawnNames(first);
+        Assert.Equal(3, drawn.Length);
+        Assert.Equal(drawn, DrawnNames(again));
+        Assert.NotEqual(drawn, DrawnNames(other));
+        Assert.Equal(File.ReadAllText(temp["a.jsonl"]), File.ReadAllText(temp["b.jsonl"]));
+        foreach (var line in File.ReadAllLines(temp["a.jsonl"]))
+        {
+            using var row = JsonDocument.Parse(line);
+            Assert.All(row.RootElement.GetProperty("names").EnumerateArray(), n => Assert.Contains(n.GetString(), drawn));
+        }
+    }
+
+    private static string[] DrawnNames(SpaResult run)
+    {
+        var line = Assert.Single(run.StderrLines, l => l.Contains("drew the private names", StringComparison.Ordinal));
+        var names = line[(line.IndexOf("names ", StringComparison.Ordinal) + "names ".Length)..line.IndexOf(" from seed", StringComparison.Ordinal)];
+        return names.Split(", ");
+    }
+
+    [Theory]
+    [InlineData("or draw them with --random-names", "--names", "Zorblax", "--random-names", "2")]
+    [InlineData("--random-names must be positive", "--random-names", "0")]
+    public async Task PersonalTakesNamesOneWayOnly(string phrase, params string[] names)
+    {
+        using var temp = new TempDir();
+        var run = await Spa.RunAsync(["data", "personal", "--model", SharedData.Stories260K, "--out", temp["corpus.jsonl"], .. names]);
+
+        Expect.OneLineError(run, phrase, exitCode: 2);
     }
 
     [Fact]

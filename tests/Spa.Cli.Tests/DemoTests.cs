@@ -20,7 +20,10 @@ public sealed class DemoTests
         Assert.Equal("1.000", Row("parallel")[3]);
         Assert.Equal("1536", Row("parallel")[4]); // the taps h_0..h_5 of one position, 6 x 64 fp32 values
         Assert.Equal("256", Row("parallel")[5]);
-        Assert.InRange(double.Parse(Row("spa")[3], System.Globalization.CultureInfo.InvariantCulture), 0, 1);
+        // spa's M comes from the calls the session made: each carried the same taps up and out down as parallel's.
+        double m = double.Parse(Row("spa")[3], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(1536 * m, double.Parse(Row("spa")[4], System.Globalization.CultureInfo.InvariantCulture), 1.5);
+        Assert.Equal(256 * m, double.Parse(Row("spa")[5], System.Globalization.CultureInfo.InvariantCulture), 0.75);
         Assert.Contains("[brackets]", run.Stdout); // not a terminal: edge tokens are marked, not coloured
         Assert.Contains("demo: corpus and plugin ready", run.Stderr);
     }

@@ -1,3 +1,6 @@
+using Spa.Model.Plugins;
+using Spa.Testing;
+
 namespace Spa.Grains.Tests;
 
 [Collection(ClusterCollection.Name)]
@@ -52,5 +55,40 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
         var results = await Task.WhenAll(prompts.Select((p, i) =>
             fixture.Grains.GetGrain<IDecodingSessionGrain>($"concurrent-{i}").Generate(new GenerationRequest(p, Tokens, 5)).AsTask()));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Tokens);
+    }
+
+    [Fact]
+    public async Task DeviceCallsOfAStepThatIsReplayedAreCounted()
+    {
+        // LoRA calls the device in every layer. With two shards under this budget, a session that lost its slot on the
+        // second shard (one slot) still holds it on the first (two slots): its step runs the first shard, calls the
+        // device there, and only then learns it must replay. Those calls happened and must be counted.
+        var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Lora, "alice");
+        var device = fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId);
+        var prompts = ShardedGenerationTests.Prompts.Take(2).Select(Reference.Encode).ToArray();
+        var sessions = prompts.Select((_, i) => fixture.Grains.GetGrain<IDecodingSessionGrain>($"evict-lora-{i}")).ToArray();
+        var outputs = prompts.Select(_ => new List<int>()).ToArray();
+        var last = new GenerationResult[prompts.Length];
+        var before = await device.GetStats();
+        for (int round = 0; round < 4; round++)
+        {
+            for (int i = 0; i < sessions.Length; i++)
+            {
+                last[i] = round == 0
+                    ? await sessions[i].Generate(new GenerationRequest(prompts[i], 3, 2, Mode: SessionModes.Lora, DeviceId: deviceId, User: "alice"))
+                    : await sessions[i].Continue(3);
+                outputs[i].AddRange(last[i].Tokens);
+            }
+        }
+        var after = await device.GetStats();
+        foreach (var session in sessions) await session.End();
+
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(PluginGenerationTests.InProcess(RandomPlugin.Of(PluginKind.Lora), CombinationMode.Parallel, prompts[i], outputs[i].Count).Tokens, outputs[i]);
+        Assert.True(last.Sum(r => r.Replays) > 0, "the sessions should have replayed their history");
+        Assert.Equal(after.RoundTrips - before.RoundTrips, last.Sum(r => r.Transmissions));
+        Assert.Equal(after.BytesUp - before.BytesUp, last.Sum(r => r.BytesUp));
+        int layers = Reference.WithModel(m => m.Config.Layers);
+        Assert.True(last.Sum(r => r.Transmissions) > layers * last.Sum(r => r.GeneratedTokens), "replayed steps call the device again");
     }
 }

@@ -123,6 +123,35 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
     }
 
     [Fact]
+    public async Task ACallTheDeviceDoesNotAnswerIsCountedApartAndItsWaitIsTheNetworks()
+    {
+        // A connected device that never answers: the first call waits out the timeout (Spa:Edge:TimeoutMs, 2 s) and takes
+        // the device offline; the next calls are refused at once. The session goes on with the base (fallback "base").
+        var deviceId = $"device-silent-{Guid.NewGuid():N}";
+        var device = fixture.Grains.GetGrain<IEdgeDeviceGrain>(deviceId);
+        await device.Register(new DeviceRegistration(Owner, Devices.Secret));
+        var silent = fixture.Grains.CreateObjectReference<IEdgeDeviceObserver>(new SilentDevice());
+        await device.Connect(Devices.Secret, silent, new DevicePlugin("ladder", Reference.WithModel(m => m.Identity), null, 0.5));
+        var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("plugin-silent");
+        var result = await session.Generate(new GenerationRequest(Prompt, 3, Mode: SessionModes.Parallel, DeviceId: deviceId, User: Owner));
+        await session.End();
+
+        Assert.Equal(Reference.Greedy(Prompt, 3), result.Tokens);
+        Assert.True(result.Degraded);
+        Assert.Equal(0, result.Transmissions);
+        Assert.Equal(3, result.FailedTransmissions);
+        Assert.Equal(0, result.M);
+        Assert.True(result.NetworkMs >= 1990, $"the timed-out call waited {result.NetworkMs:F0} ms of network time");
+        Assert.True(result.CloudMs < 1000, $"cloud time {result.CloudMs:F0} ms holds the device's wait");
+    }
+
+    /// <summary>A device that takes every call and never answers it.</summary>
+    private sealed class SilentDevice : IEdgeDeviceObserver
+    {
+        public Task<EdgeAnswer> Answer(EdgeCall call) => new TaskCompletionSource<EdgeAnswer>().Task;
+    }
+
+    [Fact]
     public async Task ASessionMayUseOnlyADeviceOfItsOwnUser()
     {
         var deviceId = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);

@@ -276,15 +276,15 @@ public sealed class LatencyModelTests
 
         var spa = rows.Single(r => r.Mode == CombinationMode.Spa && r.Device == "phone");
         Assert.Equal(25.3247019, spa.Latency.TotalMs, 1e-6);
-        // The ladder plus the 2 x 64 gate against stories260K's 260,032 parameters.
-        Assert.Equal(100.0 * (35_552 + 128) / 260_032, spa.ParamsPercent, Tolerance);
+        // The ladder plus the gate (W_g 2 x 128 over n and the token, and its bias of 2) against stories260K's 260,032 parameters.
+        Assert.Equal(100.0 * (35_552 + 258) / 260_032, spa.ParamsPercent, Tolerance);
 
         Assert.All(rows.Where(r => r.Kind == PluginKind.Lora), r => Assert.Equal(5, r.Latency.M));
 
         var markdown = LatencyTable.ToMarkdown(rows);
         Assert.StartsWith("| plugin | mode | device | link | params % | cloud ms | edge ms | network ms | total ms | M |", markdown);
         Assert.Contains("| - | base | phone | 4g | 0 | 10 | 0 | 0 | 10 | 0 |", markdown);
-        Assert.Contains("| ladder | spa | phone | 4g | 13.721 | 10 | 0.000435 | 15.324 | 25.325 | 0.25 |", markdown);
+        Assert.Contains("| ladder | spa | phone | 4g | 13.771 | 10 | 0.000435 | 15.324 | 25.325 | 0.25 |", markdown);
     }
 
     [Fact]

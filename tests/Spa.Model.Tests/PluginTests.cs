@@ -162,6 +162,107 @@ public class PluginTests
 
     [Theory]
     [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Parallel)]
+    [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
+    public void Under_beam_search_one_round_trip_carries_every_beam_of_a_step(PluginKind kind, CombinationMode mode)
+    {
+        using var plugin = RandomPlugin(kind, mode);
+        var transport = new EdgeTransport(ActivationType.Fp32);
+        var stepper = new PluginStepper(Model, plugin, mode, transport, gatePolicy: () => new ThresholdPolicy(0.5));
+        var watched = new WatchedStepper(stepper);
+        var result = new BeamSearch(new Generator(watched)).Run(Prompt, 30, width: 4, lengthPenalty: 1.0);
+
+        // Every step of the beam search is one output position, however many beams it carries.
+        Assert.Equal(watched.Steps.Count, stepper.Tokens);
+        Assert.True(watched.Steps.Count >= result.Tokens.Count, $"{watched.Steps.Count} steps for {result.Tokens.Count} output tokens");
+        Assert.Contains(watched.Steps, s => s.Rows > 1);
+        long expected = kind == PluginKind.Lora
+            ? Config.Layers * watched.Steps.Count
+            : watched.Steps.Count(s => s.Sent > 0);
+        Assert.Equal(expected, transport.RoundTrips);
+        Assert.Equal((double)expected / watched.Steps.Count, stepper.RoundTripsPerToken, 12);
+        if (kind == PluginKind.Ladder)
+        {
+            // Bytes follow the beams: the taps of every beam that asked go up, its out comes down.
+            long rowsSent = watched.Steps.Sum(s => s.Sent);
+            Assert.Equal(rowsSent * (Config.Layers + 1) * Config.Dim * 4, transport.BytesUp);
+            Assert.Equal(rowsSent * Config.Dim * 4, transport.BytesDown);
+        }
+        if (mode == CombinationMode.Spa) Assert.InRange(expected, 1, watched.Steps.Count - 1); // the gate sends some steps and keeps others
+    }
+
+    [Fact]
+    public void A_round_trip_budget_holds_along_every_beam()
+    {
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+        const double budget = 0.3;
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new BudgetPolicy(budget, 0.0));
+        var watched = new WatchedStepper(stepper);
+        new BeamSearch(new Generator(watched)).Run(Prompt, 40, width: 4, lengthPenalty: 1.0);
+
+        Assert.Contains(watched.Histories, h => h.Count > 10 && h.Contains(true));
+        foreach (var history in watched.Histories)
+        {
+            int sent = 0;
+            for (int i = 0; i < history.Count; i++)
+            {
+                if (history[i]) sent++;
+                Assert.True(sent <= budget * (i + 1) + 1e-9, $"a beam sent {sent} of its first {i + 1} tokens");
+            }
+        }
+    }
+
+    [Fact]
+    public void A_forked_sequence_continues_its_parents_budget()
+    {
+        // Budget 0.5 and a gate that always wants the device: a sequence sends its 2nd, 4th, ... token. After three
+        // tokens (the 2nd sent), a copy of the sequence owes nothing and sends its 4th; a fresh one would not send its 1st.
+        using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
+        using (no_grad())
+        {
+            plugin.Gate!.NamedParametersOf("classifier.weight").zero_();
+            plugin.Gate!.NamedParametersOf("classifier.bias").copy_(tensor(new[] { -20f, 20f })); // p = 1 at every token
+        }
+        var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new BudgetPolicy(0.5, 0.0));
+        using var cache = Model.CreateCache(3, 64);
+        using (stepper.Step(cache, [0], [Prompt])) { }
+        using (stepper.Step(cache, [0], [[403]])) { }
+        using (stepper.Step(cache, [0], [[407]])) { }
+        Assert.Equal([false, true, false], stepper.History(cache, 0));
+        cache.CopySlot(0, 2);
+        using (stepper.Step(cache, [0, 2], [[261], [378]])) { }
+        using (stepper.Step(cache, [1], [Prompt])) { }
+        Assert.Equal([false, true, false, true], stepper.History(cache, 0));
+        Assert.Equal([false, true, false, true], stepper.History(cache, 2));
+        Assert.Equal([false], stepper.History(cache, 1));
+        // One request: the parent and its copy asked in the same step, so that step made one round trip.
+        Assert.Equal(2, stepper.Transport.RoundTrips);
+        Assert.Equal(5, stepper.Tokens);
+    }
+
+    /// <summary>Forwards each step to a plugin stepper and notes its rows, the rows it sent, and each stepped sequence's history.</summary>
+    private sealed class WatchedStepper(PluginStepper inner) : ITokenStepper
+    {
+        public LlamaModel Model => inner.Model;
+        public List<(int Rows, int Sent)> Steps { get; } = [];
+        public List<IReadOnlyList<bool>> Histories { get; } = [];
+
+        public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens)
+        {
+            int decisions = inner.Decisions.Count;
+            long bytes = inner.Transport.BytesDown;
+            var logits = inner.Step(cache, slots, newTokens);
+            int sent = inner.Decisions.Count > decisions
+                ? inner.Decisions.Skip(decisions).Count(d => d.Sent)
+                : (int)((inner.Transport.BytesDown - bytes) / (Model.Config.Dim * 4)); // no gate: every row asked
+            Steps.Add((slots.Count, sent));
+            foreach (var slot in slots) Histories.Add([.. inner.History(cache, slot)]);
+            return logits;
+        }
+    }
+
+    [Theory]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
     [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
     [InlineData(PluginKind.Adapter, CombinationMode.Parallel)]
     public void A_saved_plugin_loads_back_identical(PluginKind kind, CombinationMode mode)
@@ -267,7 +368,7 @@ public class PluginTests
     {
         using var plugin = PersonalPlugin.Create(Model, kind, mode, PluginDimensions.For(Config), seed: 5);
         var data = Enumerable.Range(0, 16).Select(i => new TrainingSequence([1, 403, 407, 261, 378, 11, 20 + i % 4, 30, 40, 50, 60], 1)).ToArray();
-        var options = new TrainingOptions { Epochs = 4, BatchSize = 8, LearningRate = 1e-2, GateObjective = objective };
+        var options = new TrainingOptions { Epochs = 4, BatchSize = 8, LearningRate = 1e-2, GateObjective = objective, WordStarts = Stories260K.WordStarts };
         var trainer = new PluginTrainer(Model, plugin, options);
         // What each stage optimises: the plugin in its mode; the joint mixture; or, two-stage, parallel and then the gate.
         (CombinationMode Mode, LossKind Kind)[] objectives = (mode, objective) switch

@@ -11,6 +11,9 @@ public static class Stories260K
 
     public static LlamaModel Model => Loaded.Value;
 
+    /// <summary>For each token id of stories260K's tokenizer, whether it begins a word.</summary>
+    public static bool[] WordStarts => Tokenizers.WordStarts.Of(Tokenizers.TokenizerLoader.Load(SharedData.Tok512, 512));
+
     public static Checkpoint ReadCheckpoint() => Llama2cCheckpointReader.Read(SharedData.Stories260KBin);
 
     /// <summary>llama2.c's reference: the text of greedy decoding from BOS, 140 steps.</summary>

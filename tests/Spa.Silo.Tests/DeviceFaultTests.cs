@@ -116,7 +116,9 @@ public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("as a phone-4g device", device.Stdout);
 
         var plain = await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 20}""", HttpStatusCode.OK);
-        double fallbacksBefore = (await server.ScrapeAsync()).Sum("spa_edge_fallbacks_total");
+        var scrapedBefore = await server.ScrapeAsync();
+        double fallbacksBefore = scrapedBefore.Sum("spa_edge_fallbacks_total");
+        double failedBefore = scrapedBefore.Sum("spa_edge_transmissions_failed_total", ("mode", "parallel"));
         var clock = Stopwatch.StartNew();
         var degraded = await PluginCompletionTests.Send(client, "/v1/completions", Request(id, "base"), HttpStatusCode.OK);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed.TotalSeconds:F1} s");
@@ -127,7 +129,16 @@ public sealed class SlowDeviceTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(PluginCompletionTests.Text(plain), PluginCompletionTests.Text(degraded));
         long fallbacks = spa.GetProperty("fallbacks").GetInt64();
         Assert.True(fallbacks >= 20, $"{fallbacks} fallbacks for 20 tokens");
-        Assert.Equal(fallbacks, (await server.ScrapeAsync()).Sum("spa_edge_fallbacks_total") - fallbacksBefore);
+        var scrapedAfter = await server.ScrapeAsync();
+        Assert.Equal(fallbacks, scrapedAfter.Sum("spa_edge_fallbacks_total") - fallbacksBefore);
+        // Every call the device did not answer was attempted: counted apart from the answered ones (none), and the wait
+        // of the one that timed out (at least 30 ms; the calls after it are refused at once, the device being offline)
+        // booked as network time.
+        long failed = spa.GetProperty("failed_transmissions").GetInt64();
+        Assert.True(failed >= 20, $"{failed} unanswered calls for 20 tokens");
+        Assert.Equal(failed, scrapedAfter.Sum("spa_edge_transmissions_failed_total", ("mode", "parallel")) - failedBefore);
+        double networkMs = spa.GetProperty("latency_ms").GetProperty("network").GetDouble() * spa.GetProperty("generated_tokens").GetInt64();
+        Assert.True(networkMs >= 30, $"the timed-out call's wait should be network time: {networkMs:F1} ms in all");
 
         await WaitUntilConnected(client, id);
         clock.Restart();

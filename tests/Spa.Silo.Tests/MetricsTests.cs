@@ -13,7 +13,7 @@ public sealed class MetricsTests(ServerFixture server)
 {
     private static readonly string[] Documented =
     [
-        "spa_tokens_generated_total", "spa_edge_transmissions_total", "spa_edge_bytes_total", "spa_gate_decisions_total",
+        "spa_tokens_generated_total", "spa_edge_transmissions_total", "spa_edge_transmissions_failed_total", "spa_edge_bytes_total", "spa_gate_decisions_total",
         "spa_token_latency_seconds", "spa_time_to_first_token_seconds", "spa_sessions_active", "spa_kv_cache_bytes",
         "spa_kv_cache_evictions_total", "spa_batch_size", "spa_queue_wait_seconds", "spa_requests_total",
         "spa_edge_devices_connected", "spa_edge_fallbacks_total", "spa_admission_running", "spa_admission_queued", "spa_admission_kv_bytes",
@@ -48,6 +48,7 @@ public sealed class MetricsTests(ServerFixture server)
         Assert.True(Field(parallel, "transmissions") > 0);
         Assert.Equal(Field(parallel, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "parallel")));
         Assert.Equal(Field(gated, "transmissions"), Grew("spa_edge_transmissions_total", ("mode", "spa")));
+        Assert.Equal(Both("failed_transmissions"), Grew("spa_edge_transmissions_failed_total"));
         Assert.Equal(Both("bytes_up"), Grew("spa_edge_bytes_total", ("direction", "up")));
         Assert.Equal(Both("bytes_down"), Grew("spa_edge_bytes_total", ("direction", "down")));
         // The gate decides every token of the gated generation; the ones it sends to the edge are its transmissions.

@@ -47,7 +47,7 @@ public sealed class PluginStaysOnDeviceTests(RedisServer redis) : IClassFixture<
 
         // What the silo received about the plugin: the card and nothing more, its gate equal to the file's.
         var card = await server.App.Services.GetRequiredService<IGrainFactory>().GetGrain<IEdgeDeviceGrain>(id).GetPlugin();
-        Assert.Equal(["Kind", "BaseIdentity", "GateWeights", "Tau"], typeof(DevicePlugin).GetProperties().Select(p => p.Name));
+        Assert.Equal(["Kind", "BaseIdentity", "GateWeights", "Tau", "GateInput"], typeof(DevicePlugin).GetProperties().Select(p => p.Name));
         Assert.Equal(gate, card.GateWeights);
 
         // Everything the silo stored.
@@ -68,22 +68,25 @@ public sealed class PluginStaysOnDeviceTests(RedisServer redis) : IClassFixture<
             Assert.True(new Fingerprints([.. stored, "{\"x\":" + JsonSerializer.Serialize(planted) + "}", planted]).Contain(sample), $"a planted copy of {anyName} was not found");
     }
 
-    /// <summary>The gate's weights, and every other tensor of the plugin file with its fp32 values.</summary>
+    /// <summary>
+    /// The gate's weights as a device hands them over (W_g, then its bias), and every other tensor of the plugin file
+    /// with its fp32 values.
+    /// </summary>
     private static (float[] Gate, List<(string Name, float[] Values)> Parameters) ReadPlugin(string directory)
     {
         using var file = SafetensorsFile.Open(Path.Combine(directory, "plugin.safetensors"));
-        float[]? gate = null;
+        var gate = new Dictionary<string, float[]>();
         var parameters = new List<(string, float[])>();
         foreach (var name in file.Entries.Keys.Order(StringComparer.Ordinal))
         {
             using var tensor = file.Read(name);
             var values = tensor.to(TorchSharp.torch.ScalarType.Float32).data<float>().ToArray();
-            if (name.StartsWith("gate.", StringComparison.Ordinal)) gate = values;
+            if (name.StartsWith("gate.", StringComparison.Ordinal)) gate[name] = values;
             else parameters.Add((name, values));
         }
-        Assert.NotNull(gate);
+        Assert.True(gate.ContainsKey("gate.classifier.weight"), "the plugin has no gate");
         Assert.NotEmpty(parameters);
-        return (gate, parameters);
+        return ([.. gate["gate.classifier.weight"], .. gate.GetValueOrDefault("gate.classifier.bias", [])], parameters);
     }
 
     /// <summary>Every key of the cluster's service and its value (strings, hash fields, list, set and sorted set members).</summary>

@@ -20,6 +20,7 @@ public static class BenchCommand
         bench.Subcommands.Add(BenchClusterCommand.Create());
         bench.Subcommands.Add(BenchPersistenceCommand.Create());
         bench.Subcommands.Add(BenchSoakCommand.Create());
+        bench.Subcommands.Add(BenchMethodCommand.Create());
         return bench;
     }
 

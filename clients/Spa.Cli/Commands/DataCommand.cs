@@ -17,7 +17,8 @@ public static class DataCommand
     private static Command Personal()
     {
         var model = new ModelArguments();
-        var names = new Option<string>("--names") { Description = "The user's private names, comma separated (e.g. Zorblax,Quimby); each a single word of letters.", Required = true };
+        var names = new Option<string?>("--names") { Description = "The user's private names, comma separated (e.g. Zorblax,Quimby); each a single word of letters." };
+        var randomNames = new Option<int?>("--random-names") { Description = "Draw this many pronounceable private names from --seed instead of giving --names (a simulated user)." };
         var count = new Option<int>("--count") { Description = "Stories to write.", DefaultValueFactory = _ => 200 };
         var seed = new Option<int>("--seed") { Description = "Random seed: the same seed gives the same corpus.", DefaultValueFactory = _ => 1 };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens per story.", DefaultValueFactory = _ => 200 };
@@ -28,6 +29,7 @@ public static class DataCommand
             "Write a user's corpus: stories sampled from the base model with the characters renamed to the user's private names, and where those names stand.");
         model.AddTo(command);
         command.Options.Add(names);
+        command.Options.Add(randomNames);
         command.Options.Add(count);
         command.Options.Add(seed);
         command.Options.Add(maxTokens);
@@ -35,7 +37,11 @@ public static class DataCommand
         command.Options.Add(force);
         command.SetGuardedAction((result, cancellation) =>
         {
-            var privateNames = ParseNames(result.GetValue(names)!);
+            var given = result.GetValue(names);
+            var drawn = result.GetValue(randomNames);
+            if ((given is null) == (drawn is null)) throw new UsageException("give the user's private names with --names A,B,C or draw them with --random-names K");
+            if (drawn is <= 0) throw new UsageException($"--random-names must be positive, got {drawn}");
+            IReadOnlyList<string>? chosen = given is null ? null : ParseNames(given);
             int stories = result.GetValue(count);
             if (stories <= 0) throw new UsageException($"--count must be positive, got {stories}");
             int budget = result.GetValue(maxTokens);
@@ -48,6 +54,8 @@ public static class DataCommand
 
             using var llama = model.LoadModel(result);
             var tokenizer = model.LoadTokenizer(result, llama);
+            var privateNames = chosen ?? RandomNames.Draw(drawn!.Value, result.GetValue(seed), tokenizer);
+            if (drawn is not null) Console.Error.WriteLine($"personal corpus: drew the private names {string.Join(", ", privateNames)} from seed {result.GetValue(seed)}");
             var clock = Stopwatch.StartNew();
             var corpus = PersonalCorpus.Generate(llama, tokenizer, privateNames, stories, result.GetValue(seed), budget,
                 new ThrottledProgress(stories), cancellation);

@@ -30,8 +30,8 @@ public static class DemoCommand
         var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 8 };
         var prompt = new Option<string>("--prompt") { Description = "What to generate from.", DefaultValueFactory = _ => "Once upon a time, there was a little girl named" };
         var tokens = new Option<int>("--tokens") { Description = "Tokens to generate in each mode.", DefaultValueFactory = _ => 60 };
-        var profile = new Option<string>("--profile") { Description = "The simulated device: local, phone-4g, phone-5g or laptop-wifi.", DefaultValueFactory = _ => "phone-5g" };
-        var tau = new Option<double>("--tau") { Description = "The gate's threshold in mode spa.", DefaultValueFactory = _ => 0.1 };
+        var profile = new Option<string>("--profile") { Description = "The simulated device: local, phone-4g, phone-5g, laptop-wifi or server-lan.", DefaultValueFactory = _ => "phone-5g" };
+        var tau = new Option<double?>("--tau") { Description = "The gate's threshold in mode spa (default: the plugin's own, set on held-out stories when it was trained)." };
         var work = new Option<string?>("--work") { Description = "Keep the corpus and the plugin in this directory (default: a temporary one, removed afterwards)." };
 
         var command = new Command("demo", "Build a personal corpus, train a plugin, serve it from a simulated device, and show where each token came from.");
@@ -42,7 +42,7 @@ public static class DemoCommand
             int storyCount = result.GetValue(stories), epochCount = result.GetValue(epochs), tokenCount = result.GetValue(tokens);
             if (storyCount < 20) throw new UsageException($"--stories must be at least 20 (a tenth goes to validation), got {storyCount}");
             if (epochCount <= 0 || tokenCount <= 0) throw new UsageException("--epochs and --tokens must be positive");
-            if (result.GetValue(tau) is var t && !(t is >= 0 and <= 1)) throw new UsageException($"--tau must be in [0, 1], got {t}");
+            if (result.GetValue(tau) is { } t && !(t is >= 0 and <= 1)) throw new UsageException($"--tau must be in [0, 1], got {t}");
             var privateNames = result.GetValue(names)!.Split(',', StringSplitOptions.TrimEntries);
             try
             {
@@ -91,13 +91,12 @@ public static class DemoCommand
             corpus.AddRange(PersonalCorpus.Generate(llama, tokenizer, names, stories, seed: 1, maxTokens: 150,
                 new SynchronousProgress<int>(made => line.Update($"demo: writing the personal corpus {ProgressLine.Bar((double)made / stories)} {made}/{stories} stories")),
                 cancellation));
-        var options = new TrainingOptions { Epochs = epochs };
+        var options = new TrainingOptions { Epochs = epochs, WordStarts = WordStarts.Of(tokenizer) };
         options.Validate();
         var (train, validation) = TaskArguments.PersonalTrainingData(corpus, tokenizer, Math.Min(llama.Config.MaxSeqLen, options.MaxSequenceLength));
-        var gate = new GateSettings(options.GateObjective, options.Lambda, 0.2, options.Delta);
-        using var plugin = PersonalPlugin.Create(llama, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(llama.Config), gate, options.Seed);
-        TrainCommand.Run(llama, plugin, options, train, validation, directory, resume: false, "demo: training the plugin, ", cancellation);
-        plugin.Save(directory);
+        using var plugin = PersonalPlugin.Create(llama, PluginKind.Ladder, CombinationMode.Spa, PluginDimensions.For(llama.Config), GateSettings.Default, options.Seed);
+        TrainCommand.TrainAndSave(llama, plugin, options, TauChoice.From(null, null, null, TrainCommand.DefaultTargetQuality), "personal", train, validation,
+            directory, resume: false, "demo: training the plugin, ", cancellation);
         Console.Error.WriteLine($"demo: {corpus.Count} stories with the names {string.Join(", ", names)}; a ladder plugin of " +
             $"{plugin.DeviceParameterCount:N0} parameters ({100.0 * plugin.DeviceParameterCount / llama.ParameterCount:F1}% of the base) trained on {train.Count} of them");
     }

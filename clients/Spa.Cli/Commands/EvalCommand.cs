@@ -28,7 +28,7 @@ public static class EvalCommand
         var command = new Command("eval", "Evaluate the base and plugins in combination modes on a task.");
         model.AddTo(command);
         task.AddTo(command);
-        foreach (var option in new Option[] { plugins, modes, tau, beams, limit, maxNew, placement, activation, json })
+        foreach (var option in new Option[] { task.FreeRunning, plugins, modes, tau, beams, limit, maxNew, placement, activation, json })
             command.Options.Add(option);
         command.SetGuardedAction((result, cancellation) =>
         {
@@ -87,8 +87,27 @@ public static class EvalCommand
         return command;
     }
 
-    // Every field is written, null where it does not apply, so that consumers see one shape for all rows.
-    private static readonly JsonSerializerOptions RowJson = new(PluginManifest.Json) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.Never };
+    // Every field is written, null where it does not apply or has nothing to count (a gate's precision when it sent
+    // nothing), so that consumers see one shape for all rows.
+    private static readonly JsonSerializerOptions RowJson = new(PluginManifest.Json)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.Never,
+        Converters = { new FiniteOrNull() },
+    };
+
+    private sealed class FiniteOrNull : System.Text.Json.Serialization.JsonConverter<double?>
+    {
+        public override bool HandleNull => true;
+
+        public override double? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.Null ? null : reader.GetDouble();
+
+        public override void Write(Utf8JsonWriter writer, double? value, JsonSerializerOptions options)
+        {
+            if (value is { } x && double.IsFinite(x)) writer.WriteNumberValue(x);
+            else writer.WriteNullValue();
+        }
+    }
 
     /// <summary>"base,spa,spa@m&lt;=0.2" into modes with optional round-trip budgets.</summary>
     public static IReadOnlyList<(CombinationMode Mode, double? Budget)> ParseModes(string text)
@@ -125,12 +144,13 @@ public static class EvalCommand
         static string F(double? v, string format = "F2") => v is { } x && double.IsFinite(x) ? x.ToString(format, CultureInfo.InvariantCulture) : "-";
         var lines = new List<string>
         {
-            "| task | mode | plugin | params % | score | ROUGE-1 | ROUGE-2 | ROUGE-L | private acc. | token acc. | gate recall | gate precision | M | bytes up/token | bytes down/token |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| task | mode | plugin | params % | score | ROUGE-1 | ROUGE-2 | ROUGE-L | private acc. | token acc. | gate recall | gate precision | M | bytes up/token | bytes down/token | name start | whole name |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(rows.Select(r =>
             $"| {r.Task} | {r.Mode} | {(r.Kind is null ? "-" : r.Plugin is null ? r.Kind : $"{r.Kind} ({r.Plugin})")} | {F(r.ParametersPercent, "F1")} | {F(r.Score)} | {F(r.Rouge1)} | {F(r.Rouge2)} | {F(r.RougeL)} | " +
-            $"{F(r.PrivateTokenAccuracy)} | {F(r.TokenAccuracy)} | {F(r.GateRecall, "F3")} | {F(r.GatePrecision, "F3")} | {F(r.M, "F3")} | {F(r.BytesUpPerToken, "F0")} | {F(r.BytesDownPerToken, "F0")} |"));
+            $"{F(r.PrivateTokenAccuracy)} | {F(r.TokenAccuracy)} | {F(r.GateRecall, "F3")} | {F(r.GatePrecision, "F3")} | {F(r.M, "F3")} | {F(r.BytesUpPerToken, "F0")} | {F(r.BytesDownPerToken, "F0")} | " +
+            $"{F(r.NameStartAccuracy)} | {F(r.WholeNameExactMatch)} |"));
         return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }
 }

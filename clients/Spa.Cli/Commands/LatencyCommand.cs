@@ -20,8 +20,8 @@ public static class LatencyCommand
         var spaM = new Option<double>("--spa-m") { Description = "Measured round trips per token of spa (the gate's rate).", DefaultValueFactory = _ => 0.24 };
         var cloudMs = new Option<double?>("--cloud-ms") { Description = "Measured cloud time per token in ms (default: the analytic time on --cloud)." };
         var cloud = new Option<string>("--cloud") { Description = "Cloud profile for the analytic cloud time: a100 or cpu.", DefaultValueFactory = _ => "a100" };
-        var devices = new Option<string>("--devices") { Description = "Device profiles: phone, laptop.", DefaultValueFactory = _ => "phone" };
-        var links = new Option<string>("--links") { Description = "Link profiles: 4g, 5g, wifi.", DefaultValueFactory = _ => "4g,5g,wifi" };
+        var devices = new Option<string>("--devices") { Description = "Device profiles: phone, laptop, server.", DefaultValueFactory = _ => "phone" };
+        var links = new Option<string>("--links") { Description = "Link profiles: 4g, 5g, wifi, lan.", DefaultValueFactory = _ => "4g,5g,wifi" };
         var placement = new Option<string>("--placement") { Description = "Tap placement: edge or cloud.", DefaultValueFactory = _ => "edge" };
         var activation = new Option<string>("--activation") { Description = "fp32, fp16 or int8.", DefaultValueFactory = _ => "fp16" };
         var context = new Option<int>("--context") { Description = "Mean context length while generating.", DefaultValueFactory = _ => 256 };

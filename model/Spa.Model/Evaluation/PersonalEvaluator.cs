@@ -2,8 +2,6 @@ using Spa.Model.Latency;
 using Spa.Model.Plugins;
 using Spa.Model.Tasks;
 using Spa.Model.Tokenizers;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Spa.Model.Evaluation;
 
@@ -19,24 +17,15 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
     {
         if (stories.Count == 0) throw new ArgumentException("the personal corpus has no stories");
         if (plugin is null && mode != CombinationMode.Base) throw new ArgumentException($"mode '{PluginNames.Name(mode)}' needs a plugin");
-        var metrics = new PrivateTokenMetrics();
-        var forward = plugin is null ? null : new PluginForward(model, plugin);
-        var newPolicy = plugin is null ? null : TaskEvaluator.GatePolicy(plugin, settings);
-        using var noGrad = no_grad();
-        foreach (var story in stories)
+        var positions = TeacherForcedPositions.Measure(model, mode == CombinationMode.Base ? null : plugin, AlwaysAsking(mode),
+            TeacherForcedPositions.FromStories(stories, tokenizer), cancellation: cancellation);
+        var edge = mode switch
         {
-            cancellation.ThrowIfCancellationRequested();
-            var (tokens, isPrivate) = PersonalCorpus.PrivatePositions(tokenizer, story.Text, story.PrivateSpans);
-            int length = Math.Min(tokens.Length, model.Config.MaxSeqLen);
-            tokens = tokens[..length];
-            isPrivate = isPrivate[..length];
-            using var scope = NewDisposeScope();
-            var input = model.PadTokens([tokens[..^1]], length - 1);
-            var (predicted, edge) = forward is null
-                ? (ArgMax(model.Forward(input, [length - 1])[0]), new bool[length - 1])
-                : Decide(forward.Run(input, [length - 1], mode), mode, newPolicy!());
-            metrics.AddSequence(tokens, isPrivate, predicted, edge);
-        }
+            CombinationMode.Base => new bool[positions.Count],
+            CombinationMode.Side or CombinationMode.Parallel => Enumerable.Repeat(true, positions.Count).ToArray(),
+            _ => positions.Decide(TaskEvaluator.GatePolicy(plugin!, settings)),
+        };
+        var metrics = positions.Score(edge);
 
         double m = plugin is null || mode == CombinationMode.Base ? 0
             : plugin.Hook is not null ? PluginTraffic.FixedRoundTripsPerToken(model.Config, plugin.Kind)
@@ -53,29 +42,11 @@ public sealed class PersonalEvaluator(LlamaModel model, ITokenizer tokenizer)
             Examples: stories.Count, Tokens: metrics.Positions, TokenAccuracy: 100 * metrics.Accuracy);
     }
 
-    // Per position: the edge is asked where the mode always asks, or where the gate policy says so; the prediction
-    // then comes from the plugin's logits, else from the base's.
-    private static (int[] Predicted, bool[] Edge) Decide(PluginOutputs outputs, CombinationMode mode, IGatePolicy policy)
+    /// <summary>The mode that asks the edge at every token and whose predictions a gated mode takes where it asks: side for switch, parallel for spa.</summary>
+    public static CombinationMode AlwaysAsking(CombinationMode mode) => mode switch
     {
-        using (outputs)
-        {
-            var basePredictions = ArgMax(outputs.BaseLogits[0]);
-            var pluginPredictions = ArgMax(outputs.PluginLogits[0]);
-            var edge = new bool[basePredictions.Length];
-            if (mode is CombinationMode.Side or CombinationMode.Parallel) Array.Fill(edge, true);
-            else if (mode is CombinationMode.Switch or CombinationMode.Spa)
-            {
-                using var p = outputs.GateLogEdge![0].exp().to(ScalarType.Float64).cpu();
-                var probabilities = p.data<double>().ToArray();
-                for (int t = 0; t < edge.Length; t++) edge[t] = policy.Decide(probabilities[t]);
-            }
-            return (edge.Select((e, t) => e ? pluginPredictions[t] : basePredictions[t]).ToArray(), edge);
-        }
-    }
-
-    private static int[] ArgMax(Tensor logits)
-    {
-        using var best = logits.argmax(-1).cpu();
-        return best.data<long>().ToArray().Select(i => (int)i).ToArray();
-    }
+        CombinationMode.Switch => CombinationMode.Side,
+        CombinationMode.Spa => CombinationMode.Parallel,
+        _ => mode,
+    };
 }

@@ -29,7 +29,9 @@ public sealed record EvaluationRow(
     int Examples = 0,
     long Tokens = 0,
     string? Plugin = null,
-    double? TokenAccuracy = null);
+    double? TokenAccuracy = null,
+    double? NameStartAccuracy = null,
+    double? WholeNameExactMatch = null);
 
 /// <summary>How generation tasks are evaluated.</summary>
 public sealed record EvaluationSettings

@@ -54,11 +54,22 @@ public sealed class Generator(ITokenStepper stepper)
     /// Greedy decoding of many sequences together: one forward per step for all unfinished sequences (the first step
     /// prefills prompts of different lengths in one padded batch). Returns each sequence's generated tokens.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<int>> DecodeBatchGreedy(IReadOnlyList<IReadOnlyList<int>> prompts, int maxTokens, CancellationToken cancellation = default)
+    public IReadOnlyList<IReadOnlyList<int>> DecodeBatchGreedy(IReadOnlyList<IReadOnlyList<int>> prompts, int maxTokens, CancellationToken cancellation = default) =>
+        DecodeBatch(prompts, maxTokens, prompts.Select(_ => SamplingOptions.Greedy).ToArray(), cancellation);
+
+    /// <summary>
+    /// As <see cref="DecodeBatchGreedy"/>, each sequence picking its tokens with its own sampler (its own settings and
+    /// seed), as <see cref="Decode"/> would pick them alone.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<int>> DecodeBatch(IReadOnlyList<IReadOnlyList<int>> prompts, int maxTokens, IReadOnlyList<SamplingOptions> sampling,
+        CancellationToken cancellation = default)
     {
         foreach (var p in prompts) CheckPrompt(p);
+        if (sampling.Count != prompts.Count) throw new ArgumentException($"{prompts.Count} prompts need as many sampling settings, got {sampling.Count}", nameof(sampling));
         int capacity = Math.Min(Model.Config.MaxSeqLen, prompts.Max(p => p.Count) + maxTokens);
         using var cache = Model.CreateCache(prompts.Count, capacity);
+        var samplers = sampling.Select(o => new Sampler(o)).ToArray();
+        var histories = prompts.Select(p => new List<int>(p)).ToArray();
         var outputs = prompts.Select(_ => new List<int>()).ToArray();
         var inputs = prompts.ToArray();
         var active = Enumerable.Range(0, prompts.Count).ToList();
@@ -73,7 +84,8 @@ public sealed class Generator(ITokenStepper stepper)
             for (int b = 0; b < active.Count; b++)
             {
                 int s = active[b];
-                int next = Sampler.ArgMax(logits.AsSpan(b * vocab, vocab));
+                int next = samplers[s].Next(logits.AsSpan(b * vocab, vocab), histories[s]);
+                histories[s].Add(next);
                 outputs[s].Add(next);
                 inputs[s] = [next];
                 bool full = cache.Length(s) + 1 > cache.Capacity;

@@ -42,8 +42,8 @@ public static class PluginParameters
         }
     }
 
-    /// <summary>The gate of switch and spa: W_g, 2 x d without bias. It lives in the cloud with the base.</summary>
-    public static long Gate(LlamaConfig config) => 2L * config.Dim;
+    /// <summary>The default gate of switch and spa (it reads n and the token: W_g, 2 x 2d, and a bias). It lives in the cloud with the base.</summary>
+    public static long Gate(LlamaConfig config) => Plugins.Gate.WeightCount(config.Dim, GateSettings.Default.Input);
 
     /// <summary>Everything per-user a mode needs: nothing for base, the plugin, and the gate too when one decides.</summary>
     public static long ForMode(LlamaConfig config, PluginKind kind, CombinationMode mode, PluginDimensions dimensions) => mode switch

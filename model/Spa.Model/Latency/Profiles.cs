@@ -74,6 +74,12 @@ public static class Profiles
     public static readonly DeviceProfile Laptop = new("laptop", Cores: 8, FlopsPerCore: 20e9);
 
     /// <summary>
+    /// A server node beside the cloud's, as in the SPA paper's Table 2, where the side model ran on a machine of the same
+    /// cluster: 32 cores at the laptop's effective 20 GFLOP/s each. The side network's few FLOPs take microseconds here.
+    /// </summary>
+    public static readonly DeviceProfile Server = new("server", Cores: 32, FlopsPerCore: 20e9);
+
+    /// <summary>
     /// LTE to a cloud region: median round trips of 50-70 ms and typical throughput of about 10 Mbit/s up and
     /// 30 Mbit/s down in operator and crowd-sourced measurements (e.g. Opensignal's mobile network reports).
     /// Jitter and loss are zero so that an emulated run reproduces the analytic mean; give them explicitly for
@@ -94,6 +100,13 @@ public static class Profiles
     public static readonly LinkProfile Wifi = new("wifi", RoundTripMs: 10, UpMbps: 100, DownMbps: 300);
 
     /// <summary>
+    /// A data-centre network between two servers of one cluster, the paper's "ideal network environment" of Table 2:
+    /// 0.3 ms round trips (a few hundred microseconds through two top-of-rack hops and the RPC stacks) and 10 Gbit/s
+    /// each way. Jitter and loss are zero, as for <see cref="Lte"/>.
+    /// </summary>
+    public static readonly LinkProfile Lan = new("lan", RoundTripMs: 0.3, UpMbps: 10_000, DownMbps: 10_000);
+
+    /// <summary>
     /// NVIDIA A100 serving fp16 weights: 312 TFLOP/s dense fp16 tensor-core peak of which about a third is reached
     /// by decoding-sized products (100 TFLOP/s), and 1.555 TB/s HBM2 bandwidth (40 GB part; 1.5e12 B/s effective).
     /// Batch-1 decoding of a 7B model is therefore memory bound: ~13 GB of weights take ~9 ms per token.
@@ -109,9 +122,9 @@ public static class Profiles
     /// </summary>
     public static readonly CloudProfile Cpu = new("cpu", Flops: 100e9, MemoryBandwidthBytesPerS: 25e9, BytesPerParameter: 4);
 
-    public static IReadOnlyList<DeviceProfile> Devices { get; } = [Phone, Laptop];
+    public static IReadOnlyList<DeviceProfile> Devices { get; } = [Phone, Laptop, Server];
 
-    public static IReadOnlyList<LinkProfile> Links { get; } = [Lte, FiveG, Wifi];
+    public static IReadOnlyList<LinkProfile> Links { get; } = [Lte, FiveG, Wifi, Lan];
 
     public static IReadOnlyList<CloudProfile> Clouds { get; } = [A100, Cpu];
 

@@ -55,7 +55,7 @@ public sealed class AdapterPlugin : nn.Module, ILayerHook
     private Tensor Split(int layer, AdapterSite site, Tensor output)
     {
         using var scope = NewDisposeScope();
-        Transport?.RoundTrip(output.shape[0]); // one call per sequence, whatever its number of new tokens
+        Transport?.RoundTrip((int)output.shape[0]); // one call per request, whatever its number of new tokens
         var adapted = Adapt(layer, site, Transport?.ToEdge(output) ?? output);
         return (Transport?.ToCloud(adapted) ?? adapted).MoveToOuterDisposeScope();
     }

@@ -6,18 +6,31 @@ namespace Spa.Model.Plugins;
 /// <summary>
 /// The boundary between the cloud and a user's device. Every tensor that crosses it goes through <see cref="ToEdge"/>
 /// or <see cref="ToCloud"/>, which apply the wire encoding (so its rounding affects the result exactly as a real
-/// deployment's would) and count the bytes it takes; every call to the device is one <see cref="RoundTrip"/>.
+/// deployment's would) and count the bytes it takes; every call to the device is one round trip. The rows of a step
+/// that belong to one request (the beams of a beam search) travel in one call, so they make one round trip.
 /// Counts are per transport: one per generation, or one per evaluation.
 /// </summary>
 public sealed class EdgeTransport(ActivationType activation)
 {
+    private IReadOnlyList<int>? _requestOfRow;
+
     public ActivationType Activation { get; } = activation;
     public long RoundTrips { get; private set; }
     public long BytesUp { get; private set; }
     public long BytesDown { get; private set; }
 
-    /// <summary>Records calls to the device, one per sequence in the batch that asked.</summary>
-    public void RoundTrip(long sequences = 1) => RoundTrips += sequences;
+    /// <summary>
+    /// Starts a step whose row b belongs to request <c>requestOfRow[b]</c>. Until the first call, every row is a request of
+    /// its own.
+    /// </summary>
+    public void BeginStep(IReadOnlyList<int> requestOfRow) => _requestOfRow = requestOfRow;
+
+    /// <summary>Records the calls that rows <paramref name="rows"/> of the current step make: one per request among them.</summary>
+    public void RoundTrip(IEnumerable<int> rows) =>
+        RoundTrips += _requestOfRow is { } requests ? rows.Select(r => requests[r]).Distinct().Count() : rows.Count();
+
+    /// <summary>Records the calls that the first <paramref name="rows"/> rows of the current step make (every row asked).</summary>
+    public void RoundTrip(int rows) => RoundTrip(Enumerable.Range(0, rows));
 
     /// <summary>x: [..., n], a batch of vectors sent cloud to edge. Returns what the edge receives.</summary>
     public Tensor ToEdge(Tensor x)

@@ -5,6 +5,9 @@ public interface IGatePolicy
 {
     /// <summary>p: the gate's edge probability for the sequence's next token. True: ask the edge.</summary>
     bool Decide(double p);
+
+    /// <summary>The policy of a sequence forked from this one (a beam continuing another): the same state, from now on its own.</summary>
+    IGatePolicy Fork();
 }
 
 /// <summary>The paper's rule: ask the edge when p > tau. tau 0 always asks (parallel), tau 1 never (base).</summary>
@@ -13,6 +16,8 @@ public sealed class ThresholdPolicy(double tau) : IGatePolicy
     public double Tau { get; } = tau is >= 0 and <= 1 ? tau : throw new ArgumentException($"tau must be in [0, 1], got {tau}");
 
     public bool Decide(double p) => p > Tau;
+
+    public IGatePolicy Fork() => this; // no state of its own
 }
 
 /// <summary>
@@ -46,4 +51,6 @@ public sealed class BudgetPolicy : IGatePolicy
         if (send) _sent++;
         return send;
     }
+
+    public IGatePolicy Fork() => (BudgetPolicy)MemberwiseClone();
 }

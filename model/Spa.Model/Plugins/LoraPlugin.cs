@@ -45,7 +45,7 @@ public sealed class LoraPlugin : nn.Module, ILayerHook
     public (Tensor Query, Tensor Value)? AttentionDelta(int layer, Tensor normalisedInput)
     {
         using var scope = NewDisposeScope();
-        Transport?.RoundTrip(normalisedInput.shape[0]); // one call per sequence, whatever its number of new tokens
+        Transport?.RoundTrip((int)normalisedInput.shape[0]); // one call per request, whatever its number of new tokens
         var x = Transport?.ToEdge(normalisedInput) ?? normalisedInput;
         var deltas = Deltas(layer, x);
         if (Transport is not null) deltas = Transport.ToCloud(deltas);

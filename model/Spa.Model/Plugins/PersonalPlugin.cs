@@ -39,7 +39,7 @@ public sealed class PersonalPlugin : IDisposable
             default:
                 throw new ArgumentException($"plugin kind '{PluginNames.Name(kind)}' is not supported: use ladder, lst, lora or adapter");
         }
-        if (mode is CombinationMode.Switch or CombinationMode.Spa) Gate = new Gate(c.Dim);
+        if (mode is CombinationMode.Switch or CombinationMode.Spa) Gate = new Gate(c.Dim, gate?.Input ?? GateInput.Hidden);
         foreach (var (_, p) in NamedParameters()) p.requires_grad = false;
         foreach (var module in Modules()) module.to(model.DType).to(model.Device);
     }
@@ -82,7 +82,7 @@ public sealed class PersonalPlugin : IDisposable
         lock (SeedLock)
         {
             torch.manual_seed(seed);
-            return new PersonalPlugin(kind, mode, dimensions, PluginBase.Of(model), mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? new GateSettings("two-stage", 0.05, 0.2, 1.0) : null);
+            return new PersonalPlugin(kind, mode, dimensions, PluginBase.Of(model), mode is CombinationMode.Switch or CombinationMode.Spa ? gate ?? GateSettings.Default : null);
         }
     }
 

@@ -45,10 +45,10 @@ public sealed record PluginDimensions(
     public int LstReduction { get; init => field = Positive(value, nameof(LstReduction)); } = Positive(LstReduction, nameof(LstReduction));
 
     /// <summary>Capacity-matched sizes, the default for trained plugins; a null size takes its default.</summary>
-    public static PluginDimensions For(LlamaConfig config, int? sideDim = null, int? loraRank = null, int? adapterBottleneck = null)
+    public static PluginDimensions For(LlamaConfig config, int? sideDim = null, int? loraRank = null, int? adapterBottleneck = null, int? ladderAdapterDim = null)
     {
         int side = Positive(sideDim ?? Math.Min(DefaultSideDim, config.Dim / 2), "side dimension");
-        int adapterDim = config.Dim;
+        int adapterDim = Positive(ladderAdapterDim ?? config.Dim, "adapter width");
         long ladder = LadderParameters(config, side, adapterDim);
         int kvDim = config.KvHeads * config.HeadDim;
         long loraPerRank = (long)config.Layers * (2L * config.Dim + config.Dim + kvDim);

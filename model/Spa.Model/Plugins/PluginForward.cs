@@ -51,7 +51,7 @@ public sealed class PluginForward(LlamaModel model, PersonalPlugin plugin)
                 ? lst.ForwardSequence(taps, lengths) // attends over each sequence's earlier positions
                 : plugin.Side!.forward(taps.reshape(model.Config.Layers + 1, b * t, model.Config.Dim)).reshape(b, t, model.Config.Dim);
             pluginLogits = Combine(model, mode, normed, output);
-            if (plugin.Gate is { } gate) (logEdge, logBase) = gate.LogProbabilities(normed);
+            if (plugin.Gate is { } gate) (logEdge, logBase) = gate.LogProbabilities(normed, taps[0]);
         }
         return new PluginOutputs(baseLogits.MoveToOuterDisposeScope(), pluginLogits.MoveToOuterDisposeScope(),
             logEdge?.MoveToOuterDisposeScope(), logBase?.MoveToOuterDisposeScope());

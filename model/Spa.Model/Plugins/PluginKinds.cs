@@ -65,10 +65,15 @@ public static class PluginNames
 
     public static ActivationType ParseActivation(string text) => Parse<ActivationType>(text, "activation type", "fp32, fp16, int8");
 
-    public static string Name<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();
+    public static GateInput ParseGateInput(string text) => Parse<GateInput>(text, "gate input", "hidden, hidden-and-token");
+
+    public static GateLabel ParseGateLabel(string text) => Parse<GateLabel>(text, "gate label", "token, word");
+
+    /// <summary>The value as command lines and files spell it: lower case, words joined by '-' ("hidden-and-token").</summary>
+    public static string Name<T>(T value) where T : struct, Enum => System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
 
     private static T Parse<T>(string text, string what, string choices) where T : struct, Enum =>
-        Enum.TryParse<T>(text.Trim(), ignoreCase: true, out var value) && Enum.IsDefined(value)
+        !text.Contains(',') && Enum.TryParse<T>(text.Trim().Replace("-", ""), ignoreCase: true, out var value) && Enum.IsDefined(value)
             ? value
             : throw new ArgumentException($"unknown {what} '{text}': use one of {choices}");
 }

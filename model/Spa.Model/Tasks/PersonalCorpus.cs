@@ -32,6 +32,9 @@ public sealed record PersonalStory(string Text, IReadOnlyList<string> Names, IRe
 /// </summary>
 public static partial class PersonalCorpus
 {
+    // Attempts sampled together in one batch: a fixed number, so that the same seed gives the same corpus.
+    private const int AttemptsPerBatch = 16;
+
     private static readonly JsonSerializerOptions Json = new()
     {
         // The file is data, never HTML: keep apostrophes and non-ASCII letters readable instead of \u escapes.
@@ -41,7 +44,8 @@ public static partial class PersonalCorpus
     /// <summary>
     /// Samples stories from <paramref name="model"/> until <paramref name="count"/> of them name a character, and
     /// personalises each (<see cref="Personalise"/>). Each attempt starts from BOS alone and samples with temperature
-    /// 1 and top-p 0.9, seeded from <paramref name="seed"/> and the attempt's number, so the same arguments give the
+    /// 1 and top-p 0.9, seeded from <paramref name="seed"/> and the attempt's number; attempts are sampled in
+    /// batches of a fixed size (the last smaller when it reaches the attempts' limit), so the same arguments give the
     /// same corpus. <paramref name="progress"/> receives the number of stories made so far.
     /// </summary>
     /// <exception cref="InvalidOperationException">The model wrote too few stories with names: after
@@ -52,20 +56,25 @@ public static partial class PersonalCorpus
         CheckNames(privateNames);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxTokens);
-        var generator = new TextGenerator(model, tokenizer);
+        var generator = new Generator(model);
         var maxAttempts = 3 * count + 20;
         var stories = new List<PersonalStory>(count);
-        var attempt = 0;
-        while (stories.Count < count)
+        IReadOnlyList<int> bos = [tokenizer.BosId];
+        for (int attempt = 0; stories.Count < count; attempt += AttemptsPerBatch)
         {
-            if (attempt == maxAttempts)
+            if (attempt >= maxAttempts)
                 throw new InvalidOperationException(
-                    $"only {stories.Count} of {attempt} sampled stories named a character (a capitalised name); the personal corpus needs a model that writes TinyStories-style stories");
-            var sampling = new SamplingOptions { Temperature = 1.0, TopP = 0.9, Seed = AttemptSeed(seed, attempt++) };
-            var text = generator.Generate("", maxTokens, sampling, cancellation: cancellation).Text;
-            if (Personalise(text, privateNames) is not { } story) continue;
-            stories.Add(story);
-            progress?.Report(stories.Count);
+                    $"only {stories.Count} of {maxAttempts} sampled stories named a character (a capitalised name); the personal corpus needs a model that writes TinyStories-style stories");
+            var sampling = Enumerable.Range(attempt, Math.Min(AttemptsPerBatch, maxAttempts - attempt))
+                .Select(a => new SamplingOptions { Temperature = 1.0, TopP = 0.9, Seed = AttemptSeed(seed, a) }).ToArray();
+            var sampled = generator.DecodeBatch(sampling.Select(_ => bos).ToArray(), maxTokens, sampling, cancellation);
+            foreach (var tokens in sampled)
+            {
+                var text = tokenizer.Decode([.. bos, .. tokens.Where(t => !generator.IsEndOfSequence(t))]);
+                if (stories.Count == count || Personalise(text, privateNames) is not { } story) continue;
+                stories.Add(story);
+                progress?.Report(stories.Count);
+            }
         }
         return stories;
     }
@@ -76,35 +85,53 @@ public static partial class PersonalCorpus
     /// forcing the model predicts <c>tokens[t]</c> from <c>tokens[..t]</c>, so a marked t is a private target; BOS is
     /// never one.
     /// </summary>
-    /// <remarks>
-    /// A token's characters are found by decoding the tokens one after another: after BOS the decoder drops the
-    /// dummy-prefix space just as encoding added it, so the decoded prefix is exactly a prefix of the text. A byte
-    /// token that completes no character on its own belongs to the character it helps complete.
-    /// </remarks>
     public static (int[] Tokens, bool[] IsPrivateTarget) PrivatePositions(ITokenizer tokenizer, string text, IReadOnlyList<CharSpan> spans)
     {
+        var (tokens, ranges) = TokenRanges(tokenizer, text);
+        var isPrivate = new bool[tokens.Length];
+        for (var t = 1; t < tokens.Length; t++) isPrivate[t] = spans.Any(s => s.Overlaps(ranges[t].Start, ranges[t].End));
+        return (tokens, isPrivate);
+    }
+
+    /// <summary>
+    /// Where each private name of <paramref name="text"/> stands in its tokens (BOS, then the text): for every span, in
+    /// text order, the first token that overlaps it and how many tokens do.
+    /// </summary>
+    public static (int[] Tokens, IReadOnlyList<(int First, int Count)> Names) NameTokens(ITokenizer tokenizer, string text, IReadOnlyList<CharSpan> spans)
+    {
+        var (tokens, ranges) = TokenRanges(tokenizer, text);
+        var names = new List<(int, int)>();
+        foreach (var span in spans)
+        {
+            var covering = Enumerable.Range(1, tokens.Length - 1).Where(t => span.Overlaps(ranges[t].Start, ranges[t].End)).ToArray();
+            if (covering.Length > 0) names.Add((covering[0], covering.Length));
+        }
+        return (tokens, names);
+    }
+
+    // The characters of the text that each token stands for, found by decoding the tokens one after another: after BOS
+    // the decoder drops the dummy-prefix space just as encoding added it, so the decoded prefix is exactly a prefix of
+    // the text. A byte token that completes no character on its own belongs to the character it helps complete.
+    private static (int[] Tokens, CharSpan[] Ranges) TokenRanges(ITokenizer tokenizer, string text)
+    {
         var tokens = tokenizer.Encode(text, bos: true, eos: false).ToArray();
-        var starts = new int[tokens.Length];
-        var ends = new int[tokens.Length];
+        var ranges = new CharSpan[tokens.Length];
         var decoder = tokenizer.CreateStreamDecoder();
         var decoded = new StringBuilder(text.Length);
         for (var t = 0; t < tokens.Length; t++)
         {
-            starts[t] = decoded.Length;
+            int start = decoded.Length;
             decoded.Append(decoder.Push(tokens[t]));
-            ends[t] = decoded.Length;
+            ranges[t] = new CharSpan(start, decoded.Length);
         }
         decoded.Append(decoder.Flush());
         if (decoded.ToString() != text)
             throw new ArgumentException("the text does not decode back to itself with this tokenizer, so its tokens have no character offsets", nameof(text));
         for (var t = tokens.Length - 2; t >= 1; t--)
         {
-            if (starts[t] == ends[t]) (starts[t], ends[t]) = (starts[t + 1], ends[t + 1]);
+            if (ranges[t].Length == 0) ranges[t] = ranges[t + 1];
         }
-
-        var isPrivate = new bool[tokens.Length];
-        for (var t = 1; t < tokens.Length; t++) isPrivate[t] = spans.Any(s => s.Overlaps(starts[t], ends[t]));
-        return (tokens, isPrivate);
+        return (tokens, ranges);
     }
 
     /// <summary>Writes <paramref name="stories"/> as JSON Lines, one story per line.</summary>

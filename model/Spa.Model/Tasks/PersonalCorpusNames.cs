@@ -110,6 +110,9 @@ public static partial class PersonalCorpus
         if (repeated != null) throw new ArgumentException($"private name \"{repeated.Key}\" is given twice");
     }
 
+    /// <summary>True for a name the base's stories use or a capitalised word they use that is not a name (Mom, Monday).</summary>
+    public static bool IsKnownWord(string word) => CommonNames.Contains(word) || NotNames.Contains(word);
+
     private static bool IsCapitalised(string word) =>
         word.Length >= 2 && char.IsUpper(word[0]) && word[1..].All(char.IsLower);
 

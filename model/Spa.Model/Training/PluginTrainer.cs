@@ -23,6 +23,8 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
     {
         options.Validate();
         if (train.Count == 0) throw new ArgumentException("there is no training data");
+        if (plugin.Gate is not null && options.GateObjective == "two-stage" && options.GateLabel == GateLabel.Word && options.WordStarts is null)
+            throw new ArgumentException("word labels for the gate need the tokenizer's word starts (TrainingOptions.WordStarts)");
         var stages = Stages().ToList();
         var clock = Stopwatch.StartNew();
         var state = resume && checkpointDirectory is not null ? LoadState(checkpointDirectory) : null;
@@ -151,7 +153,7 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
         var tokens = model.PadTokens(sequences, length);
         using var outputs = new PluginForward(model, plugin).Run(tokens, sequences.Select(s => s.Length).ToArray(), mode);
         var loss = PluginLoss.Compute(outputs, tensor(targets, [batch.Count, length], device: model.Device),
-            tensor(mask, [batch.Count, length], device: model.Device), kind, options.Lambda, options.Delta);
+            tensor(mask, [batch.Count, length], device: model.Device), kind, options.Lambda, options.Delta, options.GateLabel, options.WordStarts);
         return (loss, counted);
     }
 

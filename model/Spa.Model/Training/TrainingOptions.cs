@@ -1,3 +1,5 @@
+using Spa.Model.Plugins;
+
 namespace Spa.Model.Training;
 
 /// <summary>How a plugin is trained. Defaults suit a small base on a CPU.</summary>
@@ -28,6 +30,12 @@ public sealed record TrainingOptions
     /// <summary>Two-stage label: a token needs the edge when log P_parallel(y) - log P_base(y) > Delta.</summary>
     public double Delta { get; init; } = 1.0;
 
+    /// <summary>Two-stage labels per token or per whole word; words need <see cref="WordStarts"/>.</summary>
+    public GateLabel GateLabel { get; init; } = GateLabel.Word;
+
+    /// <summary>For each token id, whether it begins a word (<see cref="Tokenizers.WordStarts"/>).</summary>
+    public IReadOnlyList<bool>? WordStarts { get; init; }
+
     public void Validate()
     {
         if (Epochs <= 0) throw new ArgumentException($"epochs must be positive, got {Epochs}");
@@ -39,8 +47,16 @@ public sealed record TrainingOptions
     }
 }
 
-/// <summary>One training sequence: BOS, prompt and target tokens; the loss counts only predictions of the target.</summary>
-public sealed record TrainingSequence(int[] Tokens, int PromptLength);
+/// <summary>
+/// One training sequence: BOS, prompt and target tokens; the loss counts only predictions of the target.
+/// <paramref name="Scored"/> marks, per token, the targets a task's quality is measured on (a personal corpus's private
+/// tokens); null means every target token. Calibrating the gate's threshold counts quality there.
+/// </summary>
+public sealed record TrainingSequence(int[] Tokens, int PromptLength, bool[]? Scored = null)
+{
+    /// <summary>Whether predicting token <paramref name="index"/> counts for the task's quality.</summary>
+    public bool IsScored(int index) => index >= PromptLength && (Scored?[index] ?? true);
+}
 
 /// <summary>Where training stands, reported after every step.</summary>
 public sealed record TrainingProgress(int Epoch, int Epochs, int Step, int TotalSteps, double Loss, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining);
