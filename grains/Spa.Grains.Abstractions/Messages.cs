@@ -152,7 +152,7 @@ public sealed record GenerationRequest(
     [property: Id(14)] string Fallback = "base",
     [property: Id(15)] string[]? Stop = null);
 
-/// <summary>The combination modes a session runs: see DESIGN section 2.</summary>
+/// <summary>The combination modes a session runs: see docs/method.md.</summary>
 public static class SessionModes
 {
     public const string Base = "base";

@@ -35,7 +35,7 @@ public sealed class SpaSessionOptions
     /// How long a published token stays in its stream's queue cache, from which subscribers are served and can rewind to
     /// an earlier token. Then it is dropped, whether or not newer tokens have come. Orleans' default keeps a token until
     /// the cache holds tokens 30 minutes newer, so after a load the last 30 minutes of every session's tokens stayed in
-    /// memory (README, Reliability, soak); this window costs the token rate times its length. A subscriber that falls
+    /// memory (docs/reliability.md, soak); this window costs the token rate times its length. A subscriber that falls
     /// further behind than this misses tokens.
     /// </summary>
     public double TokenCacheSeconds { get; set; } = 60;
@@ -45,7 +45,7 @@ public sealed class SpaSessionOptions
     /// request has its own session grain and token stream, so the cache gains about two entries per completion (the
     /// session's and its stream rendezvous'), about one of which outlives its activation until the cache is full.
     /// Orleans' default of 1,000,000 entries is 230-300 MB at the 230-300 bytes an entry took in our heap dumps
-    /// (README, Reliability, soak). The default, 100,000, still holds the locations of far more live sessions than a
+    /// (docs/reliability.md, soak). The default, 100,000, still holds the locations of far more live sessions than a
     /// silo runs at once; a location not in the cache is looked up again in the directory.
     /// </summary>
     public int DirectoryCacheEntries { get; set; } = 100_000;

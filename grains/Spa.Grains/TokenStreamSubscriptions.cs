@@ -13,7 +13,7 @@ namespace Spa.Grains;
 /// <para>
 /// Why: Orleans deletes a stream's stored state only when its last producer unregisters, and the memory streams'
 /// pulling agent, the producer of every token stream, drops an inactive stream without unregistering. So every
-/// completion left its stream's entry (about 1.2 KB in memory storage) for the life of the host (README, Reliability,
+/// completion left its stream's entry (about 1.2 KB in memory storage) for the life of the host (docs/reliability.md,
 /// soak). A session that ends forgets its stream.
 /// </para>
 /// <para>

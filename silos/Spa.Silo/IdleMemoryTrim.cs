@@ -33,7 +33,7 @@ public sealed class MemoryTrimOptions
 /// Gives the memory a load left behind back to the operating system once the host is idle. Neither allocator does it
 /// by itself in an idle process: the GC keeps free regions committed (an ordinary full collection does not give them
 /// back) and a process that allocates little does not collect; glibc's malloc keeps freed blocks in its per-thread
-/// arenas, returning only the top of the main heap. So after a load the resident set stayed near its peak (README,
+/// arenas, returning only the top of the main heap. So after a load the resident set stayed near its peak (docs/reliability.md,
 /// Reliability, soak: 30 MiB of free arena blocks after a 90 s soak). The trim is a blocking, compacting collection that decommits what it frees
 /// (<see cref="GCCollectionMode.Aggressive"/>), then glibc's <c>malloc_trim(0)</c> on Linux.
 /// <para>

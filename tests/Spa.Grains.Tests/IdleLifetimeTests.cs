@@ -31,7 +31,7 @@ public sealed class ShortIdleLifetimeCluster : ClusterFixture
 /// Every completion leaves a session activation and, for its token stream, a pub-sub rendezvous activation (Orleans'
 /// own class, whose collection age is set by its name). Both must be gone once they have been idle for the sessions'
 /// idle lifetime: otherwise every request leaves them behind for Orleans' default collection age, and a sustained load
-/// grows without bound (the soak in README, Reliability).
+/// grows without bound (the soak in docs/reliability.md).
 /// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class IdleLifetimeTests(ShortIdleLifetimeCluster fixture) : IClassFixture<ShortIdleLifetimeCluster>

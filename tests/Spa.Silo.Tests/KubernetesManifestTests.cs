@@ -305,7 +305,7 @@ public sealed class KubernetesManifestTests
             v => (string?)v!["persistentVolumeClaim"]?["claimName"] == claim)!;
         var siloMount = Assert.Single(SiloContainer(objects)["volumeMounts"]!.AsArray(), m => (string?)m!["name"] == (string?)siloModels["name"])!;
         var loaderMount = Assert.Single(Assert.Single(loader["spec"]!["containers"]!.AsArray())!["volumeMounts"]!.AsArray())!;
-        // The copy instructions (README) name the loader's path; the silos read the same files at theirs.
+        // The copy instructions (docs/operations.md) name the loader's path; the silos read the same files at theirs.
         Assert.Equal((string?)siloMount["mountPath"], (string?)loaderMount["mountPath"]);
         Assert.NotEqual(true, (bool?)loaderMount["readOnly"]);
     }

@@ -10,7 +10,7 @@ namespace Spa.Grains.Storage;
 /// <para>
 /// Why not Orleans' memory storage: it never removes a cleared entry. It keeps the key with a null value, to remember
 /// that the entry once existed, so every finished session left its key for the life of the host (about 150 bytes per
-/// completion, 300 MB a day at full rate; README, Reliability, soak). Here a cleared entry is gone. A write that carries
+/// completion, 300 MB a day at full rate; docs/reliability.md, soak). Here a cleared entry is gone. A write that carries
 /// a version is still refused when there is no entry, as Redis refuses it, so a writer with a stale view of a deleted
 /// entry learns of it (<see cref="TokenStreamSubscriptions"/> relies on that).
 /// </para>

@@ -26,12 +26,12 @@ public sealed record ModelCost(long Parameters, long ParametersReadPerToken, int
 }
 
 /// <summary>
-/// The latency model of DESIGN section 2:
+/// The latency model of docs/method.md:
 /// <code>
 ///   T_token = T_cloud + M * (T_edge + (RTT + bytes_up / BW_up + bytes_down / BW_down) / (1 - loss))
 ///   T_edge  = FLOPs_side / (n_cores * C)
 /// </code>
-/// A lossless link (loss 0) gives DESIGN's formula; a lost transmission costs one more round trip.
+/// A lossless link (loss 0) gives the formula of docs/method.md; a lost transmission costs one more round trip.
 /// </summary>
 public static class LatencyModel
 {

@@ -3,7 +3,7 @@ using Spa.Model.Plugins;
 namespace Spa.Model.Latency;
 
 /// <summary>
-/// What one round trip between the cloud and the edge sends and computes for a plugin (DESIGN section 2), derived from
+/// What one round trip between the cloud and the edge sends and computes for a plugin (docs/method.md), derived from
 /// the dimensions alone. Bytes and FLOPs are per round trip; <see cref="RoundTripsPerToken"/> is M.
 /// </summary>
 /// <param name="BytesUp">Cloud to device: the taps (ladder, LST) or the layer input (LoRA, adapter).</param>

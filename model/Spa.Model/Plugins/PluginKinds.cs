@@ -16,7 +16,7 @@ public enum PluginKind
     Adapter,
 }
 
-/// <summary>How the base's and the plugin's outputs make the logits (DESIGN section 2).</summary>
+/// <summary>How the base's and the plugin's outputs make the logits (docs/method.md).</summary>
 public enum CombinationMode
 {
     /// <summary>The base alone; the edge is never involved.</summary>

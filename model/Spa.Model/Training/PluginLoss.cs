@@ -10,7 +10,7 @@ public enum LossKind
     /// <summary>Cross-entropy of the plugin's logits in its mode (side, parallel, LoRA, adapters).</summary>
     Plugin,
 
-    /// <summary>DESIGN's joint objective: -log(p P_mode(y) + (1 - p) P_base(y)) + lambda p.</summary>
+    /// <summary>The design's joint objective: -log(p P_mode(y) + (1 - p) P_base(y)) + lambda p.</summary>
     JointGate,
 
     /// <summary>

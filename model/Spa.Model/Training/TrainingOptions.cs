@@ -20,7 +20,7 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// For switch and spa: "two-stage" (parallel, then the gate on the label below) or "joint" (gate and side network
-    /// together). Two-stage is the default: on the personal task it gives the better quality-versus-M curve (README).
+    /// together). Two-stage is the default: on the personal task it gives the better quality-versus-M curve (docs/method.md).
     /// </summary>
     public string GateObjective { get; init; } = "two-stage";
 
