@@ -7,7 +7,7 @@ using Spa.Model.Plugins;
 namespace Spa.Cli.Commands;
 
 /// <summary>
-/// <c>spa latency</c>: the analytic latency model (DESIGN section 2) for every placement of the per-user parameters,
+/// <c>spa latency</c>: the analytic latency model (docs/method.md) for every placement of the per-user parameters,
 /// on given device and link profiles: our Table 2. With <c>--project llama-7b</c> it uses LLaMA-7B's dimensions and
 /// says so.
 /// </summary>
