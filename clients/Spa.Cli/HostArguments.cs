@@ -2,7 +2,8 @@ using System.CommandLine;
 using System.Net.Http.Headers;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using Spa.Grains;
+using Spa.CommandLine;
+using Spa.Edge;
 
 namespace Spa.Cli;
 

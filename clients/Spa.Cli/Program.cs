@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
-using Spa.Cli;
 using Spa.Cli.Commands;
+using Spa.CommandLine;
 
 var root = new RootCommand("spa: SPA (Side Plugin Adaption) serving platform: generate, convert and benchmark LLaMA models.");
 root.Subcommands.Add(GenerateCommand.Create());

@@ -1,3 +1,4 @@
+using Spa.CommandLine;
 using Spa.Model.Checkpoints;
 using System.CommandLine;
 using Spa.Model;

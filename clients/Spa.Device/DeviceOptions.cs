@@ -1,6 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Device;
 

@@ -2,8 +2,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
-using Orleans.Hosting;
-using Spa.Grains;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Device;
 

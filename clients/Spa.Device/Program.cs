@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Spa.Device;
-using Spa.Grains;
+using Spa.Edge;
 
 // spa-device: the on-device runtime. It holds the user's private plugin and answers the cluster's side steps.
 var cluster = new Option<string>("--cluster") { Description = "The cluster's gateway(s), HOST:PORT[,HOST:PORT...].", Required = true };

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Spa.Grains;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 using Spa.Model.Latency;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;

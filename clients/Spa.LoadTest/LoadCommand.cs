@@ -9,9 +9,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
-using Spa.Cli;
-using Spa.Cli.Commands;
-using Spa.Grains;
+using Spa.CommandLine;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Latency;
 using Spa.Model.Plugins;
@@ -80,7 +80,7 @@ public static class LoadCommand
             var modelPath = arguments.ResolvePath(result);
 
             using var model = LlamaModel.Load(modelPath, new ModelOptions());
-            if (settings.MaxTokens + BenchCommand.MaxPromptTokens > model.Config.MaxSeqLen)
+            if (settings.MaxTokens + BenchmarkPrompts.MaxTokens > model.Config.MaxSeqLen)
                 throw new UsageException($"--max-tokens must leave room for the prompt in the context of {model.Config.MaxSeqLen}");
             if (settings.Shards > model.Config.Layers) throw new UsageException($"--shards: a model of {model.Config.Layers} layers splits into at most {model.Config.Layers} shards");
             var kinds = modeList.Select(LoadRun.KindFor).OfType<PluginKind>().ToList();
@@ -109,7 +109,7 @@ public static class LoadCommand
                 using var client = await Connect(gateway, trusted, cancellation);
                 await using var processes = asProcesses ? new DeviceProcesses(gateway, caPath is null ? null : Path.GetFullPath(caPath)) : null;
                 var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins,
-                    BenchCommand.RandomPrompts(model.Config, 256, settings.Seed), processes);
+                    BenchmarkPrompts.Random(model.Config, 256, settings.Seed), processes);
                 var figures = new List<ModeFigures>();
                 double deliveryMs = 0;
                 var sorted = new Dictionary<string, float[]>();
@@ -224,7 +224,7 @@ public static class LoadCommand
     private static IReadOnlyList<LatencyRow> Projection(IReadOnlyList<ModeFigures> figures, Fleet fleet, LoadSettings settings)
     {
         var config = ModelDimensions.Llama7B;
-        int context = BenchCommand.MaxPromptTokens / 2 + settings.MaxTokens / 2;
+        int context = BenchmarkPrompts.MaxTokens / 2 + settings.MaxTokens / 2;
         var scenarios = figures.Select(f => LoadRun.KindFor(f.Mode) is { } kind
             ? new LatencyScenario(kind, Report.ModeOf(f.Mode), SessionModes.Gated(f.Mode) ? f.M : null)
             : new LatencyScenario(PluginKind.Ladder, CombinationMode.Base)).ToList();

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Threading.Channels;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 
 namespace Spa.LoadTest;

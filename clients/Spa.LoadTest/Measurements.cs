@@ -1,4 +1,4 @@
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 
 namespace Spa.LoadTest;
 

@@ -1,5 +1,5 @@
 using System.CommandLine.Invocation;
-using Spa.Cli;
+using Spa.CommandLine;
 using Spa.LoadTest;
 
 var root = LoadCommand.Create();

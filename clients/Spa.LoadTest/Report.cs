@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Latency;
 using Spa.Model.Plugins;

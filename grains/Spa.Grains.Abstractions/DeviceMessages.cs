@@ -1,4 +1,4 @@
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>What the cloud asks of a device in one round trip.</summary>
 [GenerateSerializer, Alias("spa.EdgeCallKind")]

@@ -1,4 +1,4 @@
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>The device is not registered.</summary>
 [GenerateSerializer, Alias("spa.DeviceNotFoundException")]

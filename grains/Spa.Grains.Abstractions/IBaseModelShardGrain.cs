@@ -1,4 +1,4 @@
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// Layers [a_k, b_k) of a base model, shard k of N. Key: "{model}/shard-{k}-of-{N}" (see <see cref="ShardKey"/>).

@@ -1,6 +1,4 @@
-using Orleans.Runtime;
-
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>One generation, keyed by the session id. Owns the token history; drives the shards token by token.</summary>
 [Alias("spa.IDecodingSessionGrain")]

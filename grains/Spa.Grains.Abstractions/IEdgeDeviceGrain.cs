@@ -1,4 +1,4 @@
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// A user's edge device, keyed by the device id. Registered by its owner with a secret (stored hashed). It is

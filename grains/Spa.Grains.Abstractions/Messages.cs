@@ -1,4 +1,4 @@
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// A block of residual-stream activations passed from one shard to the next: row-major fp32 values of shape

@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using Orleans.Runtime;
 using Orleans.Runtime.Messaging;
 
-namespace Spa.Grains;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// What a caller does when the silo of the grain it calls dies: Orleans rejects the calls in flight to that silo

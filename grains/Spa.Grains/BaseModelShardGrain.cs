@@ -2,9 +2,9 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Orleans.Placement;
+using Spa.Grains.Abstractions;
 using Spa.Grains.Placement;
 using Spa.Model;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Spa.Grains;
@@ -30,7 +30,7 @@ namespace Spa.Grains;
 [Reentrant]
 [Immovable(ImmovableKind.Any)]
 [AcceleratorPlacement]
-public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators accelerators, ILocalSiloDetails silo, SpaMetrics metrics, ILogger<BaseModelShardGrain> logger)
+public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators accelerators, ILocalSiloDetails silo, GrainMetrics metrics, ILogger<BaseModelShardGrain> logger)
     : Grain, IBaseModelShardGrain
 {
     /// <summary>A session that stepped within this time is expected to step again soon; a batch waits for it.</summary>

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using System.Diagnostics;
 using Orleans.Streams;
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 
@@ -101,7 +102,7 @@ public sealed class DecodingSessionGrain(
     IOptions<SpaModelOptions> options,
     IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
-    SpaMetrics metrics,
+    GrainMetrics metrics,
     TokenStreamSubscriptions subscriptions) : Grain, IDecodingSessionGrain, IRemindable
 {
     private const string RetentionReminder = "retention";

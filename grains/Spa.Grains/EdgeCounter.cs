@@ -1,3 +1,5 @@
+using Spa.Grains.Abstractions;
+
 namespace Spa.Grains;
 
 /// <summary>

@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains;
 
@@ -28,7 +30,7 @@ public sealed class EdgeDeviceGrain(
     [PersistentState("device", SpaGrainsHosting.SessionStorage)] IPersistentState<EdgeDeviceState> state,
     ModelHost host,
     IOptions<EdgeOptions> options,
-    SpaMetrics metrics,
+    GrainMetrics metrics,
     ILogger<EdgeDeviceGrain> logger) : Grain, IEdgeDeviceGrain
 {
     private PluginEdge? _simulated;

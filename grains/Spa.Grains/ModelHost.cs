@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Plugins;
 using static TorchSharp.torch;

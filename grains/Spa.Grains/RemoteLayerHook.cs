@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using static TorchSharp.torch;
 

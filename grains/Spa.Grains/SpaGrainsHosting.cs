@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Storage;
+using Spa.Grains.Abstractions;
 using Spa.Grains.Placement;
 using Spa.Grains.Storage;
 using StackExchange.Redis;
@@ -87,13 +88,13 @@ public static class SpaGrainsHosting
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
         services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
-        return services.AddSpaMetrics().AddSingleton<ModelHost>();
+        return services.AddGrainMetrics().AddSingleton<ModelHost>();
     }
 
     /// <summary>The meter, once, whether the model or the memory storage registers it first.</summary>
-    private static IServiceCollection AddSpaMetrics(this IServiceCollection services)
+    private static IServiceCollection AddGrainMetrics(this IServiceCollection services)
     {
-        services.AddMetrics().TryAddSingleton<SpaMetrics>();
+        services.AddMetrics().TryAddSingleton<GrainMetrics>();
         return services;
     }
 
@@ -115,7 +116,7 @@ public static class SpaGrainsHosting
     /// <summary>The grain storage <paramref name="name"/> in the cluster's memory, which forgets cleared entries (<see cref="MemoryStateStorage"/>).</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo, string name)
     {
-        silo.Services.AddSpaMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
+        silo.Services.AddGrainMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
         return silo;
     }
 

@@ -15,7 +15,7 @@ public static class SpaTracing
     public const string Token = "spa.token";
     public const string RoundTrip = "spa.edge_round_trip";
 
-    public static readonly ActivitySource Source = new(SpaMetrics.ActivitySourceName);
+    public static readonly ActivitySource Source = new(SpaTelemetry.ActivitySourceName);
 
     /// <summary>An HTTP completion; a child of ASP.NET Core's request activity when that is traced.</summary>
     public static Activity? StartCompletion(string session, string mode, int maxTokens, bool stream)

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Storage;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains;
 

@@ -1,5 +1,4 @@
 using Spa.Model.Checkpoints;
-using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

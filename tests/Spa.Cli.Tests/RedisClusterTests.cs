@@ -1,12 +1,10 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Orleans.Configuration;
 using Orleans.Runtime;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Testing;
 using StackExchange.Redis;
 

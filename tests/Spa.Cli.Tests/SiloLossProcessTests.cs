@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Runtime;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;

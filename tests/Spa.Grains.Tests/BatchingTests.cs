@@ -1,3 +1,4 @@
+using Spa.Grains.Abstractions;
 using Xunit.Abstractions;
 
 namespace Spa.Grains.Tests;

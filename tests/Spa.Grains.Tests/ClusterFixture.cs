@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Configuration;
-using Orleans.Hosting;
 using Orleans.TestingHost;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;

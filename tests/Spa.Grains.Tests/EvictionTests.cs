@@ -1,3 +1,4 @@
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 using Spa.Testing;
 

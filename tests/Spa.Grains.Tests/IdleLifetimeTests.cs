@@ -1,7 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
-using Orleans.Runtime;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Tests;
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Tests;
 

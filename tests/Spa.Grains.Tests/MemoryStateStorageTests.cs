@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Storage;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Tests;
 

@@ -1,9 +1,9 @@
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Runtime;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.TestingHost;
+using Spa.Grains.Abstractions;
 using Spa.Grains.Placement;
 using static TorchSharp.torch;
 

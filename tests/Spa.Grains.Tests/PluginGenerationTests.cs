@@ -1,4 +1,6 @@
 using Orleans.Streams;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 using Spa.Testing;

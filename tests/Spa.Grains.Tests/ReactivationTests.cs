@@ -1,3 +1,5 @@
+using Spa.Grains.Abstractions;
+
 namespace Spa.Grains.Tests;
 
 /// <summary>A lost shard cache or a re-activated session is rebuilt from the session's history.</summary>

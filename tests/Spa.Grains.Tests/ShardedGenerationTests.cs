@@ -1,3 +1,5 @@
+using Spa.Grains.Abstractions;
+
 namespace Spa.Grains.Tests;
 
 [Collection(ClusterCollection.Name)]

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
-using Orleans.Runtime;
 using Orleans.TestingHost;
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 using Spa.Testing;

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Streams;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Tests;
 

@@ -1,4 +1,5 @@
-using Spa.Grains;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 using Spa.Model.Latency;
 using Spa.Model.Plugins;
 

@@ -4,10 +4,8 @@ using Spa.Model.Generation;
 using Spa.Model.Plugins;
 using Spa.Model.Sampling;
 using Spa.Model.Training;
-using TorchSharp;
 using static TorchSharp.torch;
 using Generator = Spa.Model.Generation.Generator;
-using Spa.Testing;
 
 namespace Spa.Model.Tests;
 

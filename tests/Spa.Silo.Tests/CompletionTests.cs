@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
 

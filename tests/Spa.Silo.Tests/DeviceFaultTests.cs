@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Testing;
 using Xunit.Abstractions;
 

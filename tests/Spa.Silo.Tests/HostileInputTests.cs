@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Xunit.Abstractions;
 using Spa.Testing;
 

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;

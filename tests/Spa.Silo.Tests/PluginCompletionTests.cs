@@ -1,12 +1,7 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Spa.Model;
 using Spa.Testing;
-using Spa.Model.Plugins;
-using static TorchSharp.torch;
 
 namespace Spa.Silo.Tests;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;

@@ -125,6 +125,6 @@ public sealed class TlsOptionsTests : IDisposable
         Assert.Contains("has no private key", Error(With(_certificate.CertificatePath)));
         Assert.Contains("need --tls-cert", Error(With(null, _certificate.KeyPath)));
         Assert.Contains("TLS is on", Error(With(_certificate.CertificatePath, _certificate.KeyPath, "http://127.0.0.1:8080")));
-        Assert.Contains("--tls-ca: the file /no/such/ca.pem does not exist", Assert.Throws<ArgumentException>(() => Spa.Grains.TransportCertificates.LoadTrust("/no/such/ca.pem", "--tls-ca")).Message);
+        Assert.Contains("--tls-ca: the file /no/such/ca.pem does not exist", Assert.Throws<ArgumentException>(() => Spa.Edge.TransportCertificates.LoadTrust("/no/such/ca.pem", "--tls-ca")).Message);
     }
 }

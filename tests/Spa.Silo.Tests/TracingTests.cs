@@ -21,7 +21,7 @@ public sealed class TracingTests(ServerFixture server)
     [InlineData("lora", PluginKind.Lora, "LoraAttention")]
     public async Task AGenerationIsTracedTokenByTokenWithEachRoundTrip(string mode, PluginKind kind, string callKind)
     {
-        using var spans = new RecordedActivities(SpaMetrics.ActivitySourceName, "Microsoft.Orleans.Application");
+        using var spans = new RecordedActivities(SpaTelemetry.ActivitySourceName, "Microsoft.Orleans.Application");
         using var client = server.Client();
         var device = await PluginCompletionTests.SimulatedDevice(client, "traced", RandomPlugin.Of(kind));
         var body = await PluginCompletionTests.Send(client, "/v1/completions",

@@ -1,14 +1,14 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
+using Spa.CommandLine;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
@@ -73,7 +73,7 @@ public static class BenchClusterCommand
             {
                 var config = engine.Config;
                 if (settings.ShardCounts.Max() > config.Layers) throw new UsageException($"--shards: a model of {config.Layers} layers splits into at most {config.Layers} shards");
-                if (settings.Tokens + BenchCommand.MaxPromptTokens > config.MaxSeqLen)
+                if (settings.Tokens + BenchmarkPrompts.MaxTokens > config.MaxSeqLen)
                     throw new UsageException($"--tokens must leave room for the prompt in the context of {config.MaxSeqLen}");
                 // Every session keeps its KV-cache slot on every shard, so that the figures measure batching, not
                 // evictions and replays: a slot for the whole context of all layers bounds what any shard needs.
@@ -96,7 +96,7 @@ public static class BenchClusterCommand
                 try
                 {
                     var bench = new Bench(silo.Services.GetRequiredService<IGrainFactory>(), silo.Services.GetRequiredService<ModelHost>(),
-                        engine, BenchCommand.RandomPrompts(config, settings.Sessions, seed: 1), settings);
+                        engine, BenchmarkPrompts.Random(config, settings.Sessions, seed: 1), settings);
                     var figures = await bench.Run(cancellation);
                     var report = new ClusterReport(bench.ModelName, settings.Sessions, settings.Tokens, settings.Repeats,
                         new Targets(LatencyTarget, ThroughputTarget), bench.SelfCheck, figures,
@@ -165,7 +165,7 @@ public static class BenchClusterCommand
         {
             _listener = new ActivityListener
             {
-                ShouldListenTo = source => source.Name is SpaMetrics.ActivitySourceName or "Microsoft.Orleans.Application",
+                ShouldListenTo = source => source.Name is SpaTelemetry.ActivitySourceName or "Microsoft.Orleans.Application",
                 Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
                 ActivityStopped = activity =>
                 {

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Sampling;
 
@@ -45,7 +46,7 @@ public static class BenchCommand
             var sizes = result.GetValue(batches) ?? [];
             if (length <= 0 || runs <= 0 || sizes.Any(b => b <= 0)) throw new UsageException("--tokens, --repeats and every --batches value must be positive");
             using var llama = model.LoadModel(result);
-            if (length + MaxPromptTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
+            if (length + BenchmarkPrompts.MaxTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
 
             double single = Measure(llama, 1, length, runs, cancellation);
             Console.Error.WriteLine($"single stream: {single:F1} tokens/s");
@@ -76,12 +77,12 @@ public static class BenchCommand
     /// </summary>
     private static double Measure(LlamaModel model, int batch, int length, int runs, CancellationToken cancellation)
     {
-        var prompts = RandomPrompts(model.Config, batch, seed: batch);
+        var prompts = BenchmarkPrompts.Random(model.Config, batch, seed: batch);
         var rates = new List<double>();
         for (int run = 0; run <= runs; run++)
         {
             cancellation.ThrowIfCancellationRequested();
-            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, MaxPromptTokens + length));
+            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, BenchmarkPrompts.MaxTokens + length));
             var slots = Enumerable.Range(0, batch).ToArray();
             var inputs = prompts;
             var clock = Stopwatch.StartNew();
@@ -96,21 +97,6 @@ public static class BenchCommand
         }
         rates.Sort();
         return rates[rates.Count / 2];
-    }
-
-    /// <summary>The longest prompt <see cref="RandomPrompts"/> makes; a benchmark leaves this much of the context to it.</summary>
-    internal const int MaxPromptTokens = 8;
-
-    /// <summary>
-    /// BOS and up to <see cref="MaxPromptTokens"/> - 1 random tokens each (the same for a given seed): sequences of
-    /// different lengths and contents, so that a batch is not one sequence repeated.
-    /// </summary>
-    internal static IReadOnlyList<int>[] RandomPrompts(LlamaConfig config, int count, int seed)
-    {
-        var random = new Random(seed);
-        return Enumerable.Range(0, count)
-            .Select(_ => (IReadOnlyList<int>)[config.BosId, .. Enumerable.Range(0, random.Next(0, MaxPromptTokens)).Select(_ => random.Next(3, config.VocabSize))])
-            .ToArray();
     }
 
     /// <summary>The machine facts every benchmark report carries; the load average tells how busy the machine was at the start.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Spa.Cli.MethodStudy;
+using Spa.CommandLine;
 
 namespace Spa.Cli.Commands;
 

@@ -4,7 +4,9 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Spa.CommandLine;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using StackExchange.Redis;
 

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Spa.CommandLine;
 
 namespace Spa.Cli.Commands;
 

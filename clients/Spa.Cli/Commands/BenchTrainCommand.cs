@@ -1,3 +1,4 @@
+using Spa.CommandLine;
 using Spa.Model.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;
@@ -8,7 +9,6 @@ using Spa.Model.Plugins;
 using Spa.Model.Tasks;
 using Spa.Model.Training;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Spa.Cli.Commands;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Cli.Dashboards;
 
 namespace Spa.Cli.Commands;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Spa.CommandLine;
 using Spa.Model.Tasks;
 
 namespace Spa.Cli.Commands;

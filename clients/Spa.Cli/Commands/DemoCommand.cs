@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
-using Spa.Grains;
-using Spa.Model;
+using Spa.CommandLine;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 using Spa.Model.Plugins;
 using Spa.Model.Tasks;
 using Spa.Model.Tokenizers;

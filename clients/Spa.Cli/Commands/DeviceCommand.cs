@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Net.Http.Json;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using Spa.CommandLine;
 
 namespace Spa.Cli.Commands;
 

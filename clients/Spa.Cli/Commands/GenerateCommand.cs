@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Model.Generation;
 using Spa.Model.Sampling;
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Checkpoints;
 using Spa.Model.Latency;

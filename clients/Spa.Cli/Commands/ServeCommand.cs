@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Hosting;
+using Spa.CommandLine;
 using Spa.Silo;
 
 namespace Spa.Cli.Commands;

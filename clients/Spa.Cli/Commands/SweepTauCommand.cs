@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
+using Spa.CommandLine;
 using Spa.Model.Evaluation;
 using Spa.Model.Plugins;
-using Spa.Model.Tasks;
 
 namespace Spa.Cli.Commands;
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Evaluation;
 using Spa.Model.Plugins;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Spa.Cli.Commands;
+using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Evaluation;
 using Spa.Model.Latency;

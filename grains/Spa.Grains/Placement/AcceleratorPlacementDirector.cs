@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
-using Orleans.Runtime;
 using Orleans.Runtime.Placement;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Placement;
 

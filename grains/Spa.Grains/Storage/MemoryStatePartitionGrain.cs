@@ -1,4 +1,3 @@
-using Orleans.Concurrency;
 using Orleans.Storage;
 
 namespace Spa.Grains.Storage;
@@ -43,7 +42,7 @@ internal interface IMemoryStatePartitionGrain : IGrainWithStringKey
 /// are the only copy, and an activation collected for being idle would drop them.
 /// </summary>
 [KeepAlive]
-internal sealed class MemoryStatePartitionGrain(SpaMetrics metrics) : Grain, IMemoryStatePartitionGrain
+internal sealed class MemoryStatePartitionGrain(GrainMetrics metrics) : Grain, IMemoryStatePartitionGrain
 {
     private readonly Dictionary<string, StoredEntry> _entries = new(StringComparer.Ordinal);
     private string? _storage;

@@ -1,6 +1,4 @@
 using Spa.Model.Sampling;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Spa.Model.Generation;
 

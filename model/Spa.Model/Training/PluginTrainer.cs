@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Spa.Model.Plugins;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Unicode;
-using Microsoft.AspNetCore.Http;
 
 namespace Spa.Silo;
 

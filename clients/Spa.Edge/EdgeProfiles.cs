@@ -1,7 +1,8 @@
 using System.Diagnostics;
+using Spa.Grains.Abstractions;
 using Spa.Model.Latency;
 
-namespace Spa.Grains;
+namespace Spa.Edge;
 
 /// <summary>
 /// Named profiles for simulated devices, from the latency model's device and link profiles ("phone-4g", "phone-5g",

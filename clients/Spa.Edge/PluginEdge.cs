@@ -1,10 +1,11 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Latency;
 using Spa.Model.Plugins;
 
-namespace Spa.Grains;
+namespace Spa.Edge;
 
 /// <summary>
 /// A device's private plugin answering the cloud's calls. One class serves both kinds of device: spa-device registers

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Spa.Cli;
+namespace Spa.CommandLine;
 
 /// <summary>Ports for a silo a command starts in its own process.</summary>
 public static class LoopbackPorts

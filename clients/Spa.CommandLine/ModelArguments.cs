@@ -3,7 +3,7 @@ using Spa.Model;
 using Spa.Model.Checkpoints;
 using Spa.Model.Tokenizers;
 
-namespace Spa.Cli;
+namespace Spa.CommandLine;
 
 /// <summary>The options every command that loads a model shares, and where the model comes from when none is named.</summary>
 public sealed class ModelArguments

@@ -1,5 +1,3 @@
-using Microsoft.AspNetCore.Http;
-
 namespace Spa.Silo;
 
 /// <summary>A request the API refuses, answered as OpenAI does: <c>{"error": {"message", "type", "param", "code"}}</c>.</summary>

@@ -34,11 +34,11 @@ public sealed class Admission
 {
     private readonly object _lock = new();
     private readonly LinkedList<Waiter> _queue = new();
-    private readonly SpaMetrics _metrics;
+    private readonly HostMetrics _metrics;
     private int _running;
     private long _kvBytes;
 
-    public Admission(IOptions<ServingOptions> serving, IOptions<SpaModelOptions> model, SpaMetrics metrics)
+    public Admission(IOptions<ServingOptions> serving, IOptions<SpaModelOptions> model, HostMetrics metrics)
     {
         var o = serving.Value;
         Limit = o.MaxConcurrentGenerations > 0 ? o.MaxConcurrentGenerations

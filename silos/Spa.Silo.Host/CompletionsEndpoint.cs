@@ -1,10 +1,9 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using StopStrings = Spa.Model.Generation.StopStrings;
 
 namespace Spa.Silo;
@@ -18,7 +17,7 @@ namespace Spa.Silo;
 /// its KV caches are freed, and its history stays for the retention period, so that the client can read it back or
 /// resume it through <see cref="SessionsEndpoint"/> with the completion's id.
 /// </summary>
-internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, SpaMetrics metrics,
+internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, HostMetrics metrics,
     IOptions<SpaSessionOptions> sessions, ILogger<CompletionsEndpoint> logger)
 {
     /// <summary>A completion's id: this prefix and its session's key.</summary>

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Trace;
@@ -39,7 +38,7 @@ internal static class Tracing
 
         telemetry.WithTracing(tracing =>
         {
-            tracing.AddSource(SpaMetrics.ActivitySourceName, "Microsoft.Orleans.Application", "Microsoft.AspNetCore");
+            tracing.AddSource(SpaTelemetry.ActivitySourceName, "Microsoft.Orleans.Application", "Microsoft.AspNetCore");
             if (endpoint is null) tracing.AddOtlpExporter(); // reads the standard OTEL_EXPORTER_OTLP_* variables
             else tracing.AddOtlpExporter(o =>
             {

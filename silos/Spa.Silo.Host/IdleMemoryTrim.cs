@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Runtime;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Spa.Grains;
@@ -46,7 +44,7 @@ public sealed class MemoryTrimOptions
 /// </summary>
 internal sealed class IdleMemoryTrim(
     IOptions<MemoryTrimOptions> options, IOptions<SpaSessionOptions> sessions, IOptions<GrainCollectionOptions> collection,
-    SpaMetrics metrics, ILogger<IdleMemoryTrim> logger) : BackgroundService
+    HostMetrics metrics, ILogger<IdleMemoryTrim> logger) : BackgroundService
 {
     private static readonly TimeSpan LongestPoll = TimeSpan.FromSeconds(5);
     private bool _nativeTrim = OperatingSystem.IsLinux();

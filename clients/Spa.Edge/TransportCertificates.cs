@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Spa.Grains;
+namespace Spa.Edge;
 
 /// <summary>
 /// Certificates for TLS on the HTTP endpoint and the Orleans gateway: the server's certificate with its key (PEM

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Extensions.Configuration;
 using Orleans.Hosting.Kubernetes;
+using Spa.Edge;
 using Spa.Grains;
 using Spa.Model.Checkpoints;
 using StackExchange.Redis;

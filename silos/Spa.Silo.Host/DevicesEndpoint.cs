@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.AspNetCore.Http;
-using Spa.Grains;
+using Spa.Edge;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Silo;
 

@@ -1,6 +1,5 @@
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model.Checkpoints;
 using Spa.Model.Tokenizers;
 

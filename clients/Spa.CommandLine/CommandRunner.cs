@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Spa.Model;
 
-namespace Spa.Cli;
+namespace Spa.CommandLine;
 
 /// <summary>
 /// Runs a command's body and turns every failure into one line on stderr and a non-zero exit code: users see what

@@ -1,29 +1,42 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains;
 
 /// <summary>
-/// The meter <c>Spa</c>: what the serving path counts, recorded where each fact is known (session grains, shard grains,
-/// device grains, the HTTP endpoint). Names are chosen so that the Prometheus exporter's suffixes (the unit, and
-/// <c>_total</c> for counters) give the documented names; byte counts carry no unit so that nothing doubles "bytes".
-/// Labels are bounded (mode, component, direction, choice, status), never a session, user or device id. The gauges are
-/// over this process's grains only: a dashboard sums them over silos.
+/// The names of the meter and the activity source of the serving path, and what their instruments share. Names are
+/// chosen so that the Prometheus exporter's suffixes (the unit, and <c>_total</c> for counters) give the documented
+/// names; byte counts carry no unit so that nothing doubles "bytes". Labels are bounded (mode, component, direction,
+/// choice, status, reason, storage), never a session, user or device id.
 /// </summary>
-public sealed class SpaMetrics
+public static class SpaTelemetry
 {
     public const string MeterName = "Spa";
 
     /// <summary>The activity source of the serving path's traces (<see cref="SpaTracing"/>), named as the meter.</summary>
     public const string ActivitySourceName = "Spa";
 
-    // From a small model's decode step (a tenth of a millisecond) and a local device's answer, up to multi-second
-    // prefills and slow links: about three buckets per decade, so that a quantile is within a factor of ~2.5.
-    private static readonly InstrumentAdvice<double> Seconds = new()
+    /// <summary>
+    /// Buckets of the time histograms: from a small model's decode step (a tenth of a millisecond) and a local device's
+    /// answer, up to multi-second prefills and slow links; about three buckets per decade, so that a quantile is within
+    /// a factor of ~2.5.
+    /// </summary>
+    public static readonly InstrumentAdvice<double> Seconds = new()
     {
         HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     };
+}
+
+/// <summary>
+/// What the grains count on the meter <c>Spa</c>, recorded where each fact is known (session grains, shard grains,
+/// device grains, the memory storage). The gauges are over this process's grains only: a dashboard sums them over silos.
+/// The HTTP host's own facts are in the host's metrics, on the same meter.
+/// </summary>
+public sealed class GrainMetrics
+{
+    private static readonly InstrumentAdvice<double> Seconds = SpaTelemetry.Seconds;
 
     private static readonly InstrumentAdvice<int> BatchSizes = new() { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128] };
 
@@ -34,23 +47,18 @@ public sealed class SpaMetrics
         Network = new("component", "network"), Total = new("component", "total");
     private static readonly Dictionary<string, KeyValuePair<string, object?>> Modes =
         SessionModes.All.ToDictionary(m => m, m => new KeyValuePair<string, object?>("mode", m), StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<int, KeyValuePair<string, object?>> Statuses = new();
     private static readonly ConcurrentDictionary<string, KeyValuePair<string, object?>> Storages = new(StringComparer.Ordinal);
-    private static readonly Dictionary<string, KeyValuePair<string, object?>> RefusalReasons =
-        AdmissionRefusals.All.ToDictionary(r => r, r => new KeyValuePair<string, object?>("reason", r), StringComparer.Ordinal);
 
-    private readonly Counter<long> _tokens, _transmissions, _failedTransmissions, _bytes, _gateDecisions, _evictions, _requests, _fallbacks, _refusals, _memoryTrims, _memoryReleased;
-    private int _admittedRunning, _admittedQueued;
-    private long _admittedKvBytes;
-    private readonly Histogram<double> _tokenLatency, _firstToken, _queueWait;
+    private readonly Counter<long> _tokens, _transmissions, _failedTransmissions, _bytes, _gateDecisions, _evictions, _fallbacks;
+    private readonly Histogram<double> _tokenLatency, _queueWait;
     private readonly Histogram<int> _batchSize;
     private readonly UpDownCounter<long> _sessions, _storedEntries, _storedBytes;
     private long _kvCacheBytes;
     private readonly ConcurrentDictionary<string, long> _devices = new(StringComparer.Ordinal); // device -> connected until (Stopwatch timestamp)
 
-    public SpaMetrics(IMeterFactory factory)
+    public GrainMetrics(IMeterFactory factory)
     {
-        var meter = factory.Create(MeterName);
+        var meter = factory.Create(SpaTelemetry.MeterName);
         _tokens = meter.CreateCounter<long>("spa_tokens_generated", description: "Tokens generated, by session mode.");
         _transmissions = meter.CreateCounter<long>("spa_edge_transmissions", description: "Round trips to edge devices that they answered, by session mode.");
         _failedTransmissions = meter.CreateCounter<long>("spa_edge_transmissions_failed",
@@ -58,21 +66,12 @@ public sealed class SpaMetrics
         _bytes = meter.CreateCounter<long>("spa_edge_bytes", description: "Bytes of activations sent to (up) and received from (down) edge devices.");
         _gateDecisions = meter.CreateCounter<long>("spa_gate_decisions", description: "The cloud gate's choices in gated modes.");
         _tokenLatency = meter.CreateHistogram("spa_token_latency", "s", "Time per generated token, by component.", advice: Seconds);
-        _firstToken = meter.CreateHistogram("spa_time_to_first_token", "s", "Time from an admitted HTTP completion's start to its first token.", advice: Seconds);
         _sessions = meter.CreateUpDownCounter<long>("spa_sessions_active", description: "Decoding sessions holding a generation in this silo.");
         meter.CreateObservableGauge("spa_kv_cache_bytes", () => Volatile.Read(ref _kvCacheBytes), description: "KV-cache bytes allocated by the shard grains of this silo.");
         _evictions = meter.CreateCounter<long>("spa_kv_cache_evictions", description: "Sessions that lost their KV-cache slot to another.");
         _batchSize = meter.CreateHistogram("spa_batch_size", description: "Steps per shard forward.", advice: BatchSizes);
         _queueWait = meter.CreateHistogram("spa_queue_wait", "s", "Time a step waits in a shard before its forward starts.", advice: Seconds);
-        _requests = meter.CreateCounter<long>("spa_requests", description: "HTTP completions, by status code.");
         meter.CreateObservableGauge("spa_edge_devices_connected", CountDevices, description: "Edge devices of this silo that can answer now (connected or simulated).");
-        _refusals = meter.CreateCounter<long>("spa_admission_refusals", description: "HTTP completions refused with 429, by reason (kv_memory, queue_full, queue_timeout).");
-        meter.CreateObservableGauge("spa_admission_running", () => Volatile.Read(ref _admittedRunning), description: "Generations admitted by this host's HTTP endpoint and running.");
-        meter.CreateObservableGauge("spa_admission_queued", () => Volatile.Read(ref _admittedQueued), description: "HTTP completions waiting for a place to run.");
-        meter.CreateObservableGauge("spa_admission_kv_bytes", () => Volatile.Read(ref _admittedKvBytes),
-            description: "Estimated KV-cache bytes (on the largest shard) of the running and queued generations, which admission keeps under Spa:Model:KvCacheBytesPerShard.");
-        _memoryTrims = meter.CreateCounter<long>("spa_memory_trims", description: "Times the idle host gave memory back to the operating system (compacting GC and malloc_trim).");
-        _memoryReleased = meter.CreateCounter<long>("spa_memory_trim_released", description: "Resident bytes those trims gave back to the operating system.");
         _storedEntries = meter.CreateUpDownCounter<long>("spa_memory_storage_entries", description: "Entries in the memory grain storage of the one-process host, by storage (kept in this silo's partitions).");
         _storedBytes = meter.CreateUpDownCounter<long>("spa_memory_storage_bytes", description: "Serialized state bytes of those entries, without keys and versions.");
         _fallbacks = meter.CreateCounter<long>("spa_edge_fallbacks", description: "Times a generation went on without its plugin because the device was unavailable (as the responses' spa.fallbacks).");
@@ -89,8 +88,6 @@ public sealed class SpaMetrics
         _gateDecisions.Add(0, ToCloud);
         _evictions.Add(0);
         _fallbacks.Add(0);
-        _memoryTrims.Add(0);
-        _memoryReleased.Add(0);
     }
 
     /// <summary>
@@ -119,29 +116,6 @@ public sealed class SpaMetrics
     public void SessionStarted() => _sessions.Add(1);
 
     public void SessionEnded() => _sessions.Add(-1);
-
-    public void TimeToFirstToken(TimeSpan elapsed) => _firstToken.Record(elapsed.TotalSeconds);
-
-    public void Request(int status) => _requests.Add(1, Statuses.GetOrAdd(status, s => new("status", s.ToString(System.Globalization.CultureInfo.InvariantCulture))));
-
-    /// <summary>A completion refused by admission control for <paramref name="reason"/> (one of <see cref="AdmissionRefusals.All"/>).</summary>
-    public void AdmissionRefused(string reason) =>
-        _refusals.Add(1, RefusalReasons.TryGetValue(reason, out var tag) ? tag : throw new ArgumentException($"unknown refusal reason '{reason}'", nameof(reason)));
-
-    /// <summary>Admission's state after a change: generations running, waiting, and their estimated KV bytes.</summary>
-    public void Admission(int running, int queued, long kvBytes)
-    {
-        Volatile.Write(ref _admittedRunning, running);
-        Volatile.Write(ref _admittedQueued, queued);
-        Volatile.Write(ref _admittedKvBytes, kvBytes);
-    }
-
-    /// <summary>An idle-time memory trim that lowered the resident set by <paramref name="releasedBytes"/> (0 when it did not).</summary>
-    public void MemoryTrimmed(long releasedBytes)
-    {
-        _memoryTrims.Add(1);
-        _memoryReleased.Add(Math.Max(0, releasedBytes));
-    }
 
     /// <summary>A change to memory storage <paramref name="storage"/>: entries and serialized bytes added (negative: removed).</summary>
     public void MemoryStorageChanged(string storage, long entries, long bytes)
@@ -176,19 +150,4 @@ public sealed class SpaMetrics
 
     private static KeyValuePair<string, object?> ModeTag(string mode) =>
         Modes.TryGetValue(mode, out var tag) ? tag : throw new ArgumentException($"unknown mode '{mode}'", nameof(mode));
-}
-
-/// <summary>Why admission control refuses a completion: the bounded label values of spa_admission_refusals_total.</summary>
-public static class AdmissionRefusals
-{
-    /// <summary>The running and queued generations' KV-cache estimate would exceed the shard budget.</summary>
-    public const string KvMemory = "kv_memory";
-
-    /// <summary>Every place is taken and the wait queue is full.</summary>
-    public const string QueueFull = "queue_full";
-
-    /// <summary>The request waited in the queue for Spa:Serving:QueueTimeoutMs without getting a place.</summary>
-    public const string QueueTimeout = "queue_timeout";
-
-    public static readonly string[] All = [KvMemory, QueueFull, QueueTimeout];
 }

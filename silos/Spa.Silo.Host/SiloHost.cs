@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -10,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
 using Orleans.Connections.Security;
+using Spa.Edge;
 using Spa.Grains;
 
 namespace Spa.Silo;
@@ -90,12 +89,13 @@ public static class SiloHost
         builder.Services.AddSingleton<SessionsEndpoint>();
         builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
         builder.Services.AddSingleton<Admission>();
+        builder.Services.AddSingleton<HostMetrics>();
         builder.Services.AddOptions<MemoryTrimOptions>().Bind(builder.Configuration.GetSection(MemoryTrimOptions.Section))
             .Validate(o => { o.Validate(); return true; }).ValidateOnStart();
         builder.Services.AddHostedService<IdleMemoryTrim>();
         builder.Services.AddHostedService<ModelWarmup>(); // after the silo's own hosted service, so it starts once the silo is up
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter(SpaMetrics.MeterName, "Microsoft.Orleans")
+            .AddMeter(SpaTelemetry.MeterName, "Microsoft.Orleans")
             .AddRuntimeInstrumentation()
             // Every scrape sees the counts of that moment, not a copy up to the cache's age old.
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0))
@@ -165,7 +165,7 @@ public static class SiloHost
         var keys = app.Services.GetRequiredService<ApiKeys>();
         // The meter provider first: measurements made before it listens are lost, and the meter records its zeros when built.
         app.Services.GetRequiredService<MeterProvider>();
-        var metrics = app.Services.GetRequiredService<SpaMetrics>();
+        var metrics = app.Services.GetRequiredService<HostMetrics>();
 
         // Routing's own refusals (an unknown path, a method a path does not take) come without a body; give them the
         // API's error shape, so that a client parses every refusal the same way.

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Spa.Cli;
+namespace Spa.CommandLine;
 
 /// <summary>A single self-updating status line on stderr, redrawn at most a few times a second.</summary>
 public sealed class ProgressLine : IDisposable

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Spa.Grains;
+using Spa.Grains.Abstractions;
 using Spa.Model.Sampling;
 
 namespace Spa.Silo;

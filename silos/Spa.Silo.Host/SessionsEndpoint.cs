@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 using StopStrings = Spa.Model.Generation.StopStrings;
 
 namespace Spa.Silo;
