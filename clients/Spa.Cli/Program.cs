@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.CommandLine.Invocation;
 using Spa.Cli.Commands;
 using Spa.CommandLine;
 
@@ -16,12 +15,4 @@ root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(DeviceCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DashboardCommand.Create());
-var parsed = root.Parse(args);
-// System.CommandLine answers a parse error with the error and the whole help text on stdout. Report it like every
-// other failure instead: one line on stderr, exit code 2. (--help still wins over a parse error.)
-if (parsed.Errors.Count > 0 && parsed.Action is ParseErrorAction)
-{
-    Console.Error.WriteLine(CommandRunner.DescribeParseError(parsed));
-    return CommandRunner.BadUsage;
-}
-return await parsed.InvokeAsync();
+return await CommandRunner.RunAsync(root, args);

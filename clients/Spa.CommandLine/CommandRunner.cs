@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using Spa.Model;
 
 namespace Spa.CommandLine;
@@ -12,6 +13,31 @@ public static class CommandRunner
     public const int Failed = 1;
     public const int BadUsage = 2;
     public const int Cancelled = 130;
+
+    /// <summary>
+    /// How long a command may take to stop after SIGTERM or Ctrl+C cancelled its token before the process ends anyway.
+    /// System.CommandLine's default, 2 s, would cut short a host's graceful stop (a silo leaving the cluster and
+    /// writing its grains' state may take up to the host's shutdown timeout, 30 s); other commands stop within
+    /// milliseconds. (System.CommandLine waits on the thread that receives the signal, so the host's own console
+    /// lifetime does not see it: the command's token is what stops a host.)
+    /// </summary>
+    public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(40);
+
+    /// <summary>
+    /// Parses <paramref name="args"/> and runs the command they name. System.CommandLine answers a parse error with the
+    /// error and the whole help text on stdout; here it is reported like every other failure instead: one line on
+    /// stderr, exit code 2 (--help still wins over a parse error).
+    /// </summary>
+    public static async Task<int> RunAsync(RootCommand root, string[] args)
+    {
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0 && parsed.Action is ParseErrorAction)
+        {
+            Console.Error.WriteLine(DescribeParseError(parsed));
+            return BadUsage;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = StopGrace });
+    }
 
     /// <summary>
     /// Sets <paramref name="body"/> as the command's action, wrapped in the error handling above. (Deliberately not

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Device;
 using Spa.Edge;
 
@@ -20,31 +21,17 @@ var tlsCa = new Option<string?>("--tls-ca") { Description = "Connect to the gate
 
 var root = new RootCommand("spa-device: answers a SPA cluster's side steps with the private plugin held on this device.");
 foreach (var option in new Option[] { cluster, deviceId, secret, plugin, clusterId, serviceId, renew, profile, tlsCa, connectTimeout }) root.Options.Add(option);
-root.SetAction(async (result, cancellation) =>
+root.SetGuardedAction(async (result, cancellation) =>
 {
-    try
-    {
-        var key = result.GetValue(secret) ?? Environment.GetEnvironmentVariable("SPA_DEVICE_SECRET")
-            ?? throw new ArgumentException("give --secret or set SPA_DEVICE_SECRET");
-        var directory = result.GetValue(plugin)!;
-        if (!Directory.Exists(directory)) throw new ArgumentException($"--plugin: {directory} is not a directory");
-        if (result.GetValue(renew) is not (> 0 and <= 3600)) throw new ArgumentException("--renew-seconds must be in (0, 3600]");
-        if (result.GetValue(connectTimeout) is not (> 0 and <= 3600)) throw new ArgumentException("--connect-timeout-seconds must be in (0, 3600]");
-        var options = new DeviceOptions(DeviceOptions.ParseGateways(result.GetValue(cluster)!), result.GetValue(deviceId)!, key, directory,
-            result.GetValue(clusterId)!, result.GetValue(serviceId)!, TimeSpan.FromSeconds(result.GetValue(renew)), TimeSpan.FromSeconds(result.GetValue(connectTimeout)),
-            EdgeProfiles.Named(result.GetValue(profile)!), result.GetValue(tlsCa) is { } ca ? TransportCertificates.LoadTrust(ca, "--tls-ca") : null);
-        return await new DeviceRuntime(options, Console.Out).RunAsync(cancellation);
-    }
-    catch (Exception e) when (Environment.GetEnvironmentVariable("SPA_DEBUG") != "1")
-    {
-        Console.Error.WriteLine($"spa-device: error: {e.Message.ReplaceLineEndings(" ")}");
-        return e is ArgumentException ? 2 : 1;
-    }
+    var key = result.GetValue(secret) ?? Environment.GetEnvironmentVariable("SPA_DEVICE_SECRET")
+        ?? throw new ArgumentException("give --secret or set SPA_DEVICE_SECRET");
+    var directory = result.GetValue(plugin)!;
+    if (!Directory.Exists(directory)) throw new ArgumentException($"--plugin: {directory} is not a directory");
+    if (result.GetValue(renew) is not (> 0 and <= 3600)) throw new ArgumentException("--renew-seconds must be in (0, 3600]");
+    if (result.GetValue(connectTimeout) is not (> 0 and <= 3600)) throw new ArgumentException("--connect-timeout-seconds must be in (0, 3600]");
+    var options = new DeviceOptions(DeviceOptions.ParseGateways(result.GetValue(cluster)!), result.GetValue(deviceId)!, key, directory,
+        result.GetValue(clusterId)!, result.GetValue(serviceId)!, TimeSpan.FromSeconds(result.GetValue(renew)), TimeSpan.FromSeconds(result.GetValue(connectTimeout)),
+        EdgeProfiles.Named(result.GetValue(profile)!), result.GetValue(tlsCa) is { } ca ? TransportCertificates.LoadTrust(ca, "--tls-ca") : null);
+    return await new DeviceRuntime(options, Console.Out).RunAsync(cancellation);
 });
-var parsed = root.Parse(args);
-if (parsed.Errors.Count > 0 && parsed.Action is System.CommandLine.Invocation.ParseErrorAction)
-{
-    Console.Error.WriteLine($"spa-device: error: {string.Join(" ", parsed.Errors.Select(e => e.Message))} (see spa-device --help)");
-    return 2;
-}
-return await parsed.InvokeAsync();
+return await CommandRunner.RunAsync(root, args);

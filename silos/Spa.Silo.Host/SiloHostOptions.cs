@@ -10,8 +10,8 @@ using StackExchange.Redis;
 namespace Spa.Silo;
 
 /// <summary>
-/// The silo host's settings. The command line of <c>Spa.Silo</c> (<see cref="Parse"/>) and of <c>spa serve</c> sets
-/// them; what it leaves null comes from the configuration (<see cref="WithConfiguration"/>: appsettings.json,
+/// The silo host's settings. The command line of <c>Spa.Silo</c> and of <c>spa serve</c> (<see cref="SiloArguments"/>)
+/// sets them; what it leaves null comes from the configuration (<see cref="WithConfiguration"/>: appsettings.json,
 /// environment variables such as <c>Spa__Model__ModelPath</c> or <c>Spa__Cluster__Redis</c>, ASPNETCORE_URLS), and
 /// <see cref="Validate"/> checks the result for both programs.
 /// </summary>
@@ -104,42 +104,6 @@ public sealed class SiloHostOptions
 
     /// <summary>Log warnings and errors only (a host embedded in a command that prints its own output).</summary>
     public bool Quiet { get; set; }
-
-    public const string Usage =
-        "usage: Spa.Silo [--http HOST:PORT] [--model PATH] [--shards N] [--api-key KEY] [--redis HOST:PORT] [--silo-port N] [--gateway-port N] [--advertise IP] [--hosting host|kubernetes] [--tls-cert PATH] [--tls-key PATH]";
-
-    /// <summary>
-    /// Reads the silo program's arguments; throws <see cref="ArgumentException"/> with a one-line reason for an unknown
-    /// option, a missing value or a number that is not one. Values are checked later, by <see cref="Validate"/>.
-    /// </summary>
-    public static SiloHostOptions Parse(IReadOnlyList<string> args)
-    {
-        var options = new SiloHostOptions();
-        for (int i = 0; i < args.Count; i++)
-        {
-            string name = args[i], value;
-            int eq = name.IndexOf('=');
-            if (name.StartsWith("--", StringComparison.Ordinal) && eq > 0) (name, value) = (name[..eq], name[(eq + 1)..]);
-            else if (i + 1 < args.Count) value = args[++i];
-            else throw new ArgumentException($"{name} needs a value ({Usage})");
-            switch (name)
-            {
-                case "--http": options.Http = value; break;
-                case "--model": options.Model = value; break;
-                case "--api-key": options.ApiKey = value; break;
-                case "--redis": options.Redis = value; break;
-                case "--advertise": options.Advertise = value; break;
-                case "--hosting": options.Hosting = value; break;
-                case "--tls-cert": options.TlsCertificate = value; break;
-                case "--tls-key": options.TlsKey = value; break;
-                case "--shards": options.Shards = Integer(name, value); break;
-                case "--silo-port": options.SiloPort = Integer(name, value); break;
-                case "--gateway-port": options.GatewayPort = Integer(name, value); break;
-                default: throw new ArgumentException($"unknown option '{name}' ({Usage})");
-            }
-        }
-        return options;
-    }
 
     /// <summary>
     /// These options with what they leave unset taken from <paramref name="configuration"/>: the model and shards
@@ -272,10 +236,6 @@ public sealed class SiloHostOptions
     {
         if (port is <= 0 or > 65535) throw new ArgumentException($"{name} must be a port number from 1 to 65535, got {port}");
     }
-
-    private static int Integer(string name, string value) =>
-        int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int n) ? n
-        : throw new ArgumentException($"{name} must be an integer, got '{value}'");
 }
 
 /// <summary>

@@ -1,15 +1,8 @@
+using System.CommandLine;
+using Spa.CommandLine;
 using Spa.Silo;
 
-// A silo with the HTTP API: a one-process cluster, or one silo of a Redis cluster. See SiloHostOptions.Usage; SIGTERM
-// or Ctrl+C stops it. Every failure is one line on stderr: 2 for bad usage, 1 for anything else (SPA_DEBUG=1: the trace).
-try
-{
-    var app = SiloHost.Build(SiloHostOptions.Parse(args));
-    await app.RunAsync();
-    return Environment.ExitCode;
-}
-catch (Exception e) when (Environment.GetEnvironmentVariable("SPA_DEBUG") != "1")
-{
-    Console.Error.WriteLine($"Spa.Silo: error: {e.Message.ReplaceLineEndings(" ")}");
-    return e is ArgumentException ? 2 : 1;
-}
+// The silo program (the image of k8s/ runs it): the options of `spa serve`, and failures reported the same way, one
+// line on stderr with exit code 2 for bad usage and 1 for anything else (SPA_DEBUG=1: the trace).
+return await CommandRunner.RunAsync(new SiloArguments().AddTo(new RootCommand(
+    "Run a SPA silo with the OpenAI-compatible HTTP API until stopped: a one-process cluster, or with --redis one silo of a cluster.")), args);

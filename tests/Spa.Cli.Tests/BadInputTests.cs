@@ -141,10 +141,28 @@ public sealed class BadInputTests
         Expect.OneLineError(run, "ASPNETCORE_URLS has a plain http:// URL (http://127.0.0.1:0) but TLS is on", exitCode: 2);
     }
 
+    /// <summary>The silo program and spa serve share one definition of their options.</summary>
+    [Fact]
+    public async Task TheSiloProgramTakesTheOptionsOfServe()
+    {
+        // The option lines of the help, less --help and --version (the silo program, a root command, has both).
+        static async Task<string> Options(SpaResult help)
+        {
+            Assert.True(help.ExitCode == 0, help.ToString());
+            var text = help.Stdout.ReplaceLineEndings("\n");
+            var lines = text[text.IndexOf("Options:", StringComparison.Ordinal)..].Split('\n');
+            return string.Join("\n", lines.Where(line => !line.Contains("--help", StringComparison.Ordinal) && !line.Contains("--version", StringComparison.Ordinal)));
+        }
+        var silo = await Options(await Spa.RunAsync(["--help"], program: Spa.SiloDll));
+        Assert.Equal(await Options(await Spa.RunAsync("serve", "--help")), silo);
+        foreach (var option in new[] { "--model", "--http", "--redis", "--silo-port", "--gateway-port", "--advertise", "--hosting", "--tls-cert", "--tls-key" })
+            Assert.Contains(option, silo);
+    }
+
     /// <summary>The silo program checks the same options the same way, and says so in one line.</summary>
     [Theory]
     [InlineData(2, "--silo-port must be a port number from 1 to 65535, got 0", "--silo-port", "0")]
-    [InlineData(2, "unknown option '--bogus'", "--bogus", "1")]
+    [InlineData(2, "Unrecognized command or argument '--bogus'", "--bogus", "1")]
     [InlineData(2, "--hosting kubernetes (Spa:Cluster:Hosting) needs the environment variable POD_NAME", "--hosting", "kubernetes", "--redis", "127.0.0.1:6379")]
     [InlineData(1, "the Redis server 127.0.0.1:1 does not answer", "--redis", "127.0.0.1:1")]
     public async Task SiloProgramWithBadValues(int exitCode, string phrase, params string[] options)

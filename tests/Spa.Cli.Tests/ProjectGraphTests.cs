@@ -36,9 +36,9 @@ public sealed partial class ProjectGraphTests
     }
 
     [Fact]
-    public void TheDeviceProgramDependsOnTheContractsTheEdgeRuntimeAndTheModelOnly()
+    public void TheDeviceProgramDependsOnTheContractsTheEdgeRuntimeTheModelAndTheCommandLineOnly()
     {
-        Assert.Subset(new HashSet<string> { "Spa.Grains.Abstractions", "Spa.Edge", "Spa.Model" }, Closure("Spa.Device").ToHashSet());
+        Assert.Subset(new HashSet<string> { "Spa.Grains.Abstractions", "Spa.Edge", "Spa.Model", "Spa.CommandLine" }, Closure("Spa.Device").ToHashSet());
         Assert.Contains("Spa.Edge", Closure("Spa.Device"));
     }
 

@@ -11,7 +11,8 @@ using StackExchange.Redis;
 namespace Spa.Cli.Tests;
 
 /// <summary>
-/// Two real <c>spa serve</c> processes with <c>--redis</c> against a real Redis server: they form one cluster, keep
+/// Two real silo processes with <c>--redis</c> against a real Redis server, one <c>spa serve</c> and one the silo
+/// program with the same options: they form one cluster, keep
 /// its membership table and the session state in Redis, and stop cleanly on SIGTERM. A real <c>spa-device</c> process
 /// holding a plugin connects to one silo's gateway, and a request over HTTP to the other silo uses it: the text equals
 /// the in-process engine's with that plugin, while no silo ever had the plugin file (the device gets its path, and the
@@ -29,11 +30,11 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
 
     [Fact]
-    public async Task TwoServeProcessesFormOneClusterThroughRedis()
+    public async Task SpaServeAndTheSiloProgramFormOneClusterThroughRedis()
     {
         var ports = Ports.Free(6);
         await using var a = ServeProcess.Start(redis.Endpoint, ports[0], ports[1], ports[2]);
-        await using var b = ServeProcess.Start(redis.Endpoint, ports[3], ports[4], ports[5]);
+        await using var b = ServeProcess.Start(redis.Endpoint, ports[3], ports[4], ports[5], siloProgram: true);
         var silos = new[] { a, b };
         await Task.WhenAll(silos.Select(s => s.WaitUntilHealthy()));
 

@@ -7,7 +7,10 @@ using StackExchange.Redis;
 
 namespace Spa.Cli.Tests;
 
-/// <summary>A <c>spa serve --redis</c> process of a test's cluster and an HTTP client for it that sends <see cref="Key"/>.</summary>
+/// <summary>
+/// A <c>spa serve --redis</c> (or silo program) process of a test's cluster and an HTTP client for it that sends
+/// <see cref="Key"/>.
+/// </summary>
 public sealed record ServeProcess(ChildProcess Process, HttpClient Http, int SiloPort) : IAsyncDisposable
 {
     public const string Key = "redis-test-key";
@@ -16,15 +19,15 @@ public sealed record ServeProcess(ChildProcess Process, HttpClient Http, int Sil
 
     /// <summary>
     /// Starts a silo joining the cluster in <paramref name="redis"/> (its membership table and grain state), serving
-    /// sessions of <paramref name="shards"/> shards.
+    /// sessions of <paramref name="shards"/> shards: <c>spa serve</c>, or with <paramref name="siloProgram"/> the silo
+    /// program, which takes the same options.
     /// </summary>
     public static ServeProcess Start(string redis, int http, int siloPort, int gatewayPort, IReadOnlyDictionary<string, string?>? environment = null,
-        int shards = 1)
+        int shards = 1, bool siloProgram = false)
     {
-        var process = Spa.Start([
-            "serve", "--model", SharedData.Stories260K, "--http", $"127.0.0.1:{http}", "--api-key", Key, "--shards", shards.ToString(),
-            "--redis", redis, "--silo-port", siloPort.ToString(), "--gateway-port", gatewayPort.ToString(),
-        ], environment);
+        string[] options = ["--model", SharedData.Stories260K, "--http", $"127.0.0.1:{http}", "--api-key", Key, "--shards", shards.ToString(),
+            "--redis", redis, "--silo-port", siloPort.ToString(), "--gateway-port", gatewayPort.ToString()];
+        var process = siloProgram ? Spa.Start(options, environment, Spa.SiloDll) : Spa.Start(["serve", .. options], environment);
         var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(60) };
         client.DefaultRequestHeaders.Authorization = new("Bearer", Key);
         return new ServeProcess(process, client, siloPort);

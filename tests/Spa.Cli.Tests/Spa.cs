@@ -58,11 +58,11 @@ public static class Spa
     }
 
     /// <summary>
-    /// Starts spa with <paramref name="args"/> from the repository root and leaves it running (a server): the caller
-    /// stops it, and disposing the result kills it if it still runs.
+    /// Starts spa (or <paramref name="program"/>) with <paramref name="args"/> from the repository root and leaves it
+    /// running (a server): the caller stops it, and disposing the result kills it if it still runs.
     /// </summary>
-    public static ChildProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null) =>
-        ChildProcess.Start(StartInfo(Dll, args, workingDirectory: null, environment));
+    public static ChildProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null, string? program = null) =>
+        ChildProcess.Start(StartInfo(program ?? Dll, args, workingDirectory: null, environment));
 
     private static ProcessStartInfo StartInfo(string program, IEnumerable<string> args, string? workingDirectory,
         IReadOnlyDictionary<string, string?>? environment)

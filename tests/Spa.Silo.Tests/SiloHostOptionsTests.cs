@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Microsoft.Extensions.Configuration;
 using Spa.Testing;
 
@@ -11,20 +12,40 @@ public sealed class SiloHostOptionsTests
         .AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>(v.Key, v.Value)))
         .Build();
 
-    [Fact]
-    public void SiloArguments()
+    /// <summary>The silo program's and spa serve's command line, read as a user types it.</summary>
+    internal static ParseResult ParseSiloArguments(SiloArguments arguments, params string[] args) => arguments.AddTo(new RootCommand()).Parse(args);
+
+    internal static SiloHostOptions ReadSiloArguments(params string[] args)
     {
-        var options = SiloHostOptions.Parse(["--http", "127.0.0.1:9000", "--model=m", "--shards", "2", "--api-key", "k",
-            "--redis", "127.0.0.1:6379", "--silo-port", "11112", "--gateway-port=30001", "--advertise", "10.0.0.5", "--hosting", "kubernetes"]);
+        var arguments = new SiloArguments();
+        var parsed = ParseSiloArguments(arguments, args);
+        Assert.Empty(parsed.Errors);
+        return arguments.Read(parsed);
+    }
+
+    [Fact]
+    public void SiloArgumentsBecomeOptions()
+    {
+        var options = ReadSiloArguments("--http", "127.0.0.1:9000", "--model=m", "--shards", "2", "--api-key", "k",
+            "--redis", "127.0.0.1:6379", "--silo-port", "11112", "--gateway-port=30001", "--advertise", "10.0.0.5", "--hosting", "kubernetes");
         Assert.Equal(("127.0.0.1:9000", "m", 2, "k"), (options.Http, options.Model, options.Shards, options.ApiKey));
         Assert.Equal(("127.0.0.1:6379", 11112, 30001, "10.0.0.5"), (options.Redis, options.SiloPort, options.GatewayPort, options.Advertise));
         Assert.True(options.InKubernetes);
         Assert.Equal("http://127.0.0.1:9000", SiloHostOptions.ToUrl(options.Http!));
-        Assert.Contains("unknown option '--frobnicate'", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--frobnicate", "1"])).Message);
-        Assert.Contains("--model needs a value", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--model"])).Message);
-        Assert.Contains("--silo-port must be an integer", Assert.Throws<ArgumentException>(() => SiloHostOptions.Parse(["--silo-port", "x"])).Message);
-        // Values are the business of Validate, shared with spa serve.
-        Assert.Equal(0, SiloHostOptions.Parse(["--shards", "0"]).Shards);
+        var defaults = ReadSiloArguments();
+        Assert.Equal((null, null, SiloHostOptions.DefaultSiloPort, SiloHostOptions.DefaultGatewayPort), (defaults.Model, defaults.Shards, defaults.SiloPort, defaults.GatewayPort));
+        // Values are the business of Validate, shared by every way of building the options.
+        Assert.Equal(0, ReadSiloArguments("--shards", "0").Shards);
+    }
+
+    [Theory]
+    [InlineData("'--frobnicate'", "--frobnicate", "1")]
+    [InlineData("'--model'", "--model")]
+    [InlineData("'x'", "--silo-port", "x")]
+    public void WordsThatAreNotSiloArgumentsAreParseErrors(string named, params string[] args)
+    {
+        var parsed = ParseSiloArguments(new SiloArguments(), args);
+        Assert.Contains(parsed.Errors, e => e.Message.Contains(named, StringComparison.Ordinal));
     }
 
     [Fact]

@@ -100,7 +100,7 @@ public sealed class TlsOptionsTests : IDisposable
     [Fact]
     public void TheCertificateComesFromTheCommandLineOrTheConfiguration()
     {
-        var parsed = SiloHostOptions.Parse(["--tls-cert", "c.pem", "--tls-key=k.pem"]);
+        var parsed = SiloHostOptionsTests.ReadSiloArguments("--tls-cert", "c.pem", "--tls-key=k.pem");
         Assert.Equal(("c.pem", "k.pem"), (parsed.TlsCertificate, parsed.TlsKey));
         var configured = new SiloHostOptions { Model = "m" }.WithConfiguration(new ConfigurationBuilder()
             .AddInMemoryCollection([new("Spa:Tls:CertificatePath", _certificate.CertificatePath), new("Spa:Tls:KeyPath", _certificate.KeyPath)]).Build());
