@@ -51,7 +51,7 @@ public sealed class DeviceRuntime(DeviceOptions options, TextWriter log)
         var card = edge.Describe();
         var observer = client.CreateObjectReference<IEdgeDeviceObserver>(edge);
         var info = await device.Connect(options.Secret, observer, card);
-        log.WriteLine($"spa-device: device {options.DeviceId} of {info.Owner} connected to {string.Join(", ", options.Gateways)}: {card.Kind} plugin for {facts.Model}{(options.TlsTrust is null ? "" : " over TLS")}{(options.Profile == EdgeProfiles.Local ? "" : $" as a {options.Profile.Name} device")}; answering until stopped");
+        log.WriteLine($"spa-device: device {options.DeviceId} of {info.Owner} connected to {string.Join(", ", options.Gateways)}: {WireNames.Of(card.Kind)} plugin for {facts.Model}{(options.TlsTrust is null ? "" : " over TLS")}{(options.Profile == EdgeProfiles.Local ? "" : $" as a {options.Profile.Name} device")}; answering until stopped");
         log.Flush();
         try
         {

@@ -58,12 +58,11 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
 
     public PersonalPlugin Plugin => _runtime.Plugin;
 
-    /// <summary>The plugin's kind as the cloud names it: ladder, lora or adapter.</summary>
-    public string Kind => PluginNames.Name(Plugin.Kind);
+    public DevicePluginKind Kind => Plugin.Kind.ToContract();
 
-    /// <summary>What the cloud may hold: the kind, the base it belongs to, and the gate with its tau.</summary>
+    /// <summary>What the cloud may hold: the kind, the base it belongs to, and the gate with its tau and what it reads.</summary>
     public DevicePlugin Describe() => new(Kind, Plugin.BaseIdentity, Plugin.Gate?.Weights(), Plugin.GateSettings?.Tau ?? GateSettings.Default.Tau,
-        Plugin.Gate is { } gate ? PluginNames.Name(gate.Input) : null);
+        Plugin.Gate?.Input == GateInput.HiddenAndToken);
 
     /// <summary>FLOPs of the call on the device, as the latency model counts them (per row: position or token).</summary>
     public double Flops(EdgeCall call) => _flopsPerRow * (call.Kind == EdgeCallKind.SideNetwork ? 1 : call.Input.Shape[0]);

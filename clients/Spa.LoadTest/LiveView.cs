@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Spectre.Console;
 using Spectre.Console.Rendering;
+using Spa.Grains.Abstractions;
 
 namespace Spa.LoadTest;
 
@@ -104,14 +105,14 @@ public sealed class LiveView : IAsyncDisposable
         var firsts = Percentiles.Sorted(done.Where(s => s.Tokens > 0).Select(s => s.TokenMs[0]));
         int second = (int)elapsed, window = Math.Min(3, second);
         double rate = window > 0 ? recorder.TokensBetween(second - window, second) / (double)window : 0;
-        double m = done.Sum(s => s.Status!.GeneratedTokens) is var tokens and > 0 ? done.Sum(s => s.Status!.Transmissions) / (double)tokens : double.NaN;
+        double m = done.Sum(s => s.Status!.GeneratedTokens) is var tokens and > 0 ? done.Sum(s => s.Status!.Edge.Transmissions) / (double)tokens : double.NaN;
         string phase = elapsed < _settings.WarmupSeconds ? "warm-up" : $"{elapsed - _settings.WarmupSeconds:0}/{_settings.DurationSeconds:0} s";
         return Row(recorder.Mode, phase, measured.Count, rate, Percentiles.Of(latencies, 50), Percentiles.Of(latencies, 95), Percentiles.Of(latencies, 99),
             Percentiles.Of(firsts, 50), Percentiles.Of(firsts, 95), measured.Count - done.Count, m);
     }
 
-    private static string[] Row(string mode, string phase, int requests, double rate, double p50, double p95, double p99, double ttft50, double ttft95, int errors, double m) =>
-        [mode, phase, requests.ToString("N0", CultureInfo.InvariantCulture), F(rate), F(p50), F(p95), F(p99), F(ttft50), F(ttft95),
+    private static string[] Row(SessionMode mode, string phase, int requests, double rate, double p50, double p95, double p99, double ttft50, double ttft95, int errors, double m) =>
+        [WireNames.Of(mode), phase, requests.ToString("N0", CultureInfo.InvariantCulture), F(rate), F(p50), F(p95), F(p99), F(ttft50), F(ttft95),
             errors.ToString("N0", CultureInfo.InvariantCulture), double.IsFinite(m) ? m.ToString("0.###", CultureInfo.InvariantCulture) : "-"];
 
     private static string F(double value) => double.IsFinite(value) ? value.ToString("#,0.0", CultureInfo.InvariantCulture) : "-";

@@ -112,16 +112,16 @@ public static class LoadCommand
                     BenchmarkPrompts.Random(model.Config, 256, settings.Seed), processes);
                 var figures = new List<ModeFigures>();
                 double deliveryMs = 0;
-                var sorted = new Dictionary<string, float[]>();
+                var sorted = new Dictionary<SessionMode, float[]>();
                 await using (var live = new LiveView(() => run.Current, settings))
                 {
                     foreach (var mode in modeList)
                     {
                         if (LoadRun.KindFor(mode) is { } kind)
                             await run.RegisterFleet(kind, n => live.Status = $"{(asProcesses ? "connecting" : "registering")} {settings.Devices:N0} devices with a {PluginNames.Name(kind)} plugin: {n:N0}", cancellation);
-                        live.Status = $"running {mode}";
+                        live.Status = $"running {WireNames.Of(mode)}";
                         var recorder = await run.RunMode(mode, cancellation);
-                        if (mode == SessionModes.Base) deliveryMs = Report.DeliveryMs(recorder);
+                        if (mode == SessionMode.Base) deliveryMs = Report.DeliveryMs(recorder);
                         var modeFigures = Report.Figures(recorder, model.Config, settings, deliveryMs);
                         figures.Add(modeFigures);
                         sorted[mode] = Percentiles.Sorted(recorder.Measured.Where(s => s.Error is null).SelectMany(s => s.TokenMs));
@@ -158,18 +158,16 @@ public static class LoadCommand
         return root;
     }
 
-    private static string[] ParseModes(string list)
+    private static SessionMode[] ParseModes(string list)
     {
-        var modes = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant()).Distinct().ToArray();
-        if (modes.Length == 0) throw new UsageException("--modes needs at least one mode");
+        var names = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant()).Distinct().ToArray();
+        if (names.Length == 0) throw new UsageException("--modes needs at least one mode");
+        var modes = names.Select(name => name == "lst"
+                ? throw new UsageException("--modes: the cluster does not run lst (an LST plugin keeps a KV cache on the device, which no session mode serves yet)")
+                : WireNames.TryParse<SessionMode>(name, out var mode) ? mode
+                : throw new UsageException($"--modes: unknown mode '{name}': use {WireNames.List<SessionMode>()}"));
         // Base first: it measures the delivery of tokens to the client that every other mode's prediction uses.
-        modes = [.. modes.OrderBy(m => m == SessionModes.Base ? 0 : 1)];
-        foreach (var mode in modes)
-        {
-            if (mode == "lst") throw new UsageException("--modes: the cluster does not run lst (an LST plugin keeps a KV cache on the device, which no session mode serves yet)");
-            if (!SessionModes.All.Contains(mode)) throw new UsageException($"--modes: unknown mode '{mode}': use {string.Join(", ", SessionModes.All)}");
-        }
-        return modes;
+        return [.. modes.OrderBy(m => m == SessionMode.Base ? 0 : 1)];
     }
 
     private static void Validate(LoadSettings s)
@@ -226,7 +224,7 @@ public static class LoadCommand
         var config = ModelDimensions.Llama7B;
         int context = BenchmarkPrompts.MaxTokens / 2 + settings.MaxTokens / 2;
         var scenarios = figures.Select(f => LoadRun.KindFor(f.Mode) is { } kind
-            ? new LatencyScenario(kind, Report.ModeOf(f.Mode), SessionModes.Gated(f.Mode) ? f.M : null)
+            ? new LatencyScenario(kind, Report.ModeOf(f.Mode), f.Mode.IsGated() ? f.M : null)
             : new LatencyScenario(PluginKind.Ladder, CombinationMode.Base)).ToList();
         return LatencyTable.Build(config, PluginDimensions.For(config), TapPlacement.Edge, ActivationType.Fp32, context,
             LatencyModel.CloudSecondsPerToken(config, Profiles.A100, context), scenarios,

@@ -14,7 +14,7 @@ namespace Spa.LoadTest;
 /// <see cref="Requests"/> measured ones have started (0: no count bound); requests in flight at the end finish and count.
 /// </summary>
 public sealed record LoadSettings(
-    IReadOnlyList<string> Modes,
+    IReadOnlyList<SessionMode> Modes,
     int Devices,
     int Concurrency,
     double? Rate,
@@ -50,11 +50,11 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
     public (ModeRecorder Recorder, Stopwatch Clock)? Current { get; private set; }
 
     /// <summary>The plugin kind a mode needs on the device; null for base.</summary>
-    public static PluginKind? KindFor(string mode) => mode switch
+    public static PluginKind? KindFor(SessionMode mode) => mode switch
     {
-        SessionModes.Base => null,
-        SessionModes.Lora => PluginKind.Lora,
-        SessionModes.Adapter => PluginKind.Adapter,
+        SessionMode.Base => null,
+        SessionMode.Lora => PluginKind.Lora,
+        SessionMode.Adapter => PluginKind.Adapter,
         _ => PluginKind.Ladder,
     };
 
@@ -77,7 +77,7 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         _registeredKind = kind;
     }
 
-    public async Task<ModeRecorder> RunMode(string mode, CancellationToken cancellation)
+    public async Task<ModeRecorder> RunMode(SessionMode mode, CancellationToken cancellation)
     {
         var recorder = new ModeRecorder(mode);
         var idle = Channel.CreateUnbounded<FleetDevice>();
@@ -140,14 +140,23 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         return recorder;
     }
 
-    private async Task Request(string mode, FleetDevice device, bool measured, ModeRecorder recorder, Stopwatch clock, CancellationToken cancellation)
+    private async Task Request(SessionMode mode, FleetDevice device, bool measured, ModeRecorder recorder, Stopwatch clock, CancellationToken cancellation)
     {
         long id = Interlocked.Increment(ref _requestIds);
         var prompt = prompts[id % prompts.Length];
-        var session = grains.GetGrain<IDecodingSessionGrain>($"load-{_runId}-{mode}-{id}");
-        var request = new GenerationRequest([.. prompt], settings.MaxTokens, settings.Shards, Mode: mode,
-            DeviceId: mode == SessionModes.Base ? null : device.Id, Tau: SessionModes.Gated(mode) ? settings.Tau : null,
-            User: device.Owner, Fallback: FallbackPolicies.Fail);
+        var session = grains.GetGrain<IDecodingSessionGrain>($"load-{_runId}-{WireNames.Of(mode)}-{id}");
+        var request = new GenerationRequest([.. prompt], settings.MaxTokens)
+        {
+            Shards = settings.Shards,
+            Plugin = new PluginChoice
+            {
+                Mode = mode,
+                DeviceId = mode == SessionMode.Base ? null : device.Id,
+                Tau = mode.IsGated() ? settings.Tau : null,
+                Fallback = FallbackPolicy.Fail,
+            },
+            User = device.Owner,
+        };
         var latencies = new List<float>(settings.MaxTokens);
         long last = Stopwatch.GetTimestamp();
         try

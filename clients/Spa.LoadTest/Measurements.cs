@@ -18,14 +18,14 @@ public sealed record RequestSample(DeviceGroup? Group, bool Measured, float[] To
 /// The requests of one mode, recorded as they finish (any thread), and tokens counted per second of the run as they
 /// arrive, for the throughput over time. Requests started in the warm-up are kept apart: they count toward nothing.
 /// </summary>
-public sealed class ModeRecorder(string mode)
+public sealed class ModeRecorder(SessionMode mode)
 {
     private readonly Lock _lock = new();
     private readonly List<RequestSample> _samples = [];
     private readonly List<int> _tokensPerSecond = [];
     private readonly Dictionary<string, int> _errors = [];
 
-    public string Mode { get; } = mode;
+    public SessionMode Mode { get; } = mode;
 
     public void Token(double secondsSinceStart)
     {

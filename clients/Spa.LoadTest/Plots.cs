@@ -1,4 +1,5 @@
 using ScottPlot;
+using Spa.Grains.Abstractions;
 
 namespace Spa.LoadTest;
 
@@ -8,7 +9,7 @@ public static class Plots
     private const int Width = 900, Height = 560;
 
     /// <summary>Writes <c>{stem}-cdf.png</c>, <c>{stem}-throughput.png</c> and <c>{stem}-breakdown.png</c>; returns their paths.</summary>
-    public static IReadOnlyList<string> Write(string stem, LoadReport report, IReadOnlyDictionary<string, float[]> sortedLatencies)
+    public static IReadOnlyList<string> Write(string stem, LoadReport report, IReadOnlyDictionary<SessionMode, float[]> sortedLatencies)
     {
         string cdf = stem + "-cdf.png", throughput = stem + "-throughput.png", breakdown = stem + "-breakdown.png";
         Cdf(cdf, report, sortedLatencies);
@@ -17,7 +18,7 @@ public static class Plots
         return [cdf, throughput, breakdown];
     }
 
-    private static void Cdf(string path, LoadReport report, IReadOnlyDictionary<string, float[]> sortedLatencies)
+    private static void Cdf(string path, LoadReport report, IReadOnlyDictionary<SessionMode, float[]> sortedLatencies)
     {
         var plot = new Plot();
         foreach (var mode in report.Modes)
@@ -34,7 +35,7 @@ public static class Plots
             }
             xs.Add(sorted[^1]);
             ys.Add(1);
-            Line(plot, mode.Mode, xs, ys);
+            Line(plot, WireNames.Of(mode.Mode), xs, ys);
         }
         Save(plot, path, $"Per-token latency, {report.Model} ({report.Shape})", "latency of a token (ms)", "fraction of tokens at or below", Alignment.LowerRight);
     }
@@ -43,7 +44,7 @@ public static class Plots
     {
         var plot = new Plot();
         foreach (var mode in report.Modes.Where(m => m.TokensEachSecond.Count > 0))
-            Line(plot, mode.Mode, Enumerable.Range(0, mode.TokensEachSecond.Count).Select(s => s + 0.5), mode.TokensEachSecond.Select(n => (double)n));
+            Line(plot, WireNames.Of(mode.Mode), Enumerable.Range(0, mode.TokensEachSecond.Count).Select(s => s + 0.5), mode.TokensEachSecond.Select(n => (double)n));
         var warmup = plot.Add.VerticalLine(report.WarmupSeconds);
         warmup.LinePattern = LinePattern.Dashed;
         warmup.LegendText = "end of warm-up";
@@ -91,7 +92,7 @@ public static class Plots
                     bars.Add(new Bar { Position = i + offset, ValueBase = bottom, Value = bottom + v, FillColor = color, Size = 0.35 });
                     bottom += v;
                 }
-                ticks.Add(new Tick(i + offset, $"{mode.Mode}\n{label}"));
+                ticks.Add(new Tick(i + offset, $"{WireNames.Of(mode.Mode)}\n{label}"));
             }
         }
         plot.Add.Bars(bars);

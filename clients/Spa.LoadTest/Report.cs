@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 using Spa.Grains.Abstractions;
 using Spa.Model;
 using Spa.Model.Latency;
+using Spa.Edge;
 using Spa.Model.Plugins;
 
 namespace Spa.LoadTest;
@@ -34,7 +35,7 @@ public sealed record GroupFigures(string Group, string Device, string Link, int 
 
 /// <summary>One mode's figures over the measured requests (those started after the warm-up).</summary>
 public sealed record ModeFigures(
-    string Mode,
+    SessionMode Mode,
     int Requests,
     int Errors,
     long Tokens,
@@ -104,7 +105,7 @@ public static class Report
     }
 
     /// <summary>The mode a plugin kind is counted in: lora and adapter are their kind's parallel.</summary>
-    public static CombinationMode ModeOf(string mode) => SessionModes.Split(mode) ? CombinationMode.Parallel : PluginNames.ParseMode(mode);
+    public static CombinationMode ModeOf(SessionMode mode) => mode.IsSplit() ? CombinationMode.Parallel : mode.ToCombination();
 
     private sealed record Combined(double M, double Measured, double Predicted, Breakdown MeasuredMs, Breakdown PredictedMs);
 
@@ -141,11 +142,11 @@ public static class Report
             var status = sample.Status!;
             if (status.GeneratedTokens == 0) continue;
             tokens += status.GeneratedTokens;
-            transmissions += status.Transmissions;
+            transmissions += status.Edge.Transmissions;
             measured += sample.TotalMs;
             cloud += status.CloudMs;
-            edge += status.EdgeMs;
-            network += status.NetworkMs;
+            edge += status.Edge.EdgeMs;
+            network += status.Edge.NetworkMs;
             if (traffic is null) continue;
             var predicted = LatencyModel.Predict(0, status.M, traffic, sample.Group!.Device, sample.Group.Link);
             predictedEdge += predicted.EdgeMs * status.GeneratedTokens;
@@ -169,11 +170,11 @@ public static class Report
             "prediction_error,ttft_p50_ms,ttft_p95_ms,cloud_ms,delivery_ms,edge_ms,network_ms,predicted_delivery_ms,predicted_edge_ms,predicted_network_ms,params_percent\n");
         foreach (var m in report.Modes)
         {
-            Line(m.Mode, "all", m.Requests, m.Errors, m.Tokens, m.TokensPerS, m.M, m.TokenLatencyMs.P50, m.TokenLatencyMs.P95, m.TokenLatencyMs.P99,
+            Line(WireNames.Of(m.Mode), "all", m.Requests, m.Errors, m.Tokens, m.TokensPerS, m.M, m.TokenLatencyMs.P50, m.TokenLatencyMs.P95, m.TokenLatencyMs.P99,
                 m.TokenLatencyMs.Mean, m.PredictedTokenLatencyMs, m.PredictionError, m.TtftMs.P50, m.TtftMs.P95,
                 m.MeasuredMs.Cloud, m.MeasuredMs.Delivery, m.MeasuredMs.Edge, m.MeasuredMs.Network, m.PredictedMs.Delivery, m.PredictedMs.Edge, m.PredictedMs.Network, m.ParamsPercent);
             foreach (var g in m.Groups)
-                Line(m.Mode, g.Group, g.Requests, null, g.Tokens, null, g.M, null, null, null, g.MeanTokenLatencyMs, g.PredictedTokenLatencyMs, g.PredictionError,
+                Line(WireNames.Of(m.Mode), g.Group, g.Requests, null, g.Tokens, null, g.M, null, null, null, g.MeanTokenLatencyMs, g.PredictedTokenLatencyMs, g.PredictionError,
                     null, null, g.MeasuredMs.Cloud, g.MeasuredMs.Delivery, g.MeasuredMs.Edge, g.MeasuredMs.Network, g.PredictedMs.Delivery, g.PredictedMs.Edge, g.PredictedMs.Network, m.ParamsPercent);
         }
         return text.ToString();
@@ -195,7 +196,7 @@ public static class Report
         text.AppendLine("| mode | requests | errors | tokens | tokens/s | M | token p50 / p95 / p99 ms | mean ms | predicted ms | TTFT p50 / p95 ms |");
         text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var m in report.Modes)
-            text.AppendLine($"| {m.Mode} | {m.Requests:N0} | {m.Errors:N0} | {m.Tokens:N0} | {F(m.TokensPerS)} | {F(m.M)} | " +
+            text.AppendLine($"| {WireNames.Of(m.Mode)} | {m.Requests:N0} | {m.Errors:N0} | {m.Tokens:N0} | {F(m.TokensPerS)} | {F(m.M)} | " +
                 $"{F(m.TokenLatencyMs.P50)} / {F(m.TokenLatencyMs.P95)} / {F(m.TokenLatencyMs.P99)} | {F(m.TokenLatencyMs.Mean)} | {F(m.PredictedTokenLatencyMs)} | " +
                 $"{F(m.TtftMs.P50)} / {F(m.TtftMs.P95)} |");
         text.AppendLine();
@@ -206,7 +207,7 @@ public static class Report
         text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var m in report.Modes)
             foreach (var g in m.Groups)
-                text.AppendLine($"| {m.Mode} | {g.Group} | {F(m.ParamsPercent)} | {F(g.M)} | {F(g.MeasuredMs.Cloud)} | {F(g.MeasuredMs.Delivery)} / {F(g.PredictedMs.Delivery)} | {F(g.MeasuredMs.Edge)} / {F(g.PredictedMs.Edge)} | " +
+                text.AppendLine($"| {WireNames.Of(m.Mode)} | {g.Group} | {F(m.ParamsPercent)} | {F(g.M)} | {F(g.MeasuredMs.Cloud)} | {F(g.MeasuredMs.Delivery)} / {F(g.PredictedMs.Delivery)} | {F(g.MeasuredMs.Edge)} / {F(g.PredictedMs.Edge)} | " +
                     $"{F(g.MeasuredMs.Network)} / {F(g.PredictedMs.Network)} | {F(g.MeanTokenLatencyMs)} | {F(g.PredictedTokenLatencyMs)} | {Math.Round(g.PredictionError * 100, 1):+0.0;-0.0;0.0}% |");
         if (report.Projection is { } projection)
         {

@@ -61,14 +61,14 @@ public sealed record SimulatedDevice(
     [property: Id(0)] string PluginDirectory,
     [property: Id(1)] EdgeProfile? Profile = null);
 
-/// <summary>A registered device: its owner, state (see <see cref="DeviceStates"/>), the kind of plugin it holds when known, its profile when simulated.</summary>
+/// <summary>A registered device: its owner, state, the kind of plugin it holds when known, its profile when simulated.</summary>
 [GenerateSerializer, Alias("spa.EdgeDeviceInfo")]
 public sealed record EdgeDeviceInfo(
     [property: Id(0)] string DeviceId,
     [property: Id(1)] string Owner,
-    [property: Id(2)] string State,
+    [property: Id(2)] DeviceState State,
     [property: Id(3)] string Model,
-    [property: Id(4)] string? PluginKind,
+    [property: Id(4)] DevicePluginKind? PluginKind,
     [property: Id(5)] EdgeProfile? Profile);
 
 /// <summary>The served base as a device needs it to load its plugin: the model's name, its configuration (JSON) and identity. No weights.</summary>
@@ -79,18 +79,18 @@ public sealed record BaseModelFacts(
     [property: Id(2)] string Identity);
 
 /// <summary>
-/// What a device tells the cloud about its plugin: the kind (ladder, lora, adapter), the base it was trained on, and the
-/// gate when it has one: its weights (W_g row-major, then its bias if it has one), its tau and what it reads ("hidden":
-/// n alone, W_g 2 x dim; "hidden-and-token": n and the current token's embedding, W_g 2 x 2 dim and a bias; null
-/// reads as "hidden"). The gate's are the only plugin parameters the cloud holds.
+/// What a device tells the cloud about its plugin: the kind, the base it was trained on, and the gate when it has one:
+/// its weights (W_g row-major, then its bias if it has one), its tau and what it reads: n alone (W_g 2 x dim), or with
+/// <see cref="GateReadsToken"/> n and the current token's embedding (W_g 2 x 2 dim and a bias). The gate's are the only
+/// plugin parameters the cloud holds.
 /// </summary>
 [GenerateSerializer, Alias("spa.DevicePlugin")]
 public sealed record DevicePlugin(
-    [property: Id(0)] string Kind,
+    [property: Id(0)] DevicePluginKind Kind,
     [property: Id(1)] string BaseIdentity,
     [property: Id(2)] float[]? GateWeights,
     [property: Id(3)] double Tau,
-    [property: Id(4)] string? GateInput = null);
+    [property: Id(4)] bool GateReadsToken = false);
 
 /// <summary>Round trips a device has answered and the bytes they carried (fp32), up and down.</summary>
 [GenerateSerializer, Alias("spa.EdgeDeviceStats")]

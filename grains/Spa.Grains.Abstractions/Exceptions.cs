@@ -20,3 +20,12 @@ public sealed class EdgeUnavailableException : Exception
 {
     public EdgeUnavailableException(string message) : base(message) { }
 }
+
+/// <summary>A request's setting that cannot run; <see cref="Setting"/> names it as the HTTP API does ("spa.device_id").</summary>
+[GenerateSerializer, Alias("spa.InvalidSettingException")]
+public sealed class InvalidSettingException : ArgumentException
+{
+    public InvalidSettingException(string message, string setting) : base(message) => Setting = setting;
+
+    [Id(0)] public string Setting { get; private set; }
+}

@@ -22,8 +22,8 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     /// generates until the generation's budget, raised to <paramref name="maxGenerated"/> tokens if it is lower (so that
     /// asking twice raises it once), is spent or the generation finished. Tokens
     /// a dead silo had not stored yet are generated again (the same ones: the sampler is rebuilt from seed and history);
-    /// those before <paramref name="fromGenerated"/> are not yielded. Stored tokens are yielded with Edge and Degraded
-    /// false (the store keeps the counters, not each token's flags).
+    /// those before <paramref name="fromGenerated"/> are not yielded. Stored tokens are yielded with the Edge and
+    /// Degraded flags they were made with.
     /// </summary>
     [Alias("ResumeStream")]
     IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, CancellationToken cancellation = default);

@@ -50,11 +50,3 @@ public interface IEdgeDeviceObserver : IGrainObserver
     [Alias("Answer")]
     Task<EdgeAnswer> Answer(EdgeCall call);
 }
-
-/// <summary>The states of <see cref="IEdgeDeviceGrain"/>.</summary>
-public static class DeviceStates
-{
-    public const string Connected = "connected";
-    public const string Simulated = "simulated";
-    public const string Offline = "offline";
-}

@@ -90,7 +90,7 @@ public sealed class EdgeDeviceGrain(
         (_observer, _connectedPlugin) = (observer, plugin);
         _connectedUntil = Stopwatch.GetTimestamp() + (long)(options.Value.ConnectionTtlSeconds * Stopwatch.Frequency);
         metrics.DeviceReachable(Id, _connectedUntil);
-        if (fresh) logger.LogInformation("device {Device} of {Owner} connected ({Kind} plugin)", Id, state.State.Owner, plugin.Kind);
+        if (fresh) logger.LogInformation("device {Device} of {Owner} connected ({Kind} plugin)", Id, state.State.Owner, WireNames.Of(plugin.Kind));
         return Info();
     }
 
@@ -160,8 +160,8 @@ public sealed class EdgeDeviceGrain(
     private EdgeDeviceInfo Info()
     {
         var s = Required();
-        string deviceState = s.Simulated is not null ? DeviceStates.Simulated : Connected ? DeviceStates.Connected : DeviceStates.Offline;
-        string? kind = s.Simulated is not null ? _simulated?.Kind : _connectedPlugin?.Kind;
+        var deviceState = s.Simulated is not null ? DeviceState.Simulated : Connected ? DeviceState.Connected : DeviceState.Offline;
+        var kind = s.Simulated is not null ? _simulated?.Kind : _connectedPlugin?.Kind;
         return new EdgeDeviceInfo(Id, s.Owner, deviceState, s.Model, kind, s.Simulated?.Profile);
     }
 

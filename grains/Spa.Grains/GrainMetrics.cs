@@ -45,8 +45,8 @@ public sealed class GrainMetrics
     private static readonly KeyValuePair<string, object?> ToEdge = new("choice", "edge"), ToCloud = new("choice", "cloud");
     private static readonly KeyValuePair<string, object?> Cloud = new("component", "cloud"), Edge = new("component", "edge"),
         Network = new("component", "network"), Total = new("component", "total");
-    private static readonly Dictionary<string, KeyValuePair<string, object?>> Modes =
-        SessionModes.All.ToDictionary(m => m, m => new KeyValuePair<string, object?>("mode", m), StringComparer.Ordinal);
+    private static readonly Dictionary<SessionMode, KeyValuePair<string, object?>> Modes =
+        SessionModes.All.ToDictionary(m => m, m => new KeyValuePair<string, object?>("mode", WireNames.Of(m)));
     private static readonly ConcurrentDictionary<string, KeyValuePair<string, object?>> Storages = new(StringComparer.Ordinal);
 
     private readonly Counter<long> _tokens, _transmissions, _failedTransmissions, _bytes, _gateDecisions, _evictions, _fallbacks;
@@ -94,19 +94,19 @@ public sealed class GrainMetrics
     /// One generated token: its mode, its round trips (answered and not) and their bytes, and where its time went
     /// (milliseconds).
     /// </summary>
-    public void Token(string mode, long transmissions, long failedTransmissions, long bytesUp, long bytesDown, double cloudMs, double edgeMs, double networkMs)
+    public void Token(SessionMode mode, EdgeUsage usage, double cloudMs)
     {
         var m = ModeTag(mode);
         _tokens.Add(1, m);
-        _tokenLatency.Record((cloudMs + edgeMs + networkMs) / 1000, Total);
+        _tokenLatency.Record((cloudMs + usage.EdgeMs + usage.NetworkMs) / 1000, Total);
         _tokenLatency.Record(cloudMs / 1000, Cloud);
-        if (transmissions + failedTransmissions == 0) return; // a token without the device says nothing about the device's or the link's time
-        _transmissions.Add(transmissions, m);
-        _failedTransmissions.Add(failedTransmissions, m);
-        _bytes.Add(bytesUp, Up);
-        _bytes.Add(bytesDown, Down);
-        _tokenLatency.Record(edgeMs / 1000, Edge);
-        _tokenLatency.Record(networkMs / 1000, Network);
+        if (usage.Transmissions + usage.FailedTransmissions == 0) return; // a token without the device says nothing about the device's or the link's time
+        _transmissions.Add(usage.Transmissions, m);
+        _failedTransmissions.Add(usage.FailedTransmissions, m);
+        _bytes.Add(usage.BytesUp, Up);
+        _bytes.Add(usage.BytesDown, Down);
+        _tokenLatency.Record(usage.EdgeMs / 1000, Edge);
+        _tokenLatency.Record(usage.NetworkMs / 1000, Network);
     }
 
     public void GateDecision(bool edge) => _gateDecisions.Add(1, edge ? ToEdge : ToCloud);
@@ -148,6 +148,6 @@ public sealed class GrainMetrics
         return count;
     }
 
-    private static KeyValuePair<string, object?> ModeTag(string mode) =>
-        Modes.TryGetValue(mode, out var tag) ? tag : throw new ArgumentException($"unknown mode '{mode}'", nameof(mode));
+    private static KeyValuePair<string, object?> ModeTag(SessionMode mode) =>
+        Modes.TryGetValue(mode, out var tag) ? tag : throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown mode");
 }

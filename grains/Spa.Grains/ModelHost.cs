@@ -62,9 +62,8 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
     {
         var model = await GetModelAsync(modelName);
         if (plugin.GateWeights is not { } weights)
-            throw new ArgumentException($"the device's {plugin.Kind} plugin has no gate, so it cannot run in a gated mode (switch, spa)");
-        var input = plugin.GateInput is null ? GateInput.Hidden : PluginNames.ParseGateInput(plugin.GateInput);
-        var gate = await Worker.Run(() => Gate.FromWeights(weights, model.Config.Dim, input, model.DType, model.Device));
+            throw new ArgumentException($"the device's {WireNames.Of(plugin.Kind)} plugin has no gate, so it cannot run in a gated mode (switch, spa)");
+        var gate = await Worker.Run(() => Gate.FromWeights(weights, model.Config.Dim, plugin.GateReadsToken ? GateInput.HiddenAndToken : GateInput.Hidden, model.DType, model.Device));
         return new CloudGate(Worker, model, gate, plugin.Tau);
     }
 

@@ -35,29 +35,29 @@ public sealed class RemoteLayerHook : ILayerHook
 
     public (Tensor Query, Tensor Value)? AttentionDelta(int layer, Tensor normalisedInput)
     {
-        if (!_rows.Any(r => r.Edge?.Kind == SessionModes.Lora)) return null;
-        var deltas = Ask(EdgeCallKind.LoraAttention, SessionModes.Lora, layer, normalisedInput, keepInput: false);
+        if (!_rows.Any(r => r.Edge?.Mode == SessionMode.Lora)) return null;
+        var deltas = Ask(EdgeCallKind.LoraAttention, SessionMode.Lora, layer, normalisedInput, keepInput: false);
         return (deltas.narrow(-1, 0, _dim), deltas.narrow(-1, _dim, deltas.shape[^1] - _dim));
     }
 
     public Tensor AfterAttention(int layer, Tensor output) =>
-        _rows.Any(r => r.Edge?.Kind == SessionModes.Adapter) ? Ask(EdgeCallKind.AdapterAttention, SessionModes.Adapter, layer, output, keepInput: true) : output;
+        _rows.Any(r => r.Edge?.Mode == SessionMode.Adapter) ? Ask(EdgeCallKind.AdapterAttention, SessionMode.Adapter, layer, output, keepInput: true) : output;
 
     public Tensor AfterMlp(int layer, Tensor output) =>
-        _rows.Any(r => r.Edge?.Kind == SessionModes.Adapter) ? Ask(EdgeCallKind.AdapterMlp, SessionModes.Adapter, layer, output, keepInput: true) : output;
+        _rows.Any(r => r.Edge?.Mode == SessionMode.Adapter) ? Ask(EdgeCallKind.AdapterMlp, SessionMode.Adapter, layer, output, keepInput: true) : output;
 
     /// <summary>
-    /// x: [B, T, dim]. Each row of the kind asks its device with its [T, dim] block; the answers form [B, T, width].
+    /// x: [B, T, dim]. Each row of the mode asks its device with its [T, dim] block; the answers form [B, T, width].
     /// Rows that do not ask keep their input (keepInput) or get zeros.
     /// </summary>
-    private Tensor Ask(EdgeCallKind call, string kind, int layer, Tensor x, bool keepInput)
+    private Tensor Ask(EdgeCallKind call, SessionMode mode, int layer, Tensor x, bool keepInput)
     {
         int rows = (int)x.shape[0], positions = (int)x.shape[1], block = positions * _dim;
         var input = x.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
         var calls = new Task<(int Row, float[]? Output)>[rows];
         for (int b = 0; b < rows; b++)
         {
-            bool asks = _rows[b].Edge?.Kind == kind && !_counters[b].Degraded;
+            bool asks = _rows[b].Edge?.Mode == mode && !_counters[b].Degraded;
             calls[b] = asks ? AskOne(b, call, layer, new Activations(input[(b * block)..((b + 1) * block)], [positions, _dim]))
                 : Task.FromResult<(int, float[]?)>((b, null));
         }

@@ -2,11 +2,14 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Newtonsoft.Json;
 using Orleans.Configuration;
 using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Serialization;
 using Orleans.Storage;
 using Spa.Grains.Abstractions;
 using Spa.Grains.Placement;
+using Spa.Grains.Sessions;
 using Spa.Grains.Storage;
 using StackExchange.Redis;
 
@@ -110,15 +113,26 @@ public static class SpaGrainsHosting
         silo.AddSpaRedisStorage(SessionStorage, redis).AddSpaRedisStorage(PubSubStorage, redis);
 
     /// <summary>The grain storage <paramref name="name"/> in Redis, deleting a cleared state's key.</summary>
-    public static ISiloBuilder AddSpaRedisStorage(this ISiloBuilder silo, string name, ConfigurationOptions redis) =>
-        silo.AddRedisGrainStorage(name, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
+    public static ISiloBuilder AddSpaRedisStorage(this ISiloBuilder silo, string name, ConfigurationOptions redis)
+    {
+        silo.Services.AddStoredStateReading();
+        return silo.AddRedisGrainStorage(name, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
+    }
 
     /// <summary>The grain storage <paramref name="name"/> in the cluster's memory, which forgets cleared entries (<see cref="MemoryStateStorage"/>).</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo, string name)
     {
-        silo.Services.AddGrainMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
+        silo.Services.AddStoredStateReading().AddGrainMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
         return silo;
     }
+
+    /// <summary>
+    /// Stored state is read into new objects. Json.NET's default fills a property's existing object instead, and a
+    /// property whose default is a shared instance (<see cref="EdgeTotals.None"/>, <see cref="SamplingSettings.Greedy"/>)
+    /// would then be overwritten for every reader in the process.
+    /// </summary>
+    private static IServiceCollection AddStoredStateReading(this IServiceCollection services) =>
+        services.Configure<OrleansJsonSerializerOptions>(json => json.JsonSerializerSettings.ObjectCreationHandling = ObjectCreationHandling.Replace);
 
     /// <summary>
     /// Places shard grains on accelerators: advertises this silo's accelerators (<see cref="AcceleratorOptions"/>, from

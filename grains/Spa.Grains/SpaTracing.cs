@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Grains;
 
@@ -18,12 +19,12 @@ public static class SpaTracing
     public static readonly ActivitySource Source = new(SpaTelemetry.ActivitySourceName);
 
     /// <summary>An HTTP completion; a child of ASP.NET Core's request activity when that is traced.</summary>
-    public static Activity? StartCompletion(string session, string mode, int maxTokens, bool stream)
+    public static Activity? StartCompletion(string session, SessionMode mode, int maxTokens, bool stream)
     {
         var activity = Source.StartActivity(Completion);
         if (activity is { IsAllDataRequested: true })
             activity.SetTag("spa.session", session)
-                .SetTag("spa.mode", mode).SetTag("spa.max_tokens", maxTokens).SetTag("spa.stream", stream);
+                .SetTag("spa.mode", WireNames.Of(mode)).SetTag("spa.max_tokens", maxTokens).SetTag("spa.stream", stream);
         return activity;
     }
 
@@ -34,34 +35,34 @@ public static class SpaTracing
     }
 
     /// <summary>A generation of <paramref name="mode"/> over <paramref name="shards"/> shards; a child of the grain call's activity, if any.</summary>
-    public static Activity? StartGeneration(string session, string mode, int shards, int promptTokens)
+    public static Activity? StartGeneration(string session, SessionMode mode, int shards, int promptTokens)
     {
         var activity = Source.StartActivity(Generation);
         if (activity is { IsAllDataRequested: true })
             activity.SetTag("spa.session", session)
-                .SetTag("spa.mode", mode)
+                .SetTag("spa.mode", WireNames.Of(mode))
                 .SetTag("spa.shards", shards)
                 .SetTag("spa.prompt_tokens", promptTokens);
         return activity;
     }
 
     /// <summary>Closes a generation with what it produced.</summary>
-    public static void EndGeneration(Activity? activity, long generatedTokens, long transmissions, string stopReason)
+    public static void EndGeneration(Activity? activity, long generatedTokens, long transmissions, StopReason stopReason)
     {
         if (activity is null) return;
         if (activity.IsAllDataRequested)
             activity.SetTag("spa.generated_tokens", generatedTokens)
                 .SetTag("spa.transmissions", transmissions)
-                .SetTag("spa.stop_reason", stopReason);
+                .SetTag("spa.stop_reason", WireNames.Of(stopReason));
         activity.Dispose();
     }
 
     /// <summary>The step that makes token <paramref name="index"/> of a generation (0: the first generated token).</summary>
-    public static Activity? StartToken(Activity? generation, string mode, int shards, int index)
+    public static Activity? StartToken(Activity? generation, SessionMode mode, int shards, int index)
     {
         var activity = generation is null ? Source.StartActivity(Token) : Source.StartActivity(Token, ActivityKind.Internal, generation.Context);
         if (activity is { IsAllDataRequested: true })
-            activity.SetTag("spa.mode", mode)
+            activity.SetTag("spa.mode", WireNames.Of(mode))
                 .SetTag("spa.shards", shards)
                 .SetTag("spa.token_index", index);
         return activity;

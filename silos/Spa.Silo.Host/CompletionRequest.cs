@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Spa.Grains.Abstractions;
-using Spa.Model.Sampling;
+using Spa.Grains.Sessions;
 
 namespace Spa.Silo;
 
@@ -9,7 +9,7 @@ namespace Spa.Silo;
 /// this server cannot honour are refused with a reason rather than silently ignored.
 /// </summary>
 public sealed record CompletionRequest(string Model, string Prompt, int MaxTokens, bool Stream, IReadOnlyList<string> Stop,
-    SamplingOptions Sampling, PluginChoice Plugin)
+    SamplingSettings Sampling, PluginChoice Plugin)
 {
     public const int DefaultMaxTokens = 16;
     public const int MaxStopStrings = 4;
@@ -45,17 +45,17 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         }
 
         // Sampling. temperature defaults to 0 (greedy) here, not to OpenAI's 1: the same request gives the same text.
-        var sampling = new SamplingOptions
+        var sampling = new SamplingSettings
         {
             Temperature = Number(root, "temperature", 0, 2) ?? 0,
             TopP = Number(root, "top_p", 0, 1) ?? 1,
             TopK = (int)(Integer(root, "top_k", 0, int.MaxValue) ?? 0),
             RepetitionPenalty = Number(root, "repetition_penalty", 0, double.MaxValue) ?? 1,
-            Seed = Integer(root, "seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : SamplingOptions.Greedy.Seed,
+            Seed = Integer(root, "seed", long.MinValue, long.MaxValue),
         };
         try
         {
-            sampling.Validate();
+            sampling.ToOptions().Validate();
         }
         catch (ArgumentException e)
         {
@@ -88,7 +88,7 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
             else throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
         }
 
-        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, PluginChoice.Parse(Field(root, "spa")));
+        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, ParsePlugin(Field(root, "spa")));
     }
 
     internal static double? Number(JsonElement obj, string name, double min, double max)
@@ -116,43 +116,45 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
     /// <summary>The field's value; absent and JSON null are the same.</summary>
     internal static JsonElement? Field(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
-}
 
-/// <summary>
-/// The request's <c>spa</c> object: the combination mode, the device that holds the plugin, the gate's threshold or a
-/// round-trip budget, and what to do when the device is unavailable. Unknown fields are refused, so that a misspelt
-/// setting is not silently ignored.
-/// </summary>
-public sealed record PluginChoice(string Mode, string? DeviceId, double? Tau, double? MBudget, string Fallback)
-{
-    public static readonly PluginChoice Base = new(SessionModes.Base, null, null, null, FallbackPolicies.Base);
+    private static readonly string[] PluginFields = ["mode", "device_id", "tau", "m_budget", "fallback"];
 
-    private static readonly string[] Fields = ["mode", "device_id", "tau", "m_budget", "fallback"];
-
-    public static PluginChoice Parse(JsonElement? spa)
+    /// <summary>
+    /// The request's <c>spa</c> object: the combination mode, the device that holds the plugin, the gate's threshold or
+    /// a round-trip budget, and what to do when the device is unavailable. Unknown fields are refused, so that a
+    /// misspelt setting is not silently ignored; the values are checked by <see cref="PluginChoice.Validate"/>.
+    /// </summary>
+    internal static PluginChoice ParsePlugin(JsonElement? spa)
     {
-        if (spa is not { } o) return Base;
+        if (spa is not { } o) return PluginChoice.None;
         if (o.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("spa must be an object", "spa");
         foreach (var property in o.EnumerateObject())
-            if (!Fields.Contains(property.Name))
-                throw ApiError.BadRequest($"spa.{property.Name} is not a setting: use {string.Join(", ", Fields)}", "spa." + property.Name);
-        var mode = Text(o, "mode") ?? SessionModes.Base;
-        if (!SessionModes.All.Contains(mode))
-            throw ApiError.BadRequest($"spa.mode must be one of {string.Join(", ", SessionModes.All)}, got '{mode}'", "spa.mode");
-        var device = Text(o, "device_id");
-        if (mode != SessionModes.Base && string.IsNullOrEmpty(device))
-            throw ApiError.BadRequest($"spa.mode '{mode}' runs a plugin on the user's device: give spa.device_id", "spa.device_id");
-        if (mode == SessionModes.Base && device is not null)
-            throw ApiError.BadRequest("spa.device_id is given but spa.mode is 'base', which uses no device", "spa.device_id");
-        double? tau = CompletionRequest.Number(o, "tau", 0, 1), budget = CompletionRequest.Number(o, "m_budget", 0, 1);
-        if ((tau is not null || budget is not null) && !SessionModes.Gated(mode))
-            throw ApiError.BadRequest($"spa.tau and spa.m_budget set the gate of modes switch and spa, not '{mode}'", tau is not null ? "spa.tau" : "spa.m_budget");
-        if (tau is not null && budget is not null) throw ApiError.BadRequest("give spa.tau or spa.m_budget, not both", "spa.m_budget");
-        var fallback = Text(o, "fallback") ?? FallbackPolicies.Base;
-        if (fallback is not (FallbackPolicies.Base or FallbackPolicies.Fail))
-            throw ApiError.BadRequest($"spa.fallback must be 'base' or 'fail', got '{fallback}'", "spa.fallback");
-        return new PluginChoice(mode, device, tau, budget, fallback);
+            if (!PluginFields.Contains(property.Name))
+                throw ApiError.BadRequest($"spa.{property.Name} is not a setting: use {string.Join(", ", PluginFields)}", "spa." + property.Name);
+        var plugin = new PluginChoice
+        {
+            Mode = Choice(o, "mode", SessionMode.Base),
+            DeviceId = Text(o, "device_id", "spa."),
+            Tau = Number(o, "tau", 0, 1),
+            MBudget = Number(o, "m_budget", 0, 1),
+            Fallback = Choice(o, "fallback", FallbackPolicy.Base),
+        };
+        try
+        {
+            plugin.Validate();
+        }
+        catch (InvalidSettingException e)
+        {
+            throw ApiError.BadRequest(e.Message, e.Setting);
+        }
+        return plugin;
     }
 
-    private static string? Text(JsonElement o, string name) => CompletionRequest.Text(o, name, "spa.");
+    /// <summary>One of an enum's wire names; absent: <paramref name="absent"/>.</summary>
+    private static T Choice<T>(JsonElement o, string name, T absent) where T : struct, Enum
+    {
+        if (Text(o, name, "spa.") is not { } text) return absent;
+        return WireNames.TryParse<T>(text, out var value) ? value
+            : throw ApiError.BadRequest($"spa.{name} must be one of {WireNames.List<T>()}, got '{text}'", "spa." + name);
+    }
 }

@@ -60,13 +60,17 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         using var trace = SpaTracing.StartCompletion(sessionId, request.Plugin.Mode, request.MaxTokens, request.Stream);
         var completion = new Completion(IdPrefix + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens], [.. promptTokens]);
         var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
-        var sampling = request.Sampling;
-        var plugin = request.Plugin;
-        var generation = new GenerationRequest([.. promptTokens], request.MaxTokens, served.Shards, served.Name,
-            sampling.Temperature, sampling.TopP, sampling.TopK, unchecked((long)sampling.Seed), sampling.RepetitionPenalty,
-            plugin.Mode, plugin.DeviceId, plugin.Tau, (string)context.Items[SiloHost.UserItem]!, plugin.MBudget, plugin.Fallback, [.. request.Stop]);
+        var generation = new GenerationRequest([.. promptTokens], request.MaxTokens)
+        {
+            Shards = served.Shards,
+            Model = served.Name,
+            Sampling = request.Sampling,
+            Plugin = request.Plugin,
+            User = (string)context.Items[SiloHost.UserItem]!,
+            Stop = [.. request.Stop],
+        };
         var tokens = SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(completion.Id, e), aborted);
-        await Respond(context, session, tokens, request.Stream, request.Stop, completion, plugin.Mode, trace);
+        await Respond(context, session, tokens, request.Stream, request.Stop, completion, request.Plugin.Mode, trace);
     }
 
     /// <summary>
@@ -104,7 +108,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         logger.LogWarning("completion {Id}: the session's silo is lost ({Reason}); resuming it on another silo", id, e.Message);
 
     private async Task Respond(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerable<TokenEvent> stream, bool streamed,
-        IReadOnlyList<string> stop, Completion completion, string mode, Activity? trace)
+        IReadOnlyList<string> stop, Completion completion, SessionMode mode, Activity? trace)
     {
         var aborted = context.RequestAborted;
         var clock = Stopwatch.StartNew();
@@ -126,7 +130,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             if (streamed) await Stream(context, session, tokens, any, stop, completion, aborted);
             else await Whole(context, session, tokens, any, stop, completion, aborted);
             SpaTracing.CompletionDone(trace, completion.CompletionTokens, completion.FinishReason);
-            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, mode, clock.Elapsed.TotalMilliseconds);
+            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, WireNames.Of(mode), clock.Elapsed.TotalMilliseconds);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
@@ -151,6 +155,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         DeviceNotFoundException => ApiError.DeviceNotFound(e.Message, "spa.device_id"),
         DeviceAccessDeniedException => ApiError.DeviceForbidden(e.Message, "spa.device_id"),
         EdgeUnavailableException => new ApiError(StatusCodes.Status503ServiceUnavailable, e.Message, "spa.device_id", "device_unavailable", "server_error"),
+        InvalidSettingException setting => ApiError.BadRequest(e.Message, setting.Setting),
         ArgumentException => ApiError.BadRequest(e.Message),
         _ => null,
     };
@@ -278,18 +283,18 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
                 usage = new { prompt_tokens = promptTokens.Length, completion_tokens = CompletionTokens, total_tokens = promptTokens.Length + CompletionTokens },
                 spa = new
                 {
-                    mode = s.Mode,
+                    mode = WireNames.Of(s.Mode),
                     generated_tokens = s.GeneratedTokens,
-                    transmissions = s.Transmissions,
-                    failed_transmissions = s.FailedTransmissions,
+                    transmissions = s.Edge.Transmissions,
+                    failed_transmissions = s.Edge.FailedTransmissions,
                     m = Math.Round(s.M, 6),
-                    edge_tokens = s.EdgeTokens,
-                    bytes_up = s.BytesUp,
-                    bytes_down = s.BytesDown,
+                    edge_tokens = s.Edge.EdgeTokens,
+                    bytes_up = s.Edge.BytesUp,
+                    bytes_down = s.Edge.BytesDown,
                     degraded = s.Degraded,
-                    fallbacks = s.Fallbacks,
+                    fallbacks = s.Edge.Fallbacks,
                     // Means per generated token.
-                    latency_ms = new { cloud = perToken(s.CloudMs), edge = perToken(s.EdgeMs), network = perToken(s.NetworkMs), total = perToken(s.TotalMs) },
+                    latency_ms = new { cloud = perToken(s.CloudMs), edge = perToken(s.Edge.EdgeMs), network = perToken(s.Edge.NetworkMs), total = perToken(s.TotalMs) },
                 },
             };
         }

@@ -90,9 +90,9 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         id = info.DeviceId,
         @object = "device",
         owner = info.Owner,
-        state = info.State,
+        state = WireNames.Of(info.State),
         model = info.Model,
-        plugin_kind = info.PluginKind,
+        plugin_kind = info.PluginKind is { } kind ? WireNames.Of(kind) : null,
         profile = info.Profile is { } p
             ? new { name = p.Name, cores = p.Cores, flops_per_core = p.FlopsPerCore, rtt_ms = p.RoundTripMs, up_mbps = p.UpMbps, down_mbps = p.DownMbps }
             : null,

@@ -175,6 +175,7 @@ public sealed class BadInputTests
     }
 
     [Fact]
+    [Trait("Category", "Timing")] // the server must give up within 30 s
     public async Task ServeWithARedisServerThatDoesNotAnswer()
     {
         var ports = Ports.Free(4); // the first stands for a Redis server: nothing listens there

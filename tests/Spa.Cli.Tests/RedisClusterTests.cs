@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Runtime;
 using Spa.Grains;
 using Spa.Grains.Abstractions;
 using Spa.Testing;
@@ -100,7 +99,7 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
         {
             var session = host.Services.GetRequiredService<IClusterClient>().GetGrain<IDecodingSessionGrain>("redis-session");
             int[] prompt = [1]; // BOS
-            var result = await session.Generate(new GenerationRequest(prompt, 12, Shards: 1, Model: "stories260K"));
+            var result = await session.Generate(new GenerationRequest(prompt, 12) { Shards = 1, Model = "stories260K" });
             Assert.Equal(12, result.Tokens.Length);
 
             var key = Assert.Single(await StateKeys(connection, "decodingsession/redis-session"));

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
@@ -43,25 +42,13 @@ public sealed record ServeProcess(ChildProcess Process, HttpClient Http, int Sil
     public Task WaitUntilHealthy() => WaitUntilHealthy(Process, Http);
 
     /// <summary>Waits until <paramref name="process"/>, a <c>spa serve</c>, answers <c>/healthz</c> through <paramref name="http"/>.</summary>
-    public static async Task WaitUntilHealthy(ChildProcess process, HttpClient http)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
+    public static Task WaitUntilHealthy(ChildProcess process, HttpClient http) =>
+        Eventually.True(async () =>
         {
             Assert.False(process.HasExited, $"spa serve exited with {(process.HasExited ? process.ExitCode : 0)} before it was healthy\n{process}");
-            Assert.True(clock.Elapsed < StartTimeout, $"not healthy after {StartTimeout.TotalSeconds} s\n{process}");
-            try
-            {
-                using var response = await http.GetAsync("/healthz");
-                if (response.StatusCode == HttpStatusCode.OK) return;
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-            await Task.Delay(200);
-        }
-    }
+            using var response = await http.GetAsync("/healthz");
+            return response.StatusCode == HttpStatusCode.OK;
+        }, StartTimeout, "spa serve to become healthy", TimeSpan.FromMilliseconds(200), retryOn: e => e is HttpRequestException, context: process.ToString);
 
     public async ValueTask DisposeAsync()
     {

@@ -84,15 +84,7 @@ public sealed class SoakTests
         return await Exposition.ScrapeAsync(http);
     }
 
-    private static async Task<double> WaitForMemoryTrim(ChildProcess server, int port)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var trims = (await Metrics(port)).Sum("spa_memory_trims_total");
-            if (trims >= 1) return trims;
-            Assert.True(DateTime.UtcNow < deadline, $"no memory trim 30 s after the server became healthy\n{server}");
-            await Task.Delay(200);
-        }
-    }
+    private static Task<double> WaitForMemoryTrim(ChildProcess server, int port) =>
+        Eventually.Until(async () => (await Metrics(port)).Sum("spa_memory_trims_total"), trims => trims >= 1, TimeSpan.FromSeconds(30),
+            "a memory trim after the server became healthy", TimeSpan.FromMilliseconds(200), context: server.ToString);
 }

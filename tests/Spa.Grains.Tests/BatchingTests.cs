@@ -21,7 +21,7 @@ public sealed class BatchingTests(DefaultBudgetCluster fixture, ITestOutputHelpe
         var expected = prompts.Select(p => Reference.Greedy(p, Tokens)).ToArray();
 
         var results = await Task.WhenAll(prompts.Select((p, i) =>
-            fixture.Grains.GetGrain<IDecodingSessionGrain>($"batched-{i}").Generate(new GenerationRequest(p, Tokens, 2)).AsTask()));
+            fixture.Grains.GetGrain<IDecodingSessionGrain>($"batched-{i}").Generate(new GenerationRequest(p, Tokens) { Shards = 2 }).AsTask()));
 
         for (int i = 0; i < Sessions; i++) Assert.Equal(expected[i], results[i].Tokens);
         Assert.All(results, r => Assert.Equal(0, r.Replays));

@@ -21,9 +21,9 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
 
         for (int i = 0; i < sessions.Length; i++)
         {
-            var r = await sessions[i].Generate(new GenerationRequest(prompts[i], 5, 2));
+            var r = await sessions[i].Generate(new GenerationRequest(prompts[i], 5) { Shards = 2 });
             outputs[i].AddRange(r.Tokens);
-            done[i] = r.StopReason != "length";
+            done[i] = r.StopReason != StopReason.Length;
         }
         // Sessions 0 and 1 every round, session 2 every other round: the first shard (two slots) then sometimes still
         // holds a session whose slot on the second shard (one slot) is gone, so both shards ask for replays.
@@ -35,7 +35,7 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
                 var r = await sessions[i].Continue(Math.Min(5, Tokens - outputs[i].Count));
                 outputs[i].AddRange(r.Tokens);
                 replays += r.Replays;
-                done[i] = r.StopReason != "length" || outputs[i].Count >= Tokens;
+                done[i] = r.StopReason != StopReason.Length || outputs[i].Count >= Tokens;
             }
         }
 
@@ -54,7 +54,7 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
         var prompts = ShardedGenerationTests.Prompts.Select(Reference.Encode).ToArray();
         var expected = prompts.Select(p => Reference.Greedy(p, Tokens)).ToArray();
         var results = await Task.WhenAll(prompts.Select((p, i) =>
-            fixture.Grains.GetGrain<IDecodingSessionGrain>($"concurrent-{i}").Generate(new GenerationRequest(p, Tokens, 5)).AsTask()));
+            fixture.Grains.GetGrain<IDecodingSessionGrain>($"concurrent-{i}").Generate(new GenerationRequest(p, Tokens) { Shards = 5 }).AsTask()));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(expected[i], results[i].Tokens);
     }
 
@@ -76,7 +76,7 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
             for (int i = 0; i < sessions.Length; i++)
             {
                 last[i] = round == 0
-                    ? await sessions[i].Generate(new GenerationRequest(prompts[i], 3, 2, Mode: SessionModes.Lora, DeviceId: deviceId, User: "alice"))
+                    ? await sessions[i].Generate(new GenerationRequest(prompts[i], 3) { Shards = 2, Plugin = new() { Mode = SessionMode.Lora, DeviceId = deviceId }, User = "alice" })
                     : await sessions[i].Continue(3);
                 outputs[i].AddRange(last[i].Tokens);
             }
@@ -87,9 +87,9 @@ public sealed class EvictionTests(SmallBudgetCluster fixture) : IClassFixture<Sm
         for (int i = 0; i < prompts.Length; i++)
             Assert.Equal(PluginGenerationTests.InProcess(RandomPlugin.Of(PluginKind.Lora), CombinationMode.Parallel, prompts[i], outputs[i].Count).Tokens, outputs[i]);
         Assert.True(last.Sum(r => r.Replays) > 0, "the sessions should have replayed their history");
-        Assert.Equal(after.RoundTrips - before.RoundTrips, last.Sum(r => r.Transmissions));
-        Assert.Equal(after.BytesUp - before.BytesUp, last.Sum(r => r.BytesUp));
+        Assert.Equal(after.RoundTrips - before.RoundTrips, last.Sum(r => r.Edge.Transmissions));
+        Assert.Equal(after.BytesUp - before.BytesUp, last.Sum(r => r.Edge.BytesUp));
         int layers = Reference.WithModel(m => m.Config.Layers);
-        Assert.True(last.Sum(r => r.Transmissions) > layers * last.Sum(r => r.GeneratedTokens), "replayed steps call the device again");
+        Assert.True(last.Sum(r => r.Edge.Transmissions) > layers * last.Sum(r => r.GeneratedTokens), "replayed steps call the device again");
     }
 }

@@ -2,6 +2,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Spa.Grains.Abstractions;
+using Spa.Grains.Sessions;
+using Spa.Testing;
 
 namespace Spa.Grains.Tests;
 
@@ -61,25 +63,14 @@ public sealed class IdleLifetimeTests(ShortIdleLifetimeCluster fixture) : IClass
         // The stream's pulling agent registers with the rendezvous when it reads the stream's first token, shortly after
         // the completion. The count is by class name: a renamed Orleans class would leave nothing to count here rather
         // than pass below.
-        var (sessions, rendezvous) = await Activations(management);
-        var appeared = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-        while ((sessions < Completions || rendezvous < Completions) && DateTime.UtcNow < appeared)
-        {
-            await Task.Delay(100);
-            (sessions, rendezvous) = await Activations(management);
-        }
-        Assert.True(sessions >= Completions && rendezvous >= Completions, $"after the completions: {sessions} sessions, {rendezvous} stream rendezvous");
+        await Eventually.Until(() => Activations(management), active => active.Sessions >= Completions && active.Rendezvous >= Completions,
+            TimeSpan.FromSeconds(5), $"{Completions} sessions and stream rendezvous active after the completions");
 
         // A stream's rendezvous is last touched when the pulling agent drops the stream after the idle lifetime, so it
         // goes after twice that, plus up to a quantum for each collection and for the agent's own check.
-        var deadline = DateTime.UtcNow + 2 * ShortIdleLifetimeCluster.IdleLifetime + TimeSpan.FromSeconds(20);
-        while ((sessions, rendezvous) != (0, 0) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(500);
-            (sessions, rendezvous) = await Activations(management);
-        }
-        Assert.True((sessions, rendezvous) == (0, 0),
-            $"{sessions} sessions and {rendezvous} stream rendezvous still active {ShortIdleLifetimeCluster.IdleLifetime.TotalSeconds} s after their last use (plus margin)");
+        await Eventually.Until(() => Activations(management), active => active == (0, 0), 2 * ShortIdleLifetimeCluster.IdleLifetime + TimeSpan.FromSeconds(20),
+            $"no session or stream rendezvous active {ShortIdleLifetimeCluster.IdleLifetime.TotalSeconds} s after their last use (plus margin)",
+            TimeSpan.FromMilliseconds(500));
     }
 
     private static async Task<(int Sessions, int Rendezvous)> Activations(IManagementGrain management)

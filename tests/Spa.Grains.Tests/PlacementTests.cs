@@ -1,3 +1,4 @@
+using Spa.Testing;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -127,7 +128,7 @@ internal static class Placements
         {
             var prompt = Reference.Encode(ShardedGenerationTests.Prompts[i]);
             var session = grains.GetGrain<IDecodingSessionGrain>($"{sessionPrefix}-{shards}-{i}");
-            var result = await session.Generate(new GenerationRequest(prompt, tokens, shards));
+            var result = await session.Generate(new GenerationRequest(prompt, tokens) { Shards = shards });
             Assert.Equal(Reference.Greedy(prompt, tokens), result.Tokens);
         }
     }
@@ -161,7 +162,8 @@ public sealed class AcceleratorPlacementTests(AcceleratorCluster fixture) : ICla
             var cache = observer.ServiceProvider.GetRequiredService<ISiloMetadataCache>();
             string? Seen(SiloAddress silo) => cache.GetSiloMetadata(silo).Metadata.GetValueOrDefault(AcceleratorMetadata.Key);
             // The cache fills in the background after membership changes.
-            for (int i = 0; i < 200 && expected.Keys.Any(s => Seen(s) is null); i++) await Task.Delay(50);
+            await Eventually.True(() => expected.Keys.All(s => Seen(s) is not null), TimeSpan.FromSeconds(10), "every silo's accelerators in the metadata cache",
+                TimeSpan.FromMilliseconds(50));
             foreach (var (silo, devices) in expected) Assert.Equal(devices, Seen(silo));
         }
     }

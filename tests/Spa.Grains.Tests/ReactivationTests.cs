@@ -14,7 +14,7 @@ public sealed class ReactivationTests(DefaultBudgetCluster fixture) : IClassFixt
         var prompt = Reference.Encode(ShardedGenerationTests.Prompts[0]);
         var expected = Reference.Greedy(prompt, Tokens);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("shard-lost");
-        var first = await session.Generate(new GenerationRequest(prompt, 10, 2));
+        var first = await session.Generate(new GenerationRequest(prompt, 10) { Shards = 2 });
 
         var shard = fixture.Grains.GetGrain<IBaseModelShardGrain>(ShardKey.Format("stories260K", 1, 2));
         await fixture.Cluster.DeactivateAsync(shard);
@@ -31,7 +31,7 @@ public sealed class ReactivationTests(DefaultBudgetCluster fixture) : IClassFixt
         var prompt = Reference.Encode(ShardedGenerationTests.Prompts[2]);
         var expected = Reference.Greedy(prompt, Tokens);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("session-lost");
-        var first = await session.Generate(new GenerationRequest(prompt, 10, 5));
+        var first = await session.Generate(new GenerationRequest(prompt, 10) { Shards = 5 });
 
         await fixture.Cluster.DeactivateAsync(session);
         await fixture.Cluster.WaitForDeactivationAsync(session);

@@ -11,7 +11,7 @@ public sealed class SamplingTests(DefaultBudgetCluster fixture) : IClassFixture<
     private static readonly SamplingOptions Options = new() { Temperature = 1.0, TopP = 0.9, Seed = 7 };
 
     private static GenerationRequest Request(int[] prompt, int maxTokens, int shards, long seed) =>
-        new(prompt, maxTokens, shards, Temperature: 1.0, TopP: 0.9, Seed: seed);
+        new(prompt, maxTokens) { Shards = shards, Sampling = new() { Temperature = 1.0, TopP = 0.9, Seed = seed } };
 
     [Theory]
     [InlineData(1)]
@@ -38,7 +38,7 @@ public sealed class SamplingTests(DefaultBudgetCluster fixture) : IClassFixture<
         var prompt = Reference.Encode(ShardedGenerationTests.Prompts[1]);
         var options = new SamplingOptions { Temperature = 0.8, TopK = 20, RepetitionPenalty = 1.3, Seed = 11 };
         var result = await fixture.Grains.GetGrain<IDecodingSessionGrain>("sample-topk").Generate(
-            new GenerationRequest(prompt, Tokens, 5, Temperature: 0.8, TopK: 20, Seed: 11, RepetitionPenalty: 1.3));
+            new GenerationRequest(prompt, Tokens) { Shards = 5, Sampling = new() { Temperature = 0.8, TopK = 20, Seed = 11, RepetitionPenalty = 1.3 } });
         Assert.Equal(Reference.Decode(prompt, Tokens, options), result.Tokens);
     }
 
@@ -62,8 +62,8 @@ public sealed class SamplingTests(DefaultBudgetCluster fixture) : IClassFixture<
     {
         var prompt = Reference.Encode(ShardedGenerationTests.Prompts[0]);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("sample-bad");
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5, Temperature: -1)));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5, TopP: 0)));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5, TopK: -1)));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5) { Sampling = new() { Temperature = -1 } }));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5) { Sampling = new() { TopP = 0 } }));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(prompt, 5) { Sampling = new() { TopK = -1 } }));
     }
 }

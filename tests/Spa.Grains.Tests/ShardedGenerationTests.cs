@@ -19,9 +19,9 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
             var prompt = Reference.Encode(Prompts[i]);
             var expected = Reference.Greedy(prompt, Tokens);
             var session = fixture.Grains.GetGrain<IDecodingSessionGrain>($"equal-{shards}-{i}");
-            var result = await session.Generate(new GenerationRequest(prompt, Tokens, shards));
+            var result = await session.Generate(new GenerationRequest(prompt, Tokens) { Shards = shards });
             Assert.Equal(expected, result.Tokens);
-            Assert.Equal(expected.Length == Tokens ? "length" : "eos", result.StopReason);
+            Assert.Equal(expected.Length == Tokens ? StopReason.Length : StopReason.Eos, result.StopReason);
             int[] history = [.. prompt, .. expected];
             Assert.Equal(history, await session.GetHistory());
             Assert.Equal(0, result.Replays);
@@ -48,7 +48,7 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
         var expected = Reference.Greedy(prompt, Tokens);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("stream");
         var streamed = new List<int>();
-        await foreach (var token in session.GenerateStream(new GenerationRequest(prompt, Tokens, 2)))
+        await foreach (var token in session.GenerateStream(new GenerationRequest(prompt, Tokens) { Shards = 2 }))
         {
             Assert.Equal(streamed.Count, token.Index);
             Assert.False(token.Edge);
@@ -63,12 +63,12 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
         var prompt = Reference.Encode(Prompts[1]);
         var expected = Reference.Greedy(prompt, Tokens);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("pieces");
-        var tokens = new List<int>((await session.Generate(new GenerationRequest(prompt, 7, 5))).Tokens);
+        var tokens = new List<int>((await session.Generate(new GenerationRequest(prompt, 7) { Shards = 5 })).Tokens);
         while (tokens.Count < Tokens)
         {
             var more = await session.Continue(Math.Min(11, Tokens - tokens.Count));
             tokens.AddRange(more.Tokens);
-            if (more.StopReason != "length") break;
+            if (more.StopReason != StopReason.Length) break;
         }
         Assert.Equal(expected, tokens);
     }
@@ -78,7 +78,7 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
     {
         var prompt = Reference.Encode(Prompts[2]);
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("ended");
-        await session.Generate(new GenerationRequest(prompt, 5, 2));
+        await session.Generate(new GenerationRequest(prompt, 5) { Shards = 2 });
         var shard = fixture.Grains.GetGrain<IBaseModelShardGrain>(ShardKey.Format("stories260K", 1, 2));
         int before = (await shard.GetStats()).SessionsHeld;
         await session.End();
@@ -90,9 +90,11 @@ public sealed class ShardedGenerationTests(DefaultBudgetCluster fixture) : IClas
     public async Task BadRequestsFailClearly()
     {
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("bad");
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest([], 5)));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest([1, 9999], 5)));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await session.Generate(new GenerationRequest(new int[512], 5)));
+        foreach (var prompt in new[] { [], [1, 9999], new int[512] })
+        {
+            var refused = await Assert.ThrowsAsync<InvalidSettingException>(async () => await session.Generate(new GenerationRequest(prompt, 5)));
+            Assert.Equal("prompt", refused.Setting);
+        }
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await session.Continue(5));
     }
 }

@@ -87,17 +87,17 @@ public sealed class SiloLossTests(SiloLossCluster fixture, ITestOutputHelper out
         for (int shards = 1; shards <= 3; shards++)
         {
             var prompt = Reference.Encode(prompts[shards % prompts.Length]);
-            runs.Add(new Run($"{fault}-base-{shards}-{Guid.NewGuid():N}", new GenerationRequest(prompt, Tokens, shards), Reference.Greedy(prompt, Tokens)));
+            runs.Add(new Run($"{fault}-base-{shards}-{Guid.NewGuid():N}", new GenerationRequest(prompt, Tokens) { Shards = shards }, Reference.Greedy(prompt, Tokens)));
         }
         var sampled = Reference.Encode(prompts[2]);
         var sampling = new SamplingOptions { Temperature = 0.9, TopP = 0.9, Seed = 7 };
         runs.Add(new Run($"{fault}-sampled-{Guid.NewGuid():N}",
-            new GenerationRequest(sampled, Tokens, 2, Temperature: sampling.Temperature, TopP: sampling.TopP, Seed: (long)sampling.Seed),
+            new GenerationRequest(sampled, Tokens) { Shards = 2, Sampling = new() { Temperature = sampling.Temperature, TopP = sampling.TopP, Seed = (long)sampling.Seed } },
             Reference.Decode(sampled, Tokens, sampling)));
         var plugin = Reference.Encode(prompts[0]);
         var device = await Devices.Simulated(fixture.Grains, PluginKind.Ladder, Owner);
         runs.Add(new Run($"{fault}-parallel-{Guid.NewGuid():N}",
-            new GenerationRequest(plugin, Tokens, 2, Mode: SessionModes.Parallel, DeviceId: device, User: Owner),
+            new GenerationRequest(plugin, Tokens) { Shards = 2, Plugin = new() { Mode = SessionMode.Parallel, DeviceId = device }, User = Owner },
             PluginGenerationTests.InProcess(RandomPlugin.Of(PluginKind.Ladder), CombinationMode.Parallel, plugin, Tokens).Tokens));
 
         // Every path warm before the fault's generations start (shard activations, the simulated device's plugin), so that
@@ -118,13 +118,11 @@ public sealed class SiloLossTests(SiloLossCluster fixture, ITestOutputHelper out
 
         // The fault comes when every generation is under way: all have TokensBeforeFault tokens, or all have begun and the
         // fastest (one shard, no device) is halfway, so that none has finished.
-        var started = Stopwatch.StartNew();
-        while (runs.Any(r => Count(r) < TokensBeforeFault) && !(runs.All(r => Count(r) > 0) && runs.Max(Count) >= Tokens / 2))
+        await Eventually.True(async () =>
         {
-            Assert.True(started.Elapsed < Deadline, "the generations did not get going");
             if (generations.FirstOrDefault(g => g.IsFaulted) is { } failed) await failed;
-            await Task.Delay(10);
-        }
+            return runs.All(r => Count(r) >= TokensBeforeFault) || (runs.All(r => Count(r) > 0) && runs.Max(Count) >= Tokens / 2);
+        }, Deadline, "every generation to get going", TimeSpan.FromMilliseconds(10));
         var victim = await SiloHoldingMostSessions(runs);
         var counts = runs.Select(Count).ToArray();
         long faultAt = Stopwatch.GetTimestamp();

@@ -21,7 +21,7 @@ public sealed class CheckpointTests : IDisposable
     // ---- llama2.c ----
 
     [Fact]
-    public void Llama2c_Stories260K_HasTheDocumentedConfigAndEveryExpectedTensor()
+    public void Llama2cStories260KHasTheDocumentedConfigAndEveryExpectedTensor()
     {
         using var checkpoint = Llama2cCheckpointReader.Read(SharedData.Stories260KBin);
         var c = checkpoint.Config;
@@ -41,7 +41,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Llama2c_TensorsHoldTheBytesAtTheirFileOffsets()
+    public void Llama2cTensorsHoldTheBytesAtTheirFileOffsets()
     {
         using var checkpoint = Llama2cCheckpointReader.Read(SharedData.Stories260KBin);
         var c = checkpoint.Config;
@@ -76,7 +76,7 @@ public sealed class CheckpointTests : IDisposable
     [Theory]
     [InlineData(-1000, "truncated")]
     [InlineData(4, "trailing")]
-    public void Llama2c_WrongSize_IsRejectedWithBothSizes(int change, string reason)
+    public void Llama2cWrongSizeIsRejectedWithBothSizes(int change, string reason)
     {
         var bytes = File.ReadAllBytes(SharedData.Stories260KBin);
         var resized = new byte[bytes.Length + change];
@@ -97,7 +97,7 @@ public sealed class CheckpointTests : IDisposable
     [InlineData(new[] { 1 << 30, 1 << 30, 1 << 30, 2, 2, 1 << 30, 1 << 30 }, "more than any file can hold")]
     [InlineData(new[] { 64, 172, 500_000_000, 8, 4, 512, 512 }, "does not match")]
     [InlineData(new[] { 0x616b3432, 1, 64, 172, 5, 8, 4 }, "version-0")]
-    public void Llama2c_NonsenseHeader_GivesAClearError(int[] header, string expected)
+    public void Llama2cNonsenseHeaderGivesAClearError(int[] header, string expected)
     {
         var bytes = File.ReadAllBytes(SharedData.Stories260KBin);
         for (int i = 0; i < header.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(i * 4), header[i]);
@@ -109,7 +109,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Llama2c_NaNWeight_IsRejectedNamingTheTensor()
+    public void Llama2cNaNWeightIsRejectedNamingTheTensor()
     {
         var bytes = File.ReadAllBytes(SharedData.Stories260KBin);
         // The first value of the first layer's wq, right after the embedding and the attention norms.
@@ -128,7 +128,7 @@ public sealed class CheckpointTests : IDisposable
     [InlineData(SafetensorsDtype.F32, 0.0)]
     [InlineData(SafetensorsDtype.F16, 1.0 / 2048)]
     [InlineData(SafetensorsDtype.BF16, 1.0 / 256)]
-    public void Safetensors_RoundTrip_KeepsValuesWithinTheDtypePrecision(SafetensorsDtype dtype, double relativePrecision)
+    public void SafetensorsRoundTripKeepsValuesWithinTheDtypePrecision(SafetensorsDtype dtype, double relativePrecision)
     {
         torch.manual_seed(7);
         using var random = torch.randn(3, 5, 7);
@@ -165,7 +165,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Safetensors_ValueBeyondF16Range_IsRefusedRatherThanWrittenAsInfinity()
+    public void SafetensorsValueBeyondF16RangeIsRefusedRatherThanWrittenAsInfinity()
     {
         using var large = torch.tensor(new[] { 1f, 70000f });
         var e = Assert.Throws<ArgumentException>(() =>
@@ -174,7 +174,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Safetensors_ReadsAHandWrittenFile()
+    public void SafetensorsReadsAHandWrittenFile()
     {
         // 1.0 and -2.0 in F16 are 0x3C00 and 0xC000; 1.0 in BF16 is 0x3F80; 0.5 in F32 is 0x3F000000.
         string header = """{"__metadata__":{"k":"v"},"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]},"f":{"dtype":"F32","shape":[],"data_offsets":[6,10]},"i":{"dtype":"I64","shape":[1],"data_offsets":[10,18]}}""";
@@ -207,7 +207,7 @@ public sealed class CheckpointTests : IDisposable
     [InlineData("""{"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}""", 8, "not a [begin, end] pair")]
     [InlineData("""{"t":{"shape":[2],"data_offsets":[0,8]}}""", 8, "lacks a dtype")]
     [InlineData("""{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}""", 8, "impossibly large")]
-    public void Safetensors_CorruptedHeader_IsRejected(string header, int dataBytes, string expected)
+    public void SafetensorsCorruptedHeaderIsRejected(string header, int dataBytes, string expected)
     {
         string path = WriteSafetensors("bad.safetensors", header, new byte[dataBytes]);
         var e = Assert.Throws<InvalidDataException>(() => SafetensorsFile.Open(path).Dispose());
@@ -216,7 +216,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Safetensors_HeaderLengthBeyondTheFile_IsRejected()
+    public void SafetensorsHeaderLengthBeyondTheFileIsRejected()
     {
         var bytes = new byte[64];
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, 1_000_000);
@@ -228,7 +228,7 @@ public sealed class CheckpointTests : IDisposable
     // ---- Hugging Face layout and conversion ----
 
     [Fact]
-    public void Convert_SingleFile_PreservesEveryTensorAndPermutesQueryAndKey()
+    public void ConvertSingleFilePreservesEveryTensorAndPermutesQueryAndKey()
     {
         string outDir = Path.Combine(_temp, "hf");
         HuggingFaceConverter.FromLlama2c(SharedData.Stories260K, outDir);
@@ -246,7 +246,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Convert_Sharded_ReadsBackLikeTheSingleFile()
+    public void ConvertShardedReadsBackLikeTheSingleFile()
     {
         string outDir = Path.Combine(_temp, "hf-sharded");
         const long shardBytes = 100_000;
@@ -275,7 +275,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Convert_RefusesANonEmptyDirectoryUnlessToldToOverwrite()
+    public void ConvertRefusesANonEmptyDirectoryUnlessToldToOverwrite()
     {
         string outDir = Path.Combine(_temp, "hf");
         Directory.CreateDirectory(outDir);
@@ -292,7 +292,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Convert_FailureLeavesNoCheckpointBehind()
+    public void ConvertFailureLeavesNoCheckpointBehind()
     {
         // The weights convert fine; copying the tokenizer, a dangling link, fails after they are written.
         string source = Path.Combine(_temp, "source");
@@ -310,7 +310,7 @@ public sealed class CheckpointTests : IDisposable
     [InlineData("intermediate_size", 180, "so tensor model.layers.0.mlp.gate_proj.weight should have shape [180, 64], but it has shape [172, 64]")]
     [InlineData("num_key_value_heads", 8, "so tensor model.layers.0.self_attn.k_proj.weight should have shape [64, 64], but it has shape [32, 64]")]
     [InlineData("num_hidden_layers", 6, "which needs tensor model.layers.5.input_layernorm.weight")]
-    public void HuggingFace_ConfigThatDisagreesWithTheTensors_IsRejected(string field, int value, string expected)
+    public void HuggingFaceConfigThatDisagreesWithTheTensorsIsRejected(string field, int value, string expected)
     {
         string outDir = ConvertStories();
         EditConfig(outDir, config => config[field] = value);
@@ -322,7 +322,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void HuggingFace_UntiedConfigWithoutLmHead_IsRejected()
+    public void HuggingFaceUntiedConfigWithoutLmHeadIsRejected()
     {
         string outDir = ConvertStories();
         EditConfig(outDir, config => config["tie_word_embeddings"] = false);
@@ -331,7 +331,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void HuggingFace_RopeScaling_IsRefused()
+    public void HuggingFaceRopeScalingIsRefused()
     {
         string outDir = ConvertStories();
         EditConfig(outDir, config => config["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 2.0 });
@@ -341,7 +341,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void HuggingFace_Bf16WeightsLoad_ExtraTensorsAreIgnored_FirstEosIsTaken()
+    public void HuggingFaceBf16WeightsLoadExtraTensorsAreIgnoredFirstEosIsTaken()
     {
         string outDir = ConvertStories();
         string weights = Path.Combine(outDir, "model.safetensors");
@@ -361,7 +361,7 @@ public sealed class CheckpointTests : IDisposable
     // ---- locating checkpoints ----
 
     [Fact]
-    public void Loader_AcceptsTheStoriesDirectoryAndItsFile_AndFindsTheTokenizer()
+    public void LoaderAcceptsTheStoriesDirectoryAndItsFileAndFindsTheTokenizer()
     {
         using var fromDir = CheckpointLoader.Load(SharedData.Stories260K);
         using var fromFile = CheckpointLoader.Load(SharedData.Stories260KBin);
@@ -372,7 +372,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Loader_MissingPathOrEmptyDirectory_SaysWhatWasExpected()
+    public void LoaderMissingPathOrEmptyDirectorySaysWhatWasExpected()
     {
         var missing = Assert.Throws<FileNotFoundException>(() => CheckpointLoader.Load(Path.Combine(_temp, "nope")));
         Assert.Contains("does not exist", missing.Message);
@@ -388,7 +388,7 @@ public sealed class CheckpointTests : IDisposable
     /// rotate-half RoPE gives on the converted projections; so attention scores are identical at every position.
     /// </summary>
     [Fact]
-    public void Permutation_MakesRotateHalfRopeMatchInterleavedRope()
+    public void PermutationMakesRotateHalfRopeMatchInterleavedRope()
     {
         string outDir = ConvertStories();
         using var source = Llama2cCheckpointReader.Read(SharedData.Stories260KBin);

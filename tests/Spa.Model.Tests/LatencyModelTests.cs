@@ -19,7 +19,7 @@ public sealed class LatencyModelTests
     // ---- dimensions ----
 
     [Fact]
-    public void ConventionalDimensions_AreTheUsualProjectionSizes()
+    public void ConventionalDimensionsAreTheUsualProjectionSizes()
     {
         Assert.Equal(Ladder32x64, Conventional);
         Assert.Equal(new PluginDimensions(32, 4096, 8, 16, 64, 8), PluginDimensions.Conventional(ModelDimensions.Llama7B));
@@ -29,7 +29,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Dimensions_RejectSizesThatAreNotPositive()
+    public void DimensionsRejectSizesThatAreNotPositive()
     {
         Assert.Contains("SideDim", Assert.Throws<ArgumentException>(() => Ladder32x64 with { SideDim = 0 }).Message);
         Assert.Throws<ArgumentException>(() => new PluginDimensions(32, 0, 8, 16, 64));
@@ -49,14 +49,14 @@ public sealed class LatencyModelTests
     [InlineData(TapPlacement.Cloud, ActivationType.Fp32, 6 * 32 * 4, 64 * 4)]
     [InlineData(TapPlacement.Cloud, ActivationType.Fp16, 6 * 32 * 2, 64 * 2)]
     [InlineData(TapPlacement.Cloud, ActivationType.Int8, 6 * (32 + 4), 64 + 4)]
-    public void Ladder_SendsLPlusOneTapsUpAndOutDown(TapPlacement placement, ActivationType activation, double up, double down)
+    public void LadderSendsLPlusOneTapsUpAndOutDown(TapPlacement placement, ActivationType activation, double up, double down)
     {
         var traffic = PluginTraffic.For(Stories, PluginKind.Ladder, Ladder32x64, placement, activation);
         Assert.Equal((1.0, up, down), (traffic.RoundTripsPerToken, traffic.BytesUp, traffic.BytesDown));
     }
 
     [Fact]
-    public void Ladder_EdgeFlops_IncludeTheDownProjectionsOnlyWhenTheTapsArePlacedAtTheEdge()
+    public void LadderEdgeFlopsIncludeTheDownProjectionsOnlyWhenTheTapsArePlacedAtTheEdge()
     {
         // Multiply-adds: projections 6 * 64 * 32 = 12288, adapters 5 * 2 * 32 * 64 = 20480, W_out 32 * 64 = 2048.
         var edge = PluginTraffic.For(Stories, PluginKind.Ladder, Ladder32x64, TapPlacement.Edge, ActivationType.Fp32);
@@ -66,7 +66,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Ladder_AdapterWidthDefaultsToTheModelWidth()
+    public void LadderAdapterWidthDefaultsToTheModelWidth()
     {
         var byDefault = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Ladder, PluginDimensions.Conventional(ModelDimensions.Llama7B), TapPlacement.Cloud, ActivationType.Fp32);
         // 32 layers * 2 * d_s 32 * a 4096 + W_out 32 * 4096.
@@ -74,7 +74,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Lora_CallsOncePerLayer_SendingTheAttentionInputAndReceivingDeltaQAndDeltaV()
+    public void LoraCallsOncePerLayerSendingTheAttentionInputAndReceivingDeltaQAndDeltaV()
     {
         var fp32 = PluginTraffic.For(Stories, PluginKind.Lora, Conventional, TapPlacement.Edge, ActivationType.Fp32);
         Assert.Equal(Stories.Layers, fp32.RoundTripsPerToken);
@@ -89,7 +89,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Adapter_CallsTwicePerLayer()
+    public void AdapterCallsTwicePerLayer()
     {
         var traffic = PluginTraffic.For(Stories, PluginKind.Adapter, Conventional, TapPlacement.Edge, ActivationType.Fp16);
         Assert.Equal(2 * Stories.Layers, traffic.RoundTripsPerToken);
@@ -98,7 +98,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Lst_RunsANarrowTransformer_AndCatchesUpOnTheTokensTheGateSkipped()
+    public void LstRunsANarrowTransformerAndCatchesUpOnTheTokensTheGateSkipped()
     {
         // r = 8: width 8, MLP 172 / 8 = 21. Context 10.
         // Multiply-adds: ladders 6 * 64 * 8 = 3072; blocks 5 * (4 * 8^2 + 3 * 8 * 21 + 2 * 8 * 10) = 4600; U 8 * 64 = 512.
@@ -117,7 +117,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Traffic_RejectsMoreRoundTripsThanThePluginCanMake()
+    public void TrafficRejectsMoreRoundTripsThanThePluginCanMake()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() =>
             PluginTraffic.For(Stories, PluginKind.Ladder, Ladder32x64, TapPlacement.Edge, ActivationType.Fp32, roundTripsPerToken: 1.5));
@@ -126,7 +126,7 @@ public sealed class LatencyModelTests
     // ---- latency ----
 
     [Fact]
-    public void Predict_WithoutRoundTrips_IsTheCloudTimeAlone()
+    public void PredictWithoutRoundTripsIsTheCloudTimeAlone()
     {
         var traffic = PluginTraffic.For(Stories, PluginKind.Ladder, Ladder32x64, TapPlacement.Edge, ActivationType.Fp32);
         var latency = LatencyModel.Predict(0.010, 0, traffic, Profiles.Phone, Profiles.Lte);
@@ -134,7 +134,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Predict_WorkedExample_LadderOnAPhoneOver4G()
+    public void PredictWorkedExampleLadderOnAPhoneOver4G()
     {
         // Ladder on stories260K, taps at the edge, fp32; measured cloud step 10 ms; phone (8 x 5 GFLOP/s); 4g.
         //   edge:    69632 FLOPs / 4e10 FLOP/s            = 0.0017408 ms
@@ -158,7 +158,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Predict_LoraOn7B_PaysTheRoundTripTimeOncePerLayer()
+    public void PredictLoraOn7BPaysTheRoundTripTimeOncePerLayer()
     {
         var traffic = PluginTraffic.For(ModelDimensions.Llama7B, PluginKind.Lora, PluginDimensions.Conventional(ModelDimensions.Llama7B), TapPlacement.Edge, ActivationType.Fp16);
         var latency = LatencyModel.Predict(0, traffic.RoundTripsPerToken, traffic, Profiles.Laptop, Profiles.Wifi);
@@ -169,7 +169,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void CloudTime_OfBatchOneDecodingOn7B_IsBoundByMemoryOnAnA100()
+    public void CloudTimeOfBatchOneDecodingOn7BIsBoundByMemoryOnAnA100()
     {
         // Read per token: 6,738,415,616 - 131,072,000 (the untied input embedding, one row of which is read).
         const double read = 6_607_343_616;
@@ -187,7 +187,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Predict_WithACloudProfile_UsesTheAnalyticCloudTime()
+    public void PredictWithACloudProfileUsesTheAnalyticCloudTime()
     {
         var traffic = PluginTraffic.For(Stories, PluginKind.Ladder, Ladder32x64, TapPlacement.Edge, ActivationType.Fp32);
         var analytic = LatencyModel.Predict(ModelDimensions.Llama7B, Profiles.A100, 0, 0.25, traffic, Profiles.Phone, Profiles.Lte);
@@ -198,7 +198,7 @@ public sealed class LatencyModelTests
     // ---- parameters ----
 
     [Fact]
-    public void BaseModelCost_Of7B_Is6Point74BillionParameters()
+    public void BaseModelCostOf7BIs6Point74BillionParameters()
     {
         // 32000 * 4096 embedding + the same head + 32 * (4 * 4096^2 + 3 * 4096 * 11008 + 2 * 4096) + 4096.
         long expected = 2L * 32000 * 4096 + 32L * (4L * 4096 * 4096 + 3L * 4096 * 11008 + 2 * 4096) + 4096;
@@ -208,7 +208,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void BaseModelCost_OfStories260K_CountsGroupedKeysAndTheTiedEmbedding()
+    public void BaseModelCostOfStories260KCountsGroupedKeysAndTheTiedEmbedding()
     {
         // 512 * 64 + 5 * (2 * 64^2 + 2 * 64 * 32 + 3 * 64 * 172 + 2 * 64) + 64 = 32768 + 5 * 45440 + 64.
         var cost = LatencyModel.BaseModelCost(Stories);
@@ -225,13 +225,13 @@ public sealed class LatencyModelTests
     [InlineData(PluginKind.Adapter, 83_200)]
     // Ladders 6 * 64 * 8 + 5 gates + 5 * (4 * 8^2 + 3 * 8 * 21 + 2 * 8) + final norm 8 + U 8 * 64.
     [InlineData(PluginKind.Lst, 3_072 + 5 + 3_880 + 8 + 512)]
-    public void PluginParameters_FollowFromTheDimensions(PluginKind kind, long expected) =>
+    public void PluginParametersFollowFromTheDimensions(PluginKind kind, long expected) =>
         Assert.Equal(expected, PluginParameters.Count(Stories, kind, Ladder32x64));
 
     // ---- profiles ----
 
     [Fact]
-    public void Profiles_AreFoundByNameIgnoringCase()
+    public void ProfilesAreFoundByNameIgnoringCase()
     {
         Assert.Same(Profiles.Phone, Profiles.Device("Phone"));
         Assert.Same(Profiles.Lte, Profiles.Link("4g"));
@@ -240,7 +240,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Profiles_UnknownNames_ListTheKnownOnes()
+    public void ProfilesUnknownNamesListTheKnownOnes()
     {
         Assert.Contains("phone, laptop", Assert.Throws<ArgumentException>(() => Profiles.Device("watch")).Message);
         Assert.Contains("4g, 5g, wifi", Assert.Throws<ArgumentException>(() => Profiles.Link("3g")).Message);
@@ -248,7 +248,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Profiles_RejectImpossibleValues()
+    public void ProfilesRejectImpossibleValues()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new DeviceProfile("none", 0, 1e9));
         Assert.Throws<ArgumentOutOfRangeException>(() => new LinkProfile("none", 10, UpMbps: 0, DownMbps: 10));
@@ -259,7 +259,7 @@ public sealed class LatencyModelTests
     // ---- table ----
 
     [Fact]
-    public void Table_HasARowPerScenarioDeviceAndLink_AndPrintsAsMarkdown()
+    public void TableHasARowPerScenarioDeviceAndLinkAndPrintsAsMarkdown()
     {
         LatencyScenario[] scenarios =
         [
@@ -288,7 +288,7 @@ public sealed class LatencyModelTests
     }
 
     [Fact]
-    public void Table_GatedModes_NeedTheMeasuredM()
+    public void TableGatedModesNeedTheMeasuredM()
     {
         var error = Assert.Throws<ArgumentException>(() => LatencyTable.Build(Stories, Ladder32x64, TapPlacement.Edge, ActivationType.Fp32, 0, 0.010,
             [new LatencyScenario(PluginKind.Ladder, CombinationMode.Switch)], [Profiles.Phone], [Profiles.Lte]));

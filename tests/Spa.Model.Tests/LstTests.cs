@@ -41,7 +41,7 @@ public class LstTests
     }
 
     [Fact]
-    public void The_side_transformer_is_d_over_r_wide_and_its_parameters_are_the_latency_models_count()
+    public void TheSideTransformerIsDOverRWideAndItsParametersAreTheLatencyModelsCount()
     {
         using var plugin = RandomLst(CombinationMode.Spa);
         var lst = plugin.Lst!;
@@ -58,7 +58,7 @@ public class LstTests
     [Theory]
     [InlineData(CombinationMode.Parallel)]
     [InlineData(CombinationMode.Spa)]
-    public void A_fresh_LST_with_its_zero_up_projection_equals_the_base(CombinationMode mode)
+    public void AFreshLSTWithItsZeroUpProjectionEqualsTheBase(CombinationMode mode)
     {
         using var plugin = PersonalPlugin.Create(Model, PluginKind.Lst, mode, PluginDimensions.For(Config), seed: 3);
         var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0));
@@ -69,7 +69,7 @@ public class LstTests
     [Theory]
     [InlineData(TapPlacement.Edge)]
     [InlineData(TapPlacement.Cloud)]
-    public void Cached_decoding_equals_recomputing_the_whole_sequence_at_every_step(TapPlacement placement)
+    public void CachedDecodingEqualsRecomputingTheWholeSequenceAtEveryStep(TapPlacement placement)
     {
         using var plugin = RandomLst(CombinationMode.Side);
         var stepper = new PluginStepper(Model, plugin, CombinationMode.Side, new EdgeTransport(ActivationType.Fp32), placement);
@@ -88,7 +88,7 @@ public class LstTests
     [Theory]
     [InlineData(CombinationMode.Spa)]
     [InlineData(CombinationMode.Switch)]
-    public void Skipped_tokens_ride_along_with_the_next_round_trip(CombinationMode mode)
+    public void SkippedTokensRideAlongWithTheNextRoundTrip(CombinationMode mode)
     {
         using var plugin = RandomLst(mode, seed: 3);
         var transport = new EdgeTransport(ActivationType.Fp32);
@@ -135,7 +135,7 @@ public class LstTests
     }
 
     [Fact]
-    public void Beam_search_which_copies_cache_slots_is_refused_clearly()
+    public void BeamSearchWhichCopiesCacheSlotsIsRefusedClearly()
     {
         using var plugin = RandomLst(CombinationMode.Parallel);
         var stepper = new PluginStepper(Model, plugin, CombinationMode.Parallel, new EdgeTransport(ActivationType.Fp32));
@@ -144,7 +144,7 @@ public class LstTests
     }
 
     [Fact]
-    public void A_saved_LST_loads_back_identical()
+    public void ASavedLSTLoadsBackIdentical()
     {
         var directory = Path.Combine(Path.GetTempPath(), "spa-lst-" + Guid.NewGuid().ToString("N"));
         try
@@ -170,10 +170,10 @@ public class LstTests
     }
 
     [Theory]
-    [InlineData(CombinationMode.Side, "joint")]
-    [InlineData(CombinationMode.Parallel, "joint")]
-    [InlineData(CombinationMode.Spa, "joint")]
-    public void Training_for_a_few_steps_lowers_the_loss(CombinationMode mode, string objective)
+    [InlineData(CombinationMode.Side, GateObjective.Joint)]
+    [InlineData(CombinationMode.Parallel, GateObjective.Joint)]
+    [InlineData(CombinationMode.Spa, GateObjective.Joint)]
+    public void TrainingForAFewStepsLowersTheLoss(CombinationMode mode, GateObjective objective)
     {
         using var plugin = PersonalPlugin.Create(Model, PluginKind.Lst, mode, PluginDimensions.For(Config), seed: 5);
         var data = Enumerable.Range(0, 16).Select(i => new TrainingSequence([1, 403, 407, 261, 378, 11, 20 + i % 4, 30, 40, 50, 60], 1)).ToArray();

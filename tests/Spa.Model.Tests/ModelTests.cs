@@ -10,15 +10,15 @@ public class ModelTests
     private static LlamaModel Model => Stories260K.Model;
 
     [Fact]
-    public void Logits_after_BOS_match_the_fp64_reference() => AssertReferenceLogits(Model);
+    public void LogitsAfterBOSMatchTheFp64Reference() => AssertReferenceLogits(Model);
 
     [Fact]
-    public void Greedy_decoding_from_BOS_reproduces_llama2c() => AssertReferenceGreedy(Model);
+    public void GreedyDecodingFromBOSReproducesLlama2c() => AssertReferenceGreedy(Model);
 
     [Theory]
     [InlineData(null)]
     [InlineData(300_000L)]
-    public void The_model_converted_to_the_Hugging_Face_layout_gives_the_same_logits_and_text(long? shardBytes)
+    public void TheModelConvertedToTheHuggingFaceLayoutGivesTheSameLogitsAndText(long? shardBytes)
     {
         var directory = Path.Combine(Path.GetTempPath(), "spa-hf-" + Guid.NewGuid().ToString("N"));
         try
@@ -39,7 +39,7 @@ public class ModelTests
     [Theory]
     [InlineData("bfloat16")]
     [InlineData("float16")]
-    public void Reduced_precision_stays_close_to_fp32(string dtype)
+    public void ReducedPrecisionStaysCloseToFp32(string dtype)
     {
         using var reduced = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: dtype));
         var prompt = new[] { 1, 403, 407 };
@@ -74,7 +74,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void Cached_decoding_equals_recomputing_the_whole_sequence()
+    public void CachedDecodingEqualsRecomputingTheWholeSequence()
     {
         var random = new Random(7);
         for (int trial = 0; trial < 4; trial++)
@@ -97,7 +97,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void Chunked_prefill_equals_prefill_in_one_piece()
+    public void ChunkedPrefillEqualsPrefillInOnePiece()
     {
         var sequence = RandomTokens(new Random(11), 40);
         using var whole = Model.CreateCache(1);
@@ -114,7 +114,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void A_batch_of_sequences_of_different_lengths_decodes_as_each_alone()
+    public void ABatchOfSequencesOfDifferentLengthsDecodesAsEachAlone()
     {
         var random = new Random(3);
         var prompts = Enumerable.Range(0, 8).Select(i => (IReadOnlyList<int>)RandomTokens(random, 1 + 5 * i)).ToArray();
@@ -139,7 +139,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void Beam_search_of_width_one_is_greedy()
+    public void BeamSearchOfWidthOneIsGreedy()
     {
         var generator = new Generator(Model);
         foreach (var prompt in SomePrompts())
@@ -151,7 +151,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void Beam_search_of_width_four_scores_at_least_greedy()
+    public void BeamSearchOfWidthFourScoresAtLeastGreedy()
     {
         var generator = new Generator(Model);
         foreach (var prompt in SomePrompts())
@@ -164,7 +164,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void Sampling_with_the_same_seed_gives_the_same_tokens()
+    public void SamplingWithTheSameSeedGivesTheSameTokens()
     {
         var options = new SamplingOptions { Temperature = 1.0, TopP = 0.9, TopK = 40, Seed = 1234 };
         var generator = new Generator(Model);
@@ -176,7 +176,7 @@ public class ModelTests
     }
 
     [Fact]
-    public void A_prompt_that_fills_the_context_is_refused()
+    public void APromptThatFillsTheContextIsRefused()
     {
         var prompt = Enumerable.Repeat(403, Model.Config.MaxSeqLen).ToArray();
         var error = Assert.Throws<ContextOverflowException>(() => new Generator(Model).Decode(prompt, 1, SamplingOptions.Greedy).ToList());

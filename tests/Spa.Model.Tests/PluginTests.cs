@@ -24,7 +24,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void The_ladder_matches_a_slow_computation_of_its_equations()
+    public void TheLadderMatchesASlowComputationOfItsEquations()
     {
         using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Parallel);
         var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
@@ -46,7 +46,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void LoRA_equals_the_base_with_merged_weights()
+    public void LoRAEqualsTheBaseWithMergedWeights()
     {
         using var plugin = RandomPlugin(PluginKind.Lora, CombinationMode.Parallel);
         var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
@@ -66,7 +66,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void An_adapter_computes_x_plus_U_relu_V_x()
+    public void AnAdapterComputesXPlusUReluVX()
     {
         using var plugin = RandomPlugin(PluginKind.Adapter, CombinationMode.Parallel);
         var w = plugin.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.detach());
@@ -79,7 +79,7 @@ public class PluginTests
     [Theory]
     [InlineData(CombinationMode.Parallel)]
     [InlineData(CombinationMode.Spa)]
-    public void A_fresh_ladder_with_its_zero_output_projection_equals_the_base(CombinationMode mode)
+    public void AFreshLadderWithItsZeroOutputProjectionEqualsTheBase(CombinationMode mode)
     {
         using var plugin = PersonalPlugin.Create(Model, PluginKind.Ladder, mode, PluginDimensions.For(Config), seed: 3);
         var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0));
@@ -87,7 +87,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void The_gate_at_tau_zero_is_parallel_and_at_tau_one_is_the_base()
+    public void TheGateAtTauZeroIsParallelAndAtTauOneIsTheBase()
     {
         using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
         var parallel = Greedy(new PluginStepper(Model, plugin, CombinationMode.Parallel, new EdgeTransport(ActivationType.Fp32)), 40);
@@ -107,7 +107,7 @@ public class PluginTests
     [InlineData(PluginKind.Ladder, CombinationMode.Parallel)]
     [InlineData(PluginKind.Ladder, CombinationMode.Switch)]
     [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
-    public void M_is_counted_from_real_calls(PluginKind kind, CombinationMode mode)
+    public void MIsCountedFromRealCalls(PluginKind kind, CombinationMode mode)
     {
         using var plugin = RandomPlugin(kind, mode);
         var stepper = new PluginStepper(Model, plugin, mode, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new ThresholdPolicy(0.5));
@@ -132,7 +132,7 @@ public class PluginTests
     [InlineData(TapPlacement.Edge, ActivationType.Fp32, 6 * 64 * 4, 64 * 4)]
     [InlineData(TapPlacement.Edge, ActivationType.Int8, 6 * (64 + 4), 64 + 4)]
     [InlineData(TapPlacement.Cloud, ActivationType.Fp16, 6 * 32 * 2, 64 * 2)]
-    public void Bytes_per_round_trip_follow_what_is_sent(TapPlacement placement, ActivationType activation, long up, long down)
+    public void BytesPerRoundTripFollowWhatIsSent(TapPlacement placement, ActivationType activation, long up, long down)
     {
         using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Parallel);
         var transport = new EdgeTransport(activation);
@@ -143,7 +143,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void A_round_trip_budget_holds_M_at_or_under_it()
+    public void ARoundTripBudgetHoldsMAtOrUnderIt()
     {
         using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
         var stepper = new PluginStepper(Model, plugin, CombinationMode.Spa, new EdgeTransport(ActivationType.Fp32), gatePolicy: () => new BudgetPolicy(0.2, 0.0));
@@ -162,7 +162,7 @@ public class PluginTests
     [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
     [InlineData(PluginKind.Ladder, CombinationMode.Parallel)]
     [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
-    public void Under_beam_search_one_round_trip_carries_every_beam_of_a_step(PluginKind kind, CombinationMode mode)
+    public void UnderBeamSearchOneRoundTripCarriesEveryBeamOfAStep(PluginKind kind, CombinationMode mode)
     {
         using var plugin = RandomPlugin(kind, mode);
         var transport = new EdgeTransport(ActivationType.Fp32);
@@ -190,7 +190,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void A_round_trip_budget_holds_along_every_beam()
+    public void ARoundTripBudgetHoldsAlongEveryBeam()
     {
         using var plugin = RandomPlugin(PluginKind.Ladder, CombinationMode.Spa);
         const double budget = 0.3;
@@ -211,7 +211,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void A_forked_sequence_continues_its_parents_budget()
+    public void AForkedSequenceContinuesItsParentsBudget()
     {
         // Budget 0.5 and a gate that always wants the device: a sequence sends its 2nd, 4th, ... token. After three
         // tokens (the 2nd sent), a copy of the sequence owes nothing and sends its 4th; a fresh one would not send its 1st.
@@ -263,7 +263,7 @@ public class PluginTests
     [InlineData(PluginKind.Ladder, CombinationMode.Spa)]
     [InlineData(PluginKind.Lora, CombinationMode.Parallel)]
     [InlineData(PluginKind.Adapter, CombinationMode.Parallel)]
-    public void A_saved_plugin_loads_back_identical(PluginKind kind, CombinationMode mode)
+    public void ASavedPluginLoadsBackIdentical(PluginKind kind, CombinationMode mode)
     {
         var directory = TempDirectory();
         try
@@ -285,7 +285,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void Dimensions_are_saved_in_snake_case_and_an_older_manifest_without_lst_reduction_gets_the_default()
+    public void DimensionsAreSavedInSnakeCaseAndAnOlderManifestWithoutLstReductionGetsTheDefault()
     {
         var dimensions = new PluginDimensions(SideDim: 32, AdapterDim: 64, LoraRank: 9, LoraAlpha: 18, AdapterBottleneck: 70, LstReduction: 4);
         var json = JsonSerializer.Serialize(dimensions, PluginManifest.Json);
@@ -299,7 +299,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void A_plugin_saved_before_lst_reduction_existed_still_loads()
+    public void APluginSavedBeforeLstReductionExistedStillLoads()
     {
         var directory = TempDirectory();
         try
@@ -321,7 +321,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void Bad_plugin_files_are_refused_with_clear_errors()
+    public void BadPluginFilesAreRefusedWithClearErrors()
     {
         var directory = TempDirectory();
         try
@@ -358,11 +358,11 @@ public class PluginTests
     }
 
     [Theory]
-    [InlineData(PluginKind.Ladder, CombinationMode.Parallel, "joint")]
-    [InlineData(PluginKind.Ladder, CombinationMode.Spa, "joint")]
-    [InlineData(PluginKind.Ladder, CombinationMode.Spa, "two-stage")]
-    [InlineData(PluginKind.Lora, CombinationMode.Parallel, "joint")]
-    public void Training_for_a_few_steps_lowers_the_loss_it_optimises(PluginKind kind, CombinationMode mode, string objective)
+    [InlineData(PluginKind.Ladder, CombinationMode.Parallel, GateObjective.Joint)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa, GateObjective.Joint)]
+    [InlineData(PluginKind.Ladder, CombinationMode.Spa, GateObjective.TwoStage)]
+    [InlineData(PluginKind.Lora, CombinationMode.Parallel, GateObjective.Joint)]
+    public void TrainingForAFewStepsLowersTheLossItOptimises(PluginKind kind, CombinationMode mode, GateObjective objective)
     {
         using var plugin = PersonalPlugin.Create(Model, kind, mode, PluginDimensions.For(Config), seed: 5);
         var data = Enumerable.Range(0, 16).Select(i => new TrainingSequence([1, 403, 407, 261, 378, 11, 20 + i % 4, 30, 40, 50, 60], 1)).ToArray();
@@ -371,7 +371,7 @@ public class PluginTests
         // What each stage optimises: the plugin in its mode; the joint mixture; or, two-stage, parallel and then the gate.
         (CombinationMode Mode, LossKind Kind)[] objectives = (mode, objective) switch
         {
-            (CombinationMode.Spa, "joint") => [(CombinationMode.Spa, LossKind.JointGate)],
+            (CombinationMode.Spa, GateObjective.Joint) => [(CombinationMode.Spa, LossKind.JointGate)],
             (CombinationMode.Spa, _) => [(CombinationMode.Parallel, LossKind.Plugin), (CombinationMode.Parallel, LossKind.GateOnly)],
             _ => [(mode, LossKind.Plugin)],
         };
@@ -384,7 +384,7 @@ public class PluginTests
     }
 
     [Fact]
-    public void A_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint()
+    public void ANonFiniteLossStopsTrainingAndKeepsTheLastGoodCheckpoint()
     {
         var directory = TempDirectory();
         try

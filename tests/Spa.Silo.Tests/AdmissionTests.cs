@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using Spa.Grains;
 using Xunit.Abstractions;
 using Spa.Testing;
 
@@ -116,13 +115,7 @@ public sealed class AdmissionTests(ITestOutputHelper output)
         return response;
     }
 
-    private static async Task WaitFor(ServerFixture server, string gauge, double value)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while ((await server.ScrapeAsync()).Sum(gauge) != value)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{gauge} did not reach {value} within 30 s");
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitFor(ServerFixture server, string gauge, double value) =>
+        Eventually.Until(async () => (await server.ScrapeAsync()).Sum(gauge), sum => sum == value, TimeSpan.FromSeconds(30), $"{gauge} to reach {value}",
+            TimeSpan.FromMilliseconds(20));
 }

@@ -164,7 +164,7 @@ public sealed class HostileInputTests(ServerFixture server, ITestOutputHelper ou
             new string('[', 40) + new string(']', 40),
         ];
 
-        private static readonly string[] Modes = [.. SessionModes.All, "", "BASE", "spa ", "nonsense", "lora\u0000"];
+        private static readonly string[] Modes = [.. SessionModes.All.Select(WireNames.Of), "", "BASE", "spa ", "nonsense", "lora\u0000"];
 
         private static readonly string[] ContentTypes =
             ["application/json", "application/json", "application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded",
@@ -258,9 +258,9 @@ public sealed class HostileInputTests(ServerFixture server, ITestOutputHelper ou
         /// <summary>A plugin request of the right shape, so that every mode meets the own, another's and unknown devices.</summary>
         private string WellFormedSpaBody()
         {
-            var mode = Pick(SessionModes.All.Where(m => m != SessionModes.Base).ToArray());
-            var spa = new Dictionary<string, string> { ["mode"] = Str(mode), ["device_id"] = Str(DeviceId()), ["fallback"] = Str(Pick(new[] { "base", "fail" })) };
-            if (SessionModes.Gated(mode) && random.Next(2) == 0) spa[random.Next(2) == 0 ? "tau" : "m_budget"] = random.NextDouble().ToString("R");
+            var mode = Pick(SessionModes.All.Where(m => m != SessionMode.Base).ToArray());
+            var spa = new Dictionary<string, string> { ["mode"] = Str(WireNames.Of(mode)), ["device_id"] = Str(DeviceId()), ["fallback"] = Str(Pick(new[] { "base", "fail" })) };
+            if (mode.IsGated() && random.Next(2) == 0) spa[random.Next(2) == 0 ? "tau" : "m_budget"] = random.NextDouble().ToString("R");
             return CompletionBody(mutations: 0)[..^1] + ", \"spa\": " + Json(spa.Select(p => (p.Key, p.Value))) + "}";
         }
 

@@ -20,7 +20,7 @@ public sealed class IsolationTests(ServerFixture server)
         using var alice = server.Client();
         using var bob = server.Client(ServerFixture.OtherKey);
         var id = await PluginCompletionTests.SimulatedDevice(alice, "iso", RandomPlugin.Ladder);
-        foreach (var mode in SessionModes.All.Where(m => m != SessionModes.Base))
+        foreach (var mode in SessionModes.All.Where(m => m != SessionMode.Base).Select(WireNames.Of))
             foreach (var stream in new[] { false, true })
             {
                 var error = (await PluginCompletionTests.Send(bob, "/v1/completions",

@@ -47,7 +47,7 @@ public sealed class PluginStaysOnDeviceTests(RedisServer redis) : IClassFixture<
 
         // What the silo received about the plugin: the card and nothing more, its gate equal to the file's.
         var card = await server.App.Services.GetRequiredService<IGrainFactory>().GetGrain<IEdgeDeviceGrain>(id).GetPlugin();
-        Assert.Equal(["Kind", "BaseIdentity", "GateWeights", "Tau", "GateInput"], typeof(DevicePlugin).GetProperties().Select(p => p.Name));
+        Assert.Equal(["Kind", "BaseIdentity", "GateWeights", "Tau", "GateReadsToken"], typeof(DevicePlugin).GetProperties().Select(p => p.Name));
         Assert.Equal(gate, card.GateWeights);
 
         // Everything the silo stored.

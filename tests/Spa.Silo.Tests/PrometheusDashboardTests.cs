@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -60,7 +59,10 @@ public sealed class PrometheusDashboardTests
 
             long tokens = responses.Values.Sum(r => r.GetProperty("generated_tokens").GetInt64());
             await WaitFor(api, prometheus, "sum(spa_tokens_generated_total)", v => v == before + tokens);
-            await Task.Delay(TimeSpan.FromSeconds(2)); // two more scrapes: every rate window holds samples after the generations
+            // Two more scrapes, so that every rate window holds samples after the generations.
+            const string Scrapes = "min(count_over_time(up[10m]))";
+            double scrapes = await WaitFor(api, prometheus, Scrapes, _ => true);
+            await WaitFor(api, prometheus, Scrapes, n => n >= scrapes + 2);
 
             foreach (var file in Directory.GetFiles(Path.Combine(Grafana, "dashboards"), "*.json"))
             {
@@ -117,27 +119,16 @@ public sealed class PrometheusDashboardTests
     }
 
     /// <summary>Polls <paramref name="expr"/> (one series) until its value passes <paramref name="done"/>; 60 s at most.</summary>
-    private static async Task<double> WaitFor(PrometheusApi api, ChildProcess prometheus, string expr, Func<double, bool> done)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        string last = "no answer yet";
-        while (DateTime.UtcNow < deadline)
-        {
-            Assert.False(prometheus.HasExited, $"prometheus exited: {prometheus}");
-            try
+    /// <remarks>NaN stands for "no single series yet"; an HTTP failure means Prometheus is not listening yet.</remarks>
+    private static Task<double> WaitFor(PrometheusApi api, ChildProcess prometheus, string expr, Func<double, bool> done) =>
+        Eventually.Until(async () =>
             {
+                Assert.False(prometheus.HasExited, $"prometheus exited: {prometheus}");
                 var answer = await api.Query(expr, CancellationToken.None);
-                if (answer.Count == 1 && answer[0].Points[0].Value is var value && done(value)) return value;
-                last = answer.Count == 0 ? "no series" : answer[0].Points[0].Value.ToString(CultureInfo.InvariantCulture);
-            }
-            catch (HttpRequestException e)
-            {
-                last = e.Message; // not listening yet
-            }
-            await Task.Delay(250);
-        }
-        throw new TimeoutException($"'{expr}' did not reach the expected value within 60 s (last: {last})\n{prometheus}");
-    }
+                return answer.Count == 1 ? answer[0].Points[0].Value : double.NaN;
+            },
+            value => !double.IsNaN(value) && done(value), TimeSpan.FromSeconds(60), $"'{expr}' to reach the expected value", TimeSpan.FromMilliseconds(250),
+            retryOn: e => e is HttpRequestException, context: prometheus.ToString);
 
     private static string? FindOnPath(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)

@@ -37,7 +37,7 @@ public sealed class RedisSiloTests(RedisServer redis) : IClassFixture<RedisServe
                 Assert.Equal(ports[1], silo.GetProperty("ProxyPort").GetInt32());
 
                 var session = app.Services.GetRequiredService<IGrainFactory>().GetGrain<IDecodingSessionGrain>("in-redis");
-                var result = await session.Generate(new GenerationRequest([1], 8, Shards: 1, Model: "stories260K"));
+                var result = await session.Generate(new GenerationRequest([1], 8) { Shards = 1, Model = "stories260K" });
                 var key = "spa/state/decodingsession/in-redis/session";
                 var data = (string?)await db.HashGetAsync(key, "data");
                 Assert.False(string.IsNullOrEmpty(data), $"no state under {key}");

@@ -89,12 +89,11 @@ public sealed class ServerFixture : IAsyncLifetime, IAsyncDisposable
         await App.StartAsync();
         BaseAddress = new Uri(App.Urls.Single());
         using var client = Client(null);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while ((await client.GetAsync("/healthz")).StatusCode != HttpStatusCode.OK)
+        await Eventually.True(async () =>
         {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("the host did not become healthy within 60 s");
-            await Task.Delay(100);
-        }
+            using var health = await client.GetAsync("/healthz");
+            return health.StatusCode == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(60), "the host to become healthy");
     }
 
     public async Task DisposeAsync()

@@ -89,13 +89,9 @@ internal sealed class RecordedActivities : IDisposable
     /// <summary>The one activity named <paramref name="name"/> of session <paramref name="session"/>, waiting up to 10 s for it to stop.</summary>
     public async Task<Activity> Single(string name, string session)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            var found = _stopped.Where(a => a.OperationName == name && (string?)a.GetTagItem("spa.session") == session).ToList();
-            if (found.Count > 0 || DateTime.UtcNow > deadline) return Assert.Single(found);
-            await Task.Delay(20);
-        }
+        var found = await Eventually.Until(() => Task.FromResult(_stopped.Where(a => a.OperationName == name && (string?)a.GetTagItem("spa.session") == session).ToList()),
+            stopped => stopped.Count > 0, TimeSpan.FromSeconds(10), $"activity '{name}' of session '{session}' to stop", TimeSpan.FromMilliseconds(20));
+        return Assert.Single(found);
     }
 
     public void Dispose() => _listener.Dispose();

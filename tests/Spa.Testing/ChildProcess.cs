@@ -91,16 +91,13 @@ public sealed class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Waits until <paramref name="text"/> appears in stdout; fails with the output when the program exits first or time runs out.</summary>
-    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!Stdout.Contains(text, StringComparison.Ordinal) && !Stderr.Contains(text, StringComparison.Ordinal))
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) =>
+        Eventually.True(() =>
         {
+            if (Stdout.Contains(text, StringComparison.Ordinal) || Stderr.Contains(text, StringComparison.Ordinal)) return true;
             if (_process.HasExited) throw new InvalidOperationException($"exited with {_process.ExitCode} before printing '{text}'\n{this}");
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"'{text}' did not appear within {timeout.TotalSeconds} s\n{this}");
-            await Task.Delay(100);
-        }
-    }
+            return false;
+        }, timeout, $"'{text}' in the output", context: ToString);
 
     public override string ToString() => $"$ {CommandLine}\n--- stdout ---\n{Stdout}\n--- stderr ---\n{Stderr}";
 

@@ -75,26 +75,27 @@ public sealed class RedisServer : IAsyncLifetime
     /// <summary>Whether the server answers "+PONG" before <see cref="StartTimeout"/> (false at once when it exited).</summary>
     private static async Task<bool> AnswersPingAsync(int port, ChildProcess process)
     {
-        var deadline = DateTime.UtcNow + StartTimeout;
-        while (DateTime.UtcNow < deadline && !process.HasExited)
+        try
         {
-            try
-            {
-                using var client = new TcpClient();
-                using var attempt = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-                await client.ConnectAsync("127.0.0.1", port, attempt.Token);
-                var stream = client.GetStream();
-                await stream.WriteAsync("PING\r\n"u8.ToArray(), attempt.Token);
-                var buffer = new byte[64];
-                int read = await stream.ReadAsync(buffer, attempt.Token);
-                if (Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal)) return true;
-            }
-            catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
-            {
-            }
-            await Task.Delay(50);
+            return await Eventually.Until(async () => !process.HasExited && await PongAsync(port), pong => pong || process.HasExited, StartTimeout,
+                "redis-server to answer PING", TimeSpan.FromMilliseconds(50), retryOn: e => e is SocketException or IOException or OperationCanceledException);
         }
-        return false;
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<bool> PongAsync(int port)
+    {
+        using var client = new TcpClient();
+        using var attempt = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        await client.ConnectAsync("127.0.0.1", port, attempt.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync("PING\r\n"u8.ToArray(), attempt.Token);
+        var buffer = new byte[64];
+        int read = await stream.ReadAsync(buffer, attempt.Token);
+        return Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal);
     }
 
     private static string? FindOnPath(string name) =>

@@ -309,7 +309,7 @@ public static class BenchClusterCommand
             int run = ++_run;
             var started = Enumerable.Range(0, sessions).Select(i => grains.GetGrain<IDecodingSessionGrain>($"bench-{run}-{shards}-{i}")).ToArray();
             var clock = Stopwatch.StartNew();
-            var results = await Task.WhenAll(started.Select((g, i) => g.Generate(new GenerationRequest([.. prompts[i]], tokens, shards)).AsTask()));
+            var results = await Task.WhenAll(started.Select((g, i) => g.Generate(new GenerationRequest([.. prompts[i]], tokens) { Shards = shards }).AsTask()));
             double seconds = clock.Elapsed.TotalSeconds;
             await Task.WhenAll(started.Select(g => g.End().AsTask()));
             return new Timed([.. results.Select(r => r.Tokens)], seconds);

@@ -101,7 +101,7 @@ public static class BenchPersistenceCommand
     private static async Task<int[]> Generate(IHost host, int[] prompt, int tokens, int shards)
     {
         var session = host.Services.GetRequiredService<IGrainFactory>().GetGrain<IDecodingSessionGrain>("bench-" + Guid.NewGuid().ToString("N"));
-        var result = await session.Generate(new GenerationRequest(prompt, tokens, shards));
+        var result = await session.Generate(new GenerationRequest(prompt, tokens) { Shards = shards });
         await session.End();
         return result.Tokens;
     }

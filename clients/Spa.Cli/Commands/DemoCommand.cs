@@ -136,14 +136,18 @@ public static class DemoCommand
                 : "[brackets]: the device took part in the token; plain: the cloud alone");
             var promptTokens = served.Tokenizer.Encode(prompt, bos: true, eos: false).ToArray();
             var rows = new List<(string Mode, GenerationResult Result)>();
-            foreach (var mode in new[] { SessionModes.Base, SessionModes.Parallel, SessionModes.Spa })
+            foreach (var mode in new[] { SessionMode.Base, SessionMode.Parallel, SessionMode.Spa })
             {
-                var session = grains.GetGrain<IDecodingSessionGrain>($"demo-{mode}");
+                var name = WireNames.Of(mode);
+                var session = grains.GetGrain<IDecodingSessionGrain>($"demo-{name}");
                 var decoder = served.Tokenizer.CreateStreamDecoder();
                 foreach (var id in promptTokens) decoder.Push(id);
-                Console.Write($"\n{mode,-9}| {prompt}");
-                var request = new GenerationRequest(promptTokens, tokens, Mode: mode, DeviceId: mode == SessionModes.Base ? null : deviceId,
-                    Tau: mode == SessionModes.Spa ? tau : null, User: User);
+                Console.Write($"\n{name,-9}| {prompt}");
+                var request = new GenerationRequest(promptTokens, tokens)
+                {
+                    Plugin = new PluginChoice { Mode = mode, DeviceId = mode == SessionMode.Base ? null : deviceId, Tau = mode == SessionMode.Spa ? tau : null },
+                    User = User,
+                };
                 await foreach (var token in session.GenerateStream(request, cancellation))
                 {
                     if (token.Token == served.Description.EosId || token.Token == served.Description.BosId) break;
@@ -151,7 +155,7 @@ public static class DemoCommand
                     Console.Write(!token.Edge || piece.Length == 0 ? piece : colour ? $"\u001b[36m{piece}\u001b[0m" : $"[{piece}]");
                 }
                 Console.WriteLine(decoder.Flush());
-                rows.Add((mode, await session.GetStatus()));
+                rows.Add((name, await session.GetStatus()));
                 await session.End();
             }
             Console.WriteLine();
@@ -160,7 +164,7 @@ public static class DemoCommand
             foreach (var (mode, r) in rows)
             {
                 double n = Math.Max(1, r.GeneratedTokens);
-                Console.WriteLine($"| {mode} | {r.GeneratedTokens} | {r.M:F3} | {r.BytesUp / n:F0} | {r.BytesDown / n:F0} | {r.CloudMs / n:F2} | {r.EdgeMs / n:F2} | {r.NetworkMs / n:F2} | {r.TotalMs / n:F2} |");
+                Console.WriteLine($"| {mode} | {r.GeneratedTokens} | {r.M:F3} | {r.Edge.BytesUp / n:F0} | {r.Edge.BytesDown / n:F0} | {r.CloudMs / n:F2} | {r.Edge.EdgeMs / n:F2} | {r.Edge.NetworkMs / n:F2} | {r.TotalMs / n:F2} |");
             }
             await app.StopAsync(CancellationToken.None);
         }

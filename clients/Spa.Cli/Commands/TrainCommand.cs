@@ -20,7 +20,7 @@ public static class TrainCommand
         var output = new Option<string>("--out", "-o") { Description = "Directory for the plugin and its checkpoints.", Required = true };
         var epochs = new Option<int>("--epochs") { Description = "Passes over the training split.", DefaultValueFactory = _ => 3 };
         var lambda = new Option<double>("--lambda") { Description = "Price of one round trip in the joint gate objective (nats).", DefaultValueFactory = _ => 0.05 };
-        var objective = new Option<string>("--gate-objective") { Description = "two-stage (parallel first, then the gate) or joint (gate and side network together).", DefaultValueFactory = _ => "two-stage" };
+        var objective = new Option<string>("--gate-objective") { Description = "two-stage (parallel first, then the gate) or joint (gate and side network together).", DefaultValueFactory = _ => PluginNames.Name(GateSettings.Default.Objective) };
         var delta = new Option<double>("--delta") { Description = "Two-stage label threshold on log P_parallel(y) - log P_base(y).", DefaultValueFactory = _ => 1.0 };
         var gateInput = new Option<string>("--gate-input") { Description = "What the gate reads: hidden (n, the paper's) or hidden-and-token (n and the current token's embedding).", DefaultValueFactory = _ => PluginNames.Name(GateSettings.Default.Input) };
         var gateLabel = new Option<string>("--gate-label") { Description = "Two-stage labels per token, or per word (a word needs the edge when any of its tokens does).", DefaultValueFactory = _ => PluginNames.Name(GateSettings.Default.Label) };
@@ -58,7 +58,7 @@ public static class TrainCommand
                 LearningRate = result.GetValue(learningRate),
                 Seed = result.GetValue(seed),
                 MaxSequenceLength = result.GetValue(maxLength),
-                GateObjective = result.GetValue(objective)!,
+                GateObjective = PluginNames.ParseGateObjective(result.GetValue(objective)!),
                 Lambda = result.GetValue(lambda),
                 Delta = result.GetValue(delta),
                 GateLabel = PluginNames.ParseGateLabel(result.GetValue(gateLabel)!),

@@ -22,7 +22,7 @@ public sealed record StudyPlugin(string Name, string About, CombinationMode Mode
         new("spa-hidden-word", "gate reads n only, word labels", CombinationMode.Spa, GateSettings.Default with { Input = GateInput.Hidden }),
         new("spa-token-label", "gate reads n and the token, token labels", CombinationMode.Spa, GateSettings.Default with { Label = GateLabel.Token }),
         new("spa-design", "the design's gate: n only, token labels", CombinationMode.Spa, GateSettings.Default with { Input = GateInput.Hidden, Label = GateLabel.Token }),
-        new("spa-joint", "joint objective (lambda 0.05), gate reads n and the token", CombinationMode.Spa, GateSettings.Default with { Objective = "joint" }),
+        new("spa-joint", "joint objective (lambda 0.05), gate reads n and the token", CombinationMode.Spa, GateSettings.Default with { Objective = GateObjective.Joint }),
         new("spa-small", "the default gate on a ladder of width 1 with adapters of width 1 (the paper's share of the base)", CombinationMode.Spa, GateSettings.Default, SideDim: 1, AdapterDim: 1),
         new("lora", "LoRA on q and v of every layer, the ladder's capacity, split: L round trips a token", CombinationMode.Parallel, null, Kind: PluginKind.Lora),
         new("adapter", "Houlsby adapters in every layer, the ladder's capacity, split: 2L round trips a token", CombinationMode.Parallel, null, Kind: PluginKind.Adapter),

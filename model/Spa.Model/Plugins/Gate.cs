@@ -18,6 +18,16 @@ public enum GateInput
     HiddenAndToken,
 }
 
+/// <summary>How a gate is trained with its side network (switch, spa).</summary>
+public enum GateObjective
+{
+    /// <summary>The side network first, in parallel (switch: side), then the gate on labels drawn from its gain.</summary>
+    TwoStage,
+
+    /// <summary>Gate and side network together on the expected loss plus lambda per round trip.</summary>
+    Joint,
+}
+
 /// <summary>How the two-stage gate's labels are drawn from the side network's gain log P_plugin(y) - log P_base(y).</summary>
 public enum GateLabel
 {

@@ -69,6 +69,8 @@ public static class PluginNames
 
     public static GateLabel ParseGateLabel(string text) => Parse<GateLabel>(text, "gate label", "token, word");
 
+    public static GateObjective ParseGateObjective(string text) => Parse<GateObjective>(text, "gate objective", "two-stage, joint");
+
     /// <summary>The value as command lines and files spell it: lower case, words joined by '-' ("hidden-and-token").</summary>
     public static string Name<T>(T value) where T : struct, Enum => System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
 

@@ -8,14 +8,14 @@ namespace Spa.Model.Plugins;
 /// when the threshold was set on held-out data, how. A manifest written before the gate read the token or labelled
 /// words reads as <see cref="GateInput.Hidden"/> and <see cref="GateLabel.Token"/>, which is what those gates were.
 /// </summary>
-public sealed record GateSettings(string Objective, double Lambda, double Tau, double Delta)
+public sealed record GateSettings(GateObjective Objective, double Lambda, double Tau, double Delta)
 {
     public GateInput Input { get; init; } = GateInput.Hidden;
     public GateLabel Label { get; init; } = GateLabel.Token;
     public TauCalibration? Calibration { get; init; }
 
     /// <summary>What a new plugin's gate is unless told otherwise: two-stage, reading the token, labelling words.</summary>
-    public static GateSettings Default { get; } = new("two-stage", 0.05, 0.5, 1.0) { Input = GateInput.HiddenAndToken, Label = GateLabel.Word };
+    public static GateSettings Default { get; } = new(GateObjective.TwoStage, 0.05, 0.5, 1.0) { Input = GateInput.HiddenAndToken, Label = GateLabel.Word };
 }
 
 /// <summary>

@@ -22,7 +22,7 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
     {
         options.Validate();
         if (train.Count == 0) throw new ArgumentException("there is no training data");
-        if (plugin.Gate is not null && options.GateObjective == "two-stage" && options.GateLabel == GateLabel.Word && options.WordStarts is null)
+        if (plugin.Gate is not null && options.GateObjective == GateObjective.TwoStage && options.GateLabel == GateLabel.Word && options.WordStarts is null)
             throw new ArgumentException("word labels for the gate need the tokenizer's word starts (TrainingOptions.WordStarts)");
         var stages = Stages().ToList();
         var clock = Stopwatch.StartNew();
@@ -126,7 +126,7 @@ public sealed class PluginTrainer(LlamaModel model, PersonalPlugin plugin, Train
         bool gated = plugin.Gate is not null;
         if (!gated)
             yield return (plugin.Mode, LossKind.Plugin, Where(_ => true));
-        else if (options.GateObjective == "joint")
+        else if (options.GateObjective == GateObjective.Joint)
             yield return (plugin.Mode, LossKind.JointGate, Where(_ => true));
         else
         {

@@ -19,10 +19,10 @@ public sealed record TrainingOptions
     public int MaxSequenceLength { get; init; } = 256;
 
     /// <summary>
-    /// For switch and spa: "two-stage" (parallel, then the gate on the label below) or "joint" (gate and side network
+    /// For switch and spa: two-stage (parallel, then the gate on the label below) or joint (gate and side network
     /// together). Two-stage is the default: on the personal task it gives the better quality-versus-M curve (docs/method.md).
     /// </summary>
-    public string GateObjective { get; init; } = "two-stage";
+    public GateObjective GateObjective { get; init; } = GateObjective.TwoStage;
 
     /// <summary>The price of one round trip in the joint objective, in nats.</summary>
     public double Lambda { get; init; } = 0.05;
@@ -42,7 +42,7 @@ public sealed record TrainingOptions
         if (BatchSize <= 0) throw new ArgumentException($"batch size must be positive, got {BatchSize}");
         if (!(LearningRate > 0)) throw new ArgumentException($"learning rate must be positive, got {LearningRate}");
         if (!(Lambda >= 0)) throw new ArgumentException($"lambda must be >= 0, got {Lambda}");
-        if (GateObjective is not ("joint" or "two-stage")) throw new ArgumentException($"gate objective must be 'joint' or 'two-stage', got '{GateObjective}'");
+        if (!Enum.IsDefined(GateObjective)) throw new ArgumentException($"gate objective must be joint or two-stage, got {(int)GateObjective}");
         if (MaxSequenceLength < 2) throw new ArgumentException("the longest sequence must hold at least 2 tokens");
     }
 }

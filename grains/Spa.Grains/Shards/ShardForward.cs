@@ -1,0 +1,77 @@
+using Spa.Grains.Abstractions;
+using Spa.Model;
+using static TorchSharp.torch;
+
+namespace Spa.Grains.Shards;
+
+/// <summary>
+/// The model runner of a shard: layers [from, to) of the base model over a group of steps in the shard's KV cache, on
+/// the torch worker. The first shard embeds the tokens, the others read the previous shard's activations; the last
+/// shard applies the final norm and the LM head. Sessions whose plugin sits inside the base reach their devices through
+/// a <see cref="RemoteLayerHook"/>.
+/// </summary>
+internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, int to, bool first, bool last, IGrainFactory grains)
+{
+    /// <summary>Runs on the torch worker: one forward over the slots of a group of steps with the same new-position count.</summary>
+    public ShardStepResult[] Run(SlottedStep[] group)
+    {
+        if (!TorchWorker.OnWorkerThread) throw new InvalidOperationException("tensor work must run on the torch worker, not on the Orleans scheduler");
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        int dim = model.Config.Dim, count = group[0].Count, rows = group.Length;
+        var slots = new int[rows];
+        for (int b = 0; b < rows; b++)
+        {
+            slots[b] = group[b].Slot;
+            if (group[b].Request.StartPosition == 0) cache.Clear(slots[b]);
+        }
+        using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, slots, Enumerable.Repeat(count, rows).ToArray(), model.Device);
+        bool wantTaps = group.Any(p => p.Request.WantTaps);
+        var layerTaps = wantTaps ? new List<Tensor>() : null;
+        Tensor h;
+        if (first)
+        {
+            h = model.Embed(model.PadTokens(group.Select(p => (IReadOnlyList<int>)p.Request.Tokens!).ToArray(), count));
+            layerTaps?.Add(h); // h_0
+        }
+        else
+        {
+            var input = new float[rows * count * dim];
+            for (int b = 0; b < rows; b++) group[b].Request.Hidden!.Data.CopyTo(input, b * count * dim);
+            h = tensor(input, [(long)rows, count, dim]).to(model.DType, model.Device);
+        }
+        var hook = group[0].Request.Edge is null ? null : new RemoteLayerHook(grains, group.Select(p => p.Request).ToArray(), model.Config);
+        h = model.RunLayers(h, batch, from, to, hook, layerTaps);
+        batch.Commit();
+
+        var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
+        Tensor AtLast(Tensor x) => x.reshape(-1, dim).index_select(0, lastRows); // [rows, dim]
+        float[]? taps = null;
+        int tapRows = layerTaps?.Count ?? 0;
+        if (layerTaps is not null) // [rows, taps, dim]: each row's residual stream after each layer, at its last position
+            taps = stack(layerTaps.Select(AtLast).ToArray(), 1).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        Activations? TapsOf(int b) => taps is not null && group[b].Request.WantTaps
+            ? new Activations(taps.AsSpan(b * tapRows * dim, tapRows * dim).ToArray(), [tapRows, dim])
+            : null;
+
+        var results = new ShardStepResult[rows];
+        if (last)
+        {
+            var normed = model.FinalNorm.Forward(AtLast(h)); // n: what the LM head reads, and the gate
+            var logits = model.HeadLogits(normed).cpu().contiguous().data<float>().ToArray();
+            var normedData = wantTaps ? normed.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray() : null;
+            int vocab = model.Config.VocabSize;
+            for (int b = 0; b < rows; b++)
+            {
+                var n = normedData is not null && group[b].Request.WantTaps ? normedData.AsSpan(b * dim, dim).ToArray() : null;
+                results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray(), TapsOf(b), n, hook?.Usage(b));
+            }
+            return results;
+        }
+        var data = h.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        int size = count * dim;
+        for (int b = 0; b < rows; b++)
+            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null, TapsOf(b), Edge: hook?.Usage(b));
+        return results;
+    }
+}
