@@ -21,6 +21,13 @@ public sealed class EdgeUnavailableException : Exception
     public EdgeUnavailableException(string message) : base(message) { }
 }
 
+/// <summary>The session was deleted while a call still read its tokens: the generation did not finish, it was cancelled.</summary>
+[GenerateSerializer, Alias("spa.SessionEndedException")]
+public sealed class SessionEndedException : Exception
+{
+    public SessionEndedException(string message) : base(message) { }
+}
+
 /// <summary>A request's setting that cannot run; <see cref="Setting"/> names it as the HTTP API does ("spa.device_id").</summary>
 [GenerateSerializer, Alias("spa.InvalidSettingException")]
 public sealed class InvalidSettingException : ArgumentException

@@ -85,6 +85,7 @@ public sealed record PluginChoice
         var mode = WireNames.Of(Mode);
         if (Mode != SessionMode.Base && string.IsNullOrEmpty(DeviceId))
             throw new InvalidSettingException($"spa.mode '{mode}' runs a plugin on the user's device: give spa.device_id", "spa.device_id");
+        if (DeviceId is not null) ClientInputs.CheckDeviceId(DeviceId, "spa.device_id");
         if (Mode == SessionMode.Base && DeviceId is not null)
             throw new InvalidSettingException("spa.device_id is given but spa.mode is 'base', which uses no device", "spa.device_id");
         if (Tau is { } tau && !(tau is >= 0 and <= 1)) throw new InvalidSettingException($"spa.tau must be between 0 and 1, got {tau}", "spa.tau");

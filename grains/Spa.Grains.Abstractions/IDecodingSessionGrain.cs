@@ -20,13 +20,23 @@ public interface IDecodingSessionGrain : IGrainWithStringKey
     /// Goes on with the stored generation after a break (the caller lost its stream, or the session's silo died): yields
     /// the tokens from index <paramref name="fromGenerated"/> (the count the caller has), the stored ones first, then
     /// generates until the generation's budget, raised to <paramref name="maxGenerated"/> tokens if it is lower (so that
-    /// asking twice raises it once), is spent or the generation finished. Tokens
+    /// asking twice raises it once), is spent or the generation finished; a budget never exceeds what the context leaves
+    /// after the prompt. A session deleted while its tokens are read ends the stream with
+    /// <see cref="SessionEndedException"/>. Tokens
     /// a dead silo had not stored yet are generated again (the same ones: the sampler is rebuilt from seed and history);
     /// those before <paramref name="fromGenerated"/> are not yielded. Stored tokens are yielded with the Edge and
     /// Degraded flags they were made with.
     /// </summary>
     [Alias("ResumeStream")]
     IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, CancellationToken cancellation = default);
+
+    /// <summary>
+    /// Raises the generation's token budget by <paramref name="moreTokens"/> (within what the context leaves) and returns
+    /// the new budget. Each call raises it once, so that concurrent resumes of one session each get their tokens; pass
+    /// the result to <see cref="ResumeStream"/>, which may then be retried without raising it again.
+    /// </summary>
+    [Alias("RaiseBudget")]
+    ValueTask<int> RaiseBudget(int moreTokens);
 
     /// <summary>The session as stored: its owner, prompt and generated tokens, budget, state and counters; null if there is none.</summary>
     [Alias("Describe")]

@@ -46,8 +46,8 @@ public sealed class EdgeDeviceGrain(
     public async ValueTask<EdgeDeviceInfo> Register(DeviceRegistration registration)
     {
         if (string.IsNullOrWhiteSpace(registration.Owner)) throw new ArgumentException("a device needs an owner");
-        if (string.IsNullOrEmpty(registration.Secret) || registration.Secret.Length < 16)
-            throw new ArgumentException("a device secret needs at least 16 characters");
+        ClientInputs.CheckDeviceId(Id, "device_id");
+        ClientInputs.CheckSecret(registration.Secret);
         if (Registered && state.State.Owner != registration.Owner)
             throw new DeviceAccessDeniedException($"device '{Id}' belongs to another user");
         if (registration.Simulated is { } simulated)
@@ -68,7 +68,7 @@ public sealed class EdgeDeviceGrain(
             Simulated = registration.Simulated is { } s ? s with { Profile = s.Profile ?? EdgeProfiles.Local } : null,
         };
         await state.WriteStateAsync();
-        logger.LogInformation("device {Device} of {Owner} registered: {State}", Id, registration.Owner, Info().State);
+        logger.LogInformation("device {Device} of {Owner} registered: {State}", Id, registration.Owner, WireNames.Of(Info().State));
         return Info();
     }
 

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Spa.Grains.Abstractions;
 using Spa.Grains.Sessions;
@@ -13,6 +14,9 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
 {
     public const int DefaultMaxTokens = 16;
     public const int MaxStopStrings = 4;
+
+    /// <summary>Characters of one stop string: the session keeps them for a resumed completion, so they are bounded.</summary>
+    public const int MaxStopLength = 256;
 
     /// <summary>Validates the parsed JSON body against the served model; throws <see cref="ApiError"/>.</summary>
     public static CompletionRequest Parse(JsonElement root, ServedModel served)
@@ -32,6 +36,9 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         if (p.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("prompt must be a string (arrays of prompts or of tokens are not supported)", "prompt");
         var prompt = p.GetString()!;
         if (prompt.Length == 0) throw ApiError.BadRequest("prompt must not be empty", "prompt");
+        // Refused before tokenizing: a token covers at most MaxPieceBytes of text, so a longer prompt cannot fit.
+        if (Encoding.UTF8.GetByteCount(prompt) is var bytes && bytes > served.MaxPromptBytes)
+            throw ApiError.BadRequest($"the prompt has {bytes} bytes but the model's context holds {served.ContextLength} tokens, at most {served.MaxPromptBytes} bytes of text", "prompt");
 
         int maxTokens = DefaultMaxTokens;
         if (Field(root, "max_tokens") is { } mt)
@@ -81,11 +88,13 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
                 foreach (var item in st.EnumerateArray())
                 {
                     if (item.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
+                    if (stop.Count == MaxStopStrings) throw ApiError.BadRequest($"stop holds at most {MaxStopStrings} strings", "stop");
                     stop.Add(item.GetString()!);
                 }
-                if (stop.Count > MaxStopStrings) throw ApiError.BadRequest($"stop holds at most {MaxStopStrings} strings", "stop");
             }
             else throw ApiError.BadRequest("stop must be a string or an array of strings", "stop");
+            if (stop.Any(s => s.Length is 0 or > MaxStopLength))
+                throw ApiError.BadRequest($"each stop string must have 1 to {MaxStopLength} characters", "stop");
         }
 
         return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, ParsePlugin(Field(root, "spa")));

@@ -23,6 +23,9 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     /// <summary>A completion's id: this prefix and its session's key.</summary>
     public const string IdPrefix = "cmpl-";
 
+    /// <summary>The finish reason of a completion whose session was deleted while it ran.</summary>
+    public const string Cancelled = "cancelled";
+
     public async Task Handle(HttpContext context)
     {
         var aborted = context.RequestAborted;
@@ -156,6 +159,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         DeviceAccessDeniedException => ApiError.DeviceForbidden(e.Message, "spa.device_id"),
         EdgeUnavailableException => new ApiError(StatusCodes.Status503ServiceUnavailable, e.Message, "spa.device_id", "device_unavailable", "server_error"),
         InvalidSettingException setting => ApiError.BadRequest(e.Message, setting.Setting),
+        SessionEndedException => new ApiError(StatusCodes.Status409Conflict, e.Message, code: "session_deleted"),
         ArgumentException => ApiError.BadRequest(e.Message),
         _ => null,
     };
@@ -170,6 +174,10 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         {
             await Run(tokens, any, stop, completion, (piece, _) => { text.Append(piece); return Task.CompletedTask; });
             completion.Status = await session.GetStatus();
+        }
+        catch (SessionEndedException)
+        {
+            completion.FinishReason = Cancelled;
         }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
         {
@@ -200,6 +208,14 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             await Run(tokens, any, stop, completion, (piece, token) => Send(completion.Chunk(piece, token)));
             completion.Status = await session.GetStatus();
         }
+        catch (SessionEndedException e)
+        {
+            // Deleted while it streamed: a finish reason of its own, then the error for a client that is still reading.
+            completion.FinishReason = Cancelled;
+            await Send(completion.Body("", completion.FinishReason, final: true));
+            await Send(Failure(e).Body);
+            return;
+        }
         catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
         {
             // The status line is gone already: report the failure as an event and end the stream without [DONE].
@@ -226,6 +242,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         for (bool more = any; more; more = await tokens.MoveNextAsync())
         {
             var token = tokens.Current;
+            completion.ReceivedTokens++;
             // End of sequence (EOS, or BOS which llama2.c models emit between stories) is not part of the text.
             if (token.Token == served.Description.EosId || token.Token == served.Description.BosId) { finish = "stop"; break; }
             completion.CompletionTokens++;
@@ -252,7 +269,13 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         public string Id => id;
         public int[] Context => context;
         public int CompletionTokens { get; set; }
+
+        /// <summary>Tokens the session sent, the end of sequence included.</summary>
+        public int ReceivedTokens { get; set; }
+
         public string FinishReason { get; set; } = "length";
+
+        /// <summary>The session's counters at the end; null when the session was deleted before it ended.</summary>
         public GenerationResult? Status { get; set; }
 
         private object[] Choices(string text, string? finishReason) =>
@@ -271,7 +294,9 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
 
         public object Body(string text, string? finishReason, bool final)
         {
-            var s = Status!;
+            var usage = new { prompt_tokens = promptTokens.Length, completion_tokens = CompletionTokens, total_tokens = promptTokens.Length + CompletionTokens };
+            if (Status is not { } s) // the session is gone with its counters: what this completion received is all there is
+                return new { id, @object = "text_completion", created, model, choices = Choices(text, finishReason), usage, spa = new { generated_tokens = ReceivedTokens } };
             double perToken(double ms) => s.GeneratedTokens == 0 ? 0 : Math.Round(ms / s.GeneratedTokens, 4);
             return new
             {
@@ -280,7 +305,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
                 created,
                 model,
                 choices = Choices(text, finishReason),
-                usage = new { prompt_tokens = promptTokens.Length, completion_tokens = CompletionTokens, total_tokens = promptTokens.Length + CompletionTokens },
+                usage,
                 spa = new
                 {
                     mode = WireNames.Of(s.Mode),

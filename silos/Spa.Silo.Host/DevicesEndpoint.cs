@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Spa.Edge;
 using Spa.Grains.Abstractions;
 
@@ -12,11 +11,8 @@ namespace Spa.Silo;
 /// figures). The secret is generated when none is given and returned once; only its hash is kept.
 /// <c>GET /v1/devices/{id}</c> describes a device of the caller's own.
 /// </summary>
-internal sealed partial class DevicesEndpoint(IGrainFactory grains)
+internal sealed class DevicesEndpoint(IGrainFactory grains)
 {
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
-    private static partial Regex DeviceIdPattern();
-
     private static readonly string[] Fields = ["device_id", "secret", "simulated"];
 
     public async Task Register(HttpContext context)
@@ -33,16 +29,21 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
             foreach (var property in root.EnumerateObject())
                 if (!Fields.Contains(property.Name)) throw ApiError.BadRequest($"{property.Name} is not a device setting: use {string.Join(", ", Fields)}", property.Name);
             id = CompletionRequest.Text(root, "device_id") ?? throw ApiError.BadRequest("device_id is required", "device_id");
-            if (!DeviceIdPattern().IsMatch(id)) throw ApiError.BadRequest("device_id must be 1 to 64 letters, digits, '.', '_' or '-'", "device_id");
+            ClientInputs.CheckDeviceId(id, "device_id");
             var given = CompletionRequest.Text(root, "secret");
-            if (given is not null && given.Length < 16) throw ApiError.BadRequest("secret must have at least 16 characters", "secret");
+            if (given is not null) ClientInputs.CheckSecret(given);
             generated = given is null;
             secret = given ?? "dev-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             simulated = CompletionRequest.Field(root, "simulated") is { } s ? Simulation(s) : null;
         }
-        catch (Exception e) when (e is ApiError or InvalidOperationException)
+        catch (Exception e) when (e is ApiError or InvalidSettingException or InvalidOperationException)
         {
-            await (e as ApiError ?? RequestBody.Unreadable((InvalidOperationException)e)).WriteAsync(context.Response);
+            await (e switch
+            {
+                ApiError error => error,
+                InvalidSettingException setting => ApiError.BadRequest(setting.Message, setting.Setting),
+                _ => RequestBody.Unreadable((InvalidOperationException)e),
+            }).WriteAsync(context.Response);
             return;
         }
 
@@ -69,7 +70,7 @@ internal sealed partial class DevicesEndpoint(IGrainFactory grains)
         try
         {
             // An id registration would refuse names no device, and is not worth a grain activation.
-            if (!DeviceIdPattern().IsMatch(id)) throw new DeviceNotFoundException($"no device '{id}': device ids are 1 to 64 letters, digits, '.', '_' or '-'");
+            if (!ClientInputs.IsDeviceId(id)) throw new DeviceNotFoundException($"no device '{id}': device ids are 1 to 64 letters, digits, '.', '_' or '-'");
             info = await grains.GetGrain<IEdgeDeviceGrain>(id).Describe();
         }
         catch (DeviceNotFoundException e)

@@ -1,3 +1,4 @@
+using System.Text;
 using Spa.Grains;
 using Spa.Grains.Abstractions;
 using Spa.Model.Checkpoints;
@@ -27,12 +28,19 @@ public sealed class ServedModel
 
     public int ContextLength => Description.MaxSequenceLength;
 
+    /// <summary>The most UTF-8 bytes of text one token stands for (a byte token counts as its display form, more than its byte).</summary>
+    public int MaxPieceBytes { get; private set; }
+
+    /// <summary>The longest prompt, in UTF-8 bytes, that could fit the context: longer ones are refused before tokenizing.</summary>
+    public long MaxPromptBytes => (long)ContextLength * MaxPieceBytes;
+
     /// <summary>KV-cache bytes one token of a session takes on the shard with the most layers.</summary>
     public long KvBytesPerToken { get; private set; }
 
     internal void SetReady(string name, int shards, ITokenizer tokenizer, ShardDescription description, long kvBytesPerToken)
     {
         (Name, Shards, Tokenizer, Description, KvBytesPerToken) = (name, shards, tokenizer, description, kvBytesPerToken);
+        MaxPieceBytes = Enumerable.Range(0, tokenizer.VocabSize).Max(id => Encoding.UTF8.GetByteCount(tokenizer.TokenText(id)));
         _ready = true;
     }
 

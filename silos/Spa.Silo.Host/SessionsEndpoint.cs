@@ -85,7 +85,9 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
             await ApiError.BadRequest($"from is {from} but the session has {stored.Generated} tokens", "from").WriteAsync(context.Response);
             return;
         }
-        await completions.Resume(context, id, session, stored, from, stored.MaxGenerated + more, stream);
+        int budget = more == 0 ? stored.MaxGenerated
+            : await SiloLoss.RetryAsync(() => session.RaiseBudget(more).AsTask(), $"raising the budget of session {id}", options.Value.Retry);
+        await completions.Resume(context, id, session, stored, from, budget, stream);
     }
 
     public async Task Delete(HttpContext context, string id)
@@ -98,7 +100,9 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
     /// <summary>The session of <paramref name="id"/> when it exists and belongs to the request's user; otherwise writes 404 and returns null.</summary>
     private async Task<(IDecodingSessionGrain Session, SessionSnapshot Stored)?> Owned(HttpContext context, string id)
     {
-        if (id.StartsWith(CompletionsEndpoint.IdPrefix, StringComparison.Ordinal) && id.Length > CompletionsEndpoint.IdPrefix.Length)
+        // Only ids this server issues (the prefix and 32 hex digits) reach a grain or a log line.
+        if (id.StartsWith(CompletionsEndpoint.IdPrefix, StringComparison.Ordinal) && id.Length == CompletionsEndpoint.IdPrefix.Length + 32
+            && !id.AsSpan(CompletionsEndpoint.IdPrefix.Length).ContainsAnyExcept("0123456789abcdef"))
         {
             var session = grains.GetGrain<IDecodingSessionGrain>(id[CompletionsEndpoint.IdPrefix.Length..]);
             var stored = await SiloLoss.RetryAsync(() => session.Describe().AsTask(), $"reading session {id}", options.Value.Retry);

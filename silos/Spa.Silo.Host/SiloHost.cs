@@ -1,9 +1,5 @@
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
 using Orleans.Connections.Security;

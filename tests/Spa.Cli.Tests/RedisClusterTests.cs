@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Spa.Grains;
 using Spa.Grains.Abstractions;
 using Spa.Testing;
 using StackExchange.Redis;

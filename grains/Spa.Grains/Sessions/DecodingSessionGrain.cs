@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
-using Orleans.Streams;
 using Spa.Grains.Abstractions;
 using Spa.Model.Sampling;
 
@@ -16,7 +15,7 @@ namespace Spa.Grains.Sessions;
 /// The grain keeps the <see cref="SessionState"/>, written behind the tokens (<see cref="WriteBehind"/>), so that a
 /// session whose silo dies re-activates on a survivor with its tokens and a caller goes on with
 /// <see cref="ResumeStream"/>; the retention reminder of a released session; and the stream every token is published on
-/// (<c>spa-tokens/{sessionId}</c>).
+/// (<see cref="TokenPublisher"/>).
 /// </para>
 /// </summary>
 public sealed class DecodingSessionGrain(
@@ -31,8 +30,7 @@ public sealed class DecodingSessionGrain(
 
     private TokenPipeline? _pipeline; // null after a re-activation or a release: built again from the stored request and history
     private WriteBehind? _writes;
-    private IAsyncStream<TokenEvent>? _tokens;
-    private Task _published = Task.CompletedTask; // the last token's publication, overlapped with the next token's work
+    private TokenPublisher? _publisher;
     private bool _active; // counted in spa_sessions_active: holds a generation until End or deactivation
     private Activity? _generation; // the trace of the generation running now: it spans the calls that pull a token stream
     private readonly SemaphoreSlim _stepping = new(1, 1); // one token, start or end at a time, whichever call it comes from
@@ -42,6 +40,8 @@ public sealed class DecodingSessionGrain(
     private string Id => this.GetPrimaryKeyString();
     private TokenPipeline Pipeline => _pipeline ??= new TokenPipeline(Chain(), Request.Plugin.Mode.IsLadder() ? Combiner() : null,
         Sampling.Restore(Request.Sampling, S.Generated), Split());
+    private TokenPublisher Publisher => _publisher ??= new TokenPublisher(Id,
+        () => this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id)), sessionOptions.Value.Retry);
     private WriteBehind Writes => _writes ??= new WriteBehind(state.WriteStateAsync, sessionOptions.Value.PersistEveryTokens);
 
     public async ValueTask<GenerationResult> Generate(GenerationRequest request)
@@ -66,7 +66,7 @@ public sealed class DecodingSessionGrain(
     public async IAsyncEnumerable<TokenEvent> ResumeStream(int fromGenerated, int maxGenerated = 0, [EnumeratorCancellation] CancellationToken cancellation = default)
     {
         if (!S.HasGeneration) throw new InvalidOperationException("the session has no generation to resume");
-        S.MaxGenerated = Math.Max(S.MaxGenerated, maxGenerated);
+        S.MaxGenerated = S.Budget(Math.Max(S.MaxGenerated, maxGenerated));
         if (fromGenerated < 0 || fromGenerated > Math.Max(S.Generated, S.MaxGenerated))
             throw new ArgumentOutOfRangeException(nameof(fromGenerated), $"the generation has {S.Generated} tokens and a budget of {S.MaxGenerated}; {fromGenerated} cannot have been received");
         await Retain();
@@ -87,6 +87,7 @@ public sealed class DecodingSessionGrain(
         {
             while (true)
             {
+                if (!S.HasGeneration) throw new SessionEndedException($"session '{Id}' was deleted while its tokens were read");
                 for (; next < S.Generated; next++)
                     yield return S.TokenAt(next);
                 if (S.Generated >= S.MaxGenerated || S.Finished) break;
@@ -107,7 +108,7 @@ public sealed class DecodingSessionGrain(
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be positive");
         var produced = new List<int>();
-        S.MaxGenerated = S.Generated + maxTokens;
+        S.MaxGenerated = S.Budget(S.Generated + maxTokens);
         try
         {
             while (produced.Count < maxTokens && !S.Finished)
@@ -127,8 +128,8 @@ public sealed class DecodingSessionGrain(
     private async Task EndCall()
     {
         EndTrace();
-        await _published;
-        await Writes.FlushAsync();
+        if (_publisher is not null) await _publisher.Published;
+        if (S.HasGeneration) await Writes.FlushAsync();
     }
 
     private void BeginTrace()
@@ -141,6 +142,14 @@ public sealed class DecodingSessionGrain(
     {
         SpaTracing.EndGeneration(_generation, S.Generated, S.Edge.Transmissions, S.Stopped ?? StopReason.Length);
         _generation = null;
+    }
+
+    public ValueTask<int> RaiseBudget(int moreTokens)
+    {
+        if (!S.HasGeneration) throw new InvalidOperationException("the session has no generation to resume");
+        ArgumentOutOfRangeException.ThrowIfNegative(moreTokens);
+        S.MaxGenerated = S.Budget(S.MaxGenerated + moreTokens);
+        return ValueTask.FromResult(S.MaxGenerated);
     }
 
     public ValueTask<SessionSnapshot?> Describe() => ValueTask.FromResult(!S.HasGeneration ? null
@@ -185,6 +194,7 @@ public sealed class DecodingSessionGrain(
         await Writes.InFlight;
         await state.ClearStateAsync();
         state.State = new SessionState();
+        _writes = null; // what was unwritten is gone with the state
         await subscriptions.ForgetAsync(Id);
         await Forget();
     }));
@@ -228,7 +238,7 @@ public sealed class DecodingSessionGrain(
             Limits = limits,
             History = [.. request.PromptTokens],
             PromptLength = request.PromptTokens.Length,
-            MaxGenerated = request.MaxTokens,
+            MaxGenerated = Math.Min(request.MaxTokens, limits.MostGenerated(request.PromptTokens.Length)),
             Edge = new EdgeTotals { Fallbacks = withoutPlugin ? 1 : 0 },
         };
         _pipeline = new TokenPipeline(Chain(), request.Plugin.Mode.IsLadder() ? combiner : null, new Sampler(sampling), Split());
@@ -257,16 +267,8 @@ public sealed class DecodingSessionGrain(
         metrics.Token(mode, edge, cloudMs);
         SpaTracing.TokenMade(trace, next, usage);
         Writes.TokenAdded();
-        if (options.Value.PublishTokens) await Publish(token);
+        if (options.Value.PublishTokens) await Publisher.PublishAsync(token);
         return token;
-    }
-
-    /// <summary>One publication in flight at a time keeps the stream in order; it runs while the next token is computed.</summary>
-    private async Task Publish(TokenEvent token)
-    {
-        await _published;
-        var stream = _tokens ??= this.GetStreamProvider(TokenStreams.Provider).GetStream<TokenEvent>(TokenStreams.For(Id));
-        _published = SiloLoss.RetryAsync(() => stream.OnNextAsync(token), $"publishing token {token.Index} of session '{Id}'", sessionOptions.Value.Retry);
     }
 
     /// <summary>The device was unavailable for this token: counts it, or ends the generation when the policy is to fail.</summary>

@@ -44,6 +44,9 @@ public sealed class SessionState
 
     public SessionMode Mode => Request?.Plugin.Mode ?? SessionMode.Base;
 
+    /// <summary>A token budget of <paramref name="wanted"/> generated tokens, cut to what the context leaves after the prompt.</summary>
+    public int Budget(int wanted) => Math.Min(wanted, Limits.MostGenerated(PromptLength));
+
     /// <summary>The event of generated token <paramref name="index"/>, as it was made.</summary>
     public TokenEvent TokenAt(int index) =>
         TokenOrigins.Event(index, History[PromptLength + index], index < Origins.Count ? Origins[index] : TokenOrigin.Cloud);
@@ -82,6 +85,9 @@ public sealed record SequenceLimits(
     [property: Id(3)] int VocabSize)
 {
     public static readonly SequenceLimits None = new(0, -1, -1, 0);
+
+    /// <summary>The most tokens a generation after a prompt of <paramref name="promptLength"/> can make: it ends when the context is full (<see cref="StopAfter"/>).</summary>
+    public int MostGenerated(int promptLength) => MaxSequenceLength + 1 - promptLength;
 
     public static SequenceLimits Of(ShardDescription shard) => new(shard.MaxSequenceLength, shard.BosId, shard.EosId, shard.VocabSize);
 
