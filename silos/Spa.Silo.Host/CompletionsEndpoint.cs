@@ -160,6 +160,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         EdgeUnavailableException => new ApiError(StatusCodes.Status503ServiceUnavailable, e.Message, "spa.device_id", "device_unavailable", "server_error"),
         InvalidSettingException setting => ApiError.BadRequest(e.Message, setting.Setting),
         SessionEndedException => new ApiError(StatusCodes.Status409Conflict, e.Message, code: "session_deleted"),
+        SiloLossException => ApiError.ClusterUnavailable(e),
         ArgumentException => ApiError.BadRequest(e.Message),
         _ => null,
     };

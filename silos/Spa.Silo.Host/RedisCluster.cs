@@ -19,6 +19,15 @@ namespace Spa.Silo;
 /// generation on a dead silo waits some 6 to 10 s; the section <see cref="MembershipSection"/> overrides any of
 /// Orleans' <see cref="ClusterMembershipOptions"/>.
 /// </para>
+/// <para>
+/// One silo's direct probes decide (<see cref="ClusterMembershipOptions.NumVotesForDeathDeclaration"/> 1 and
+/// <see cref="ClusterMembershipOptions.EnableIndirectProbes"/> off; Orleans' defaults are 2 and on): with 2 votes, a
+/// lone survivor of three never gathers the votes for its two dead peers; with indirect probes, it asks one dead peer
+/// to probe the other, never gets an answer, and never votes. Either way the cluster stops serving until the dead come
+/// back. The cost: a silo that still reaches Redis but not a healthy peer can evict that peer alone (the evicted silo
+/// stops, and its pod or service manager starts it again). Deployments that prefer waiting to such evictions set both
+/// back under <see cref="MembershipSection"/>.
+/// </para>
 /// </summary>
 internal static class RedisCluster
 {
@@ -69,7 +78,8 @@ internal static class RedisCluster
         }
         silo.UseRedisClustering(clustering => clustering.ConfigurationOptions = redisConfiguration);
         silo.Services.AddOptions<ClusterMembershipOptions>()
-            .Configure(membership => (membership.ProbeTimeout, membership.NumMissedProbesLimit) = (TimeSpan.FromSeconds(2), 3))
+            .Configure(membership => (membership.ProbeTimeout, membership.NumMissedProbesLimit, membership.NumVotesForDeathDeclaration, membership.EnableIndirectProbes) =
+                (TimeSpan.FromSeconds(2), 3, 1, false))
             .Bind(configuration.GetSection(MembershipSection));
         silo.Services.AddOptions<RedisClusteringOptions>().Configure<IConnectionMultiplexer>((clustering, shared) =>
             clustering.CreateMultiplexer = _ => Task.FromResult((shared, IsShared: true)));

@@ -5,6 +5,7 @@ using Orleans.Dashboard;
 using Orleans.Connections.Security;
 using Spa.Edge;
 using Spa.Grains;
+using Spa.Grains.Abstractions;
 
 namespace Spa.Silo;
 
@@ -209,7 +210,14 @@ public static class SiloHost
                     return;
                 }
             }
-            await next(context);
+            try
+            {
+                await next(context);
+            }
+            catch (Exception e) when ((e is SiloLossException || SiloLoss.IsSiloLoss(e)) && !context.Response.HasStarted)
+            {
+                await ApiError.ClusterUnavailable(e).WriteAsync(context.Response);
+            }
         });
 
         app.MapGet("/healthz", (HttpContext context) => served.IsReady

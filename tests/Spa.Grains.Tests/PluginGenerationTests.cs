@@ -169,6 +169,17 @@ public sealed class PluginGenerationTests(DefaultBudgetCluster fixture, ITestOut
     }
 
     [Fact]
+    public async Task TheDeviceGrainRefusesIdsThatCouldForgeALogLineAndSecretsWithoutEntropy()
+    {
+        var forged = fixture.Grains.GetGrain<IEdgeDeviceGrain>("phone-a\ndevice phone-b of bob registered");
+        var id = await Assert.ThrowsAsync<InvalidSettingException>(async () => await forged.Register(new DeviceRegistration(Owner, Devices.Secret)));
+        Assert.Equal("device_id", id.Setting);
+        var weak = fixture.Grains.GetGrain<IEdgeDeviceGrain>($"device-weak-{Guid.NewGuid():N}");
+        var secret = await Assert.ThrowsAsync<InvalidSettingException>(async () => await weak.Register(new DeviceRegistration(Owner, new string('a', 16))));
+        Assert.Equal("secret", secret.Setting);
+    }
+
+    [Fact]
     public async Task AModeNeedsARegisteredDeviceWithTheRightPlugin()
     {
         var session = fixture.Grains.GetGrain<IDecodingSessionGrain>("plugin-bad");
