@@ -224,24 +224,22 @@ public static class SiloHost
             ? Results.Json(new { status = "ok", model = served.Name })
             : Results.Json(new { status = served.Failure is null ? "starting" : "failed", error = served.Failure }, statusCode: StatusCodes.Status503ServiceUnavailable));
 
-        app.MapGet("/v1/models", () => Results.Json(new
+        object Model() => new
         {
-            @object = "list",
-            data = new[]
-            {
-                new
-                {
-                    id = served.Name,
-                    @object = "model",
-                    created = served.Created,
-                    owned_by = "spa",
-                    context_length = served.ContextLength,
-                    vocab_size = served.Description.VocabSize,
-                    layers = served.Description.Layers,
-                    shards = served.Shards,
-                },
-            },
-        }));
+            id = served.Name,
+            @object = "model",
+            created = served.Created,
+            owned_by = "spa",
+            context_length = served.ContextLength,
+            vocab_size = served.Description.VocabSize,
+            layers = served.Description.Layers,
+            shards = served.Shards,
+        };
+        app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { Model() } }));
+        app.MapGet("/v1/models/{id}", (HttpContext context, string id) => id == served.Name
+            ? context.Response.WriteAsJsonAsync(Model())
+            : new ApiError(StatusCodes.Status404NotFound, $"The model '{id}' does not exist: this server serves '{served.Name}'", "model", "model_not_found")
+                .WriteAsync(context.Response));
 
         // Prometheus scrapes it without a key: it must be reachable only from the monitoring network.
         app.MapPrometheusScrapingEndpoint();

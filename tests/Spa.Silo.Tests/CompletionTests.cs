@@ -209,6 +209,10 @@ public sealed class CompletionTests(ServerFixture server)
         Assert.Equal("stories260K", model.GetProperty("id").GetString());
         Assert.Equal("model", model.GetProperty("object").GetString());
         Assert.Equal(512, model.GetProperty("context_length").GetInt32());
+        Assert.Equal(model.ToString(), (await client.GetFromJsonAsync<JsonElement>("/v1/models/stories260K")).ToString());
+        using var unknown = await client.GetAsync("/v1/models/llama-7b");
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Equal("model_not_found", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
         // The fixture's key was given, so no key was generated and announced.
         Assert.DoesNotContain("API key:", server.Announcements.ToString());
     }
