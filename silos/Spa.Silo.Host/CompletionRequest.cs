@@ -58,7 +58,9 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
             TopP = Number(root, "top_p", 0, 1) ?? 1,
             TopK = (int)(Integer(root, "top_k", 0, int.MaxValue) ?? 0),
             RepetitionPenalty = Number(root, "repetition_penalty", 0, double.MaxValue) ?? 1,
-            Seed = Integer(root, "seed", long.MinValue, long.MaxValue),
+            // No seed: one drawn for this request, as OpenAI's API does; it is stored with the session, so a resumed or
+            // re-activated session goes on with the same random sequence.
+            Seed = Integer(root, "seed", long.MinValue, long.MaxValue) ?? Random.Shared.NextInt64(long.MinValue, long.MaxValue),
         };
         try
         {

@@ -102,6 +102,12 @@ public sealed class CompletionTests(ServerFixture server)
         body = await Post(client, $$"""{"prompt": "{{Prompt}}", "max_tokens": 30, "temperature": 0.9, "top_p": 0.95, "seed": 7}""");
         Assert.Equal(sampled.Text, body.GetProperty("choices")[0].GetProperty("text").GetString());
         Assert.NotEqual(Reference.Generate(Prompt, 30).Text, sampled.Text); // the settings did change the draw
+
+        // Without a seed, each request draws its own.
+        var unseeded = new HashSet<string>();
+        for (int i = 0; i < 3; i++)
+            unseeded.Add(PluginCompletionTests.Text(await Post(client, $$"""{"prompt": "{{Prompt}}", "max_tokens": 30, "temperature": 1.0}""")));
+        Assert.True(unseeded.Count > 1, "three unseeded samples at temperature 1 gave the same text");
     }
 
     [Fact]
