@@ -73,6 +73,7 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
 
         if (Field(root, "n") is { } count && (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out int k) || k != 1))
             throw ApiError.BadRequest("n must be 1: one completion per request", "n");
+        RefuseUnsupported(root);
 
         bool stream = false;
         if (Field(root, "stream") is { } s)
@@ -100,6 +101,27 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         }
 
         return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, ParsePlugin(Field(root, "spa")));
+    }
+
+    /// <summary>
+    /// OpenAI settings this server does not honour yet: asking for them is refused with the field's name rather than
+    /// ignored. Their neutral values, which clients such as LangChain send on every request, pass.
+    /// </summary>
+    private static void RefuseUnsupported(JsonElement root)
+    {
+        foreach (var name in (string[])["presence_penalty", "frequency_penalty"])
+            if (Field(root, name) is { } penalty && !(penalty.ValueKind == JsonValueKind.Number && penalty.GetDouble() == 0))
+                throw ApiError.BadRequest($"{name} is not supported by this server (only 0)", name);
+        if (Field(root, "logprobs") is { } logprobs && !(logprobs.ValueKind == JsonValueKind.False))
+            throw ApiError.BadRequest("logprobs is not supported by this server", "logprobs");
+        if (Field(root, "echo") is { } echo && echo.ValueKind != JsonValueKind.False)
+            throw ApiError.BadRequest("echo is not supported by this server", "echo");
+        if (Field(root, "best_of") is { } bestOf && !(bestOf.ValueKind == JsonValueKind.Number && bestOf.TryGetInt32(out int best) && best == 1))
+            throw ApiError.BadRequest("best_of is not supported by this server (only 1)", "best_of");
+        if (Field(root, "logit_bias") is { } bias && !(bias.ValueKind == JsonValueKind.Object && !bias.EnumerateObject().Any()))
+            throw ApiError.BadRequest("logit_bias is not supported by this server (only an empty object)", "logit_bias");
+        if (Field(root, "suffix") is { } suffix && !(suffix.ValueKind == JsonValueKind.String && suffix.GetString()!.Length == 0))
+            throw ApiError.BadRequest("suffix is not supported by this server", "suffix");
     }
 
     internal static double? Number(JsonElement obj, string name, double min, double max)

@@ -183,6 +183,33 @@ public sealed class CompletionTests(ServerFixture server)
         Assert.Contains(reason, error.GetProperty("message").GetString());
     }
 
+    [Theory]
+    [InlineData("presence_penalty", "0.5")]
+    [InlineData("frequency_penalty", "-1")]
+    [InlineData("logprobs", "2")]
+    [InlineData("echo", "true")]
+    [InlineData("best_of", "3")]
+    [InlineData("logit_bias", "{\"50256\": -100}")]
+    [InlineData("suffix", "\" The end.\"")]
+    public async Task AnOpenAiSettingThisServerDoesNotHonourIsRefusedByName(string field, string value)
+    {
+        using var client = server.Client();
+        var error = (await Post(client, $$"""{"prompt": "Once", "max_tokens": 2, "{{field}}": {{value}}}""", HttpStatusCode.BadRequest)).GetProperty("error");
+        Assert.Equal(field, error.GetProperty("param").GetString());
+        Assert.Contains("not supported", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task TheNeutralValuesClientsSendOnEveryRequestPass()
+    {
+        using var client = server.Client();
+        var body = await Post(client, """
+            {"prompt": "Once", "max_tokens": 2, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": null, "echo": false,
+             "best_of": 1, "logit_bias": {}, "suffix": "", "n": 1, "top_p": 1}
+            """);
+        Assert.Equal(Reference.Generate("Once", 2).Text, body.GetProperty("choices")[0].GetProperty("text").GetString());
+    }
+
     [Fact]
     public async Task PromptOverTheContextIs400()
     {
