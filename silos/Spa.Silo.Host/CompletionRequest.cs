@@ -104,24 +104,26 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
     }
 
     /// <summary>
-    /// OpenAI settings this server does not honour yet: asking for them is refused with the field's name rather than
-    /// ignored. Their neutral values, which clients such as LangChain send on every request, pass.
+    /// OpenAI settings this server does not honour yet, each with its neutral value: asking for anything else is refused
+    /// with the field's name rather than ignored. The neutral values, which clients such as LangChain send on every
+    /// request, pass.
     /// </summary>
+    private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
+    [
+        ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("logprobs", "null or false", v => v.ValueKind == JsonValueKind.False),
+        ("echo", "false", v => v.ValueKind == JsonValueKind.False),
+        ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n == 1),
+        ("logit_bias", "{}", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()),
+        ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.GetString()!.Length == 0),
+    ];
+
     private static void RefuseUnsupported(JsonElement root)
     {
-        foreach (var name in (string[])["presence_penalty", "frequency_penalty"])
-            if (Field(root, name) is { } penalty && !(penalty.ValueKind == JsonValueKind.Number && penalty.GetDouble() == 0))
-                throw ApiError.BadRequest($"{name} is not supported by this server (only 0)", name);
-        if (Field(root, "logprobs") is { } logprobs && !(logprobs.ValueKind == JsonValueKind.False))
-            throw ApiError.BadRequest("logprobs is not supported by this server", "logprobs");
-        if (Field(root, "echo") is { } echo && echo.ValueKind != JsonValueKind.False)
-            throw ApiError.BadRequest("echo is not supported by this server", "echo");
-        if (Field(root, "best_of") is { } bestOf && !(bestOf.ValueKind == JsonValueKind.Number && bestOf.TryGetInt32(out int best) && best == 1))
-            throw ApiError.BadRequest("best_of is not supported by this server (only 1)", "best_of");
-        if (Field(root, "logit_bias") is { } bias && !(bias.ValueKind == JsonValueKind.Object && !bias.EnumerateObject().Any()))
-            throw ApiError.BadRequest("logit_bias is not supported by this server (only an empty object)", "logit_bias");
-        if (Field(root, "suffix") is { } suffix && !(suffix.ValueKind == JsonValueKind.String && suffix.GetString()!.Length == 0))
-            throw ApiError.BadRequest("suffix is not supported by this server", "suffix");
+        foreach (var (field, neutral, isNeutral) in Unsupported)
+            if (Field(root, field) is { } value && !isNeutral(value))
+                throw ApiError.BadRequest($"{field} is not supported by this server (only {neutral})", field);
     }
 
     internal static double? Number(JsonElement obj, string name, double min, double max)

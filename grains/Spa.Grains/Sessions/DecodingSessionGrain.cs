@@ -238,9 +238,9 @@ public sealed class DecodingSessionGrain(
             Limits = limits,
             History = [.. request.PromptTokens],
             PromptLength = request.PromptTokens.Length,
-            MaxGenerated = Math.Min(request.MaxTokens, limits.MostGenerated(request.PromptTokens.Length)),
             Edge = new EdgeTotals { Fallbacks = withoutPlugin ? 1 : 0 },
         };
+        S.MaxGenerated = S.Budget(request.MaxTokens);
         _pipeline = new TokenPipeline(Chain(), request.Plugin.Mode.IsLadder() ? combiner : null, new Sampler(sampling), Split());
         metrics.SessionStarted();
         _active = true;
