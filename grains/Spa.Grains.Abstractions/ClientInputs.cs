@@ -41,7 +41,7 @@ public static partial class ClientInputs
             throw new InvalidSettingException($"secret repeats itself too much: it carries about {bits:F0} bits, at least {MinSecretBits} are needed", "secret");
     }
 
-    public static double SecretBits(string secret) =>
+    private static double SecretBits(string secret) =>
         -secret.GroupBy(c => c).Sum(g => g.Count() * Math.Log2((double)g.Count() / secret.Length));
 
     // \z, not $: $ also matches before a final newline, which would let "phone-a\n" through.

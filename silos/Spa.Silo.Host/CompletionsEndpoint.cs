@@ -100,10 +100,9 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         long kvBytes = served.KvBytesPerToken * Math.Min(tokens, served.ContextLength);
         var (admitted, overload) = await admission.EnterAsync(kvBytes, context.RequestAborted);
         if (overload is null) return admitted;
-        context.Response.Headers.RetryAfter = admission.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         await new ApiError(StatusCodes.Status429TooManyRequests,
             $"{admission.Describe(overload)}: retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
-            type: "server_error").WriteAsync(context.Response);
+            type: "server_error") { RetryAfterSeconds = admission.RetryAfterSeconds }.WriteAsync(context.Response);
         return null;
     }
 

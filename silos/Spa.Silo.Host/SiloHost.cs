@@ -205,8 +205,8 @@ public static class SiloHost
                 context.Items[UserItem] = user;
                 if (!served.IsReady)
                 {
-                    context.Response.Headers.RetryAfter = "1";
-                    await new ApiError(StatusCodes.Status503ServiceUnavailable, "the model is still loading", type: "server_error").WriteAsync(context.Response);
+                    await new ApiError(StatusCodes.Status503ServiceUnavailable, "the model is still loading", type: "server_error") { RetryAfterSeconds = 1 }
+                        .WriteAsync(context.Response);
                     return;
                 }
             }
