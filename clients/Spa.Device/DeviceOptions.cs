@@ -18,22 +18,4 @@ public sealed record DeviceOptions(
     TimeSpan Renew,
     TimeSpan ConnectTimeout,
     EdgeProfile Profile,
-    X509Certificate2Collection? TlsTrust)
-{
-    /// <summary>"HOST:PORT[,HOST:PORT...]" as gateway endpoints; host names are resolved once, here.</summary>
-    public static IReadOnlyList<IPEndPoint> ParseGateways(string text)
-    {
-        var endpoints = new List<IPEndPoint>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            int colon = part.LastIndexOf(':');
-            if (colon <= 0 || !int.TryParse(part[(colon + 1)..], out int port) || port is <= 0 or > 65535)
-                throw new ArgumentException($"--cluster: '{part}' is not HOST:PORT (the cluster's gateway port)");
-            var host = part[..colon];
-            var address = IPAddress.TryParse(host, out var ip) ? ip
-                : Dns.GetHostAddresses(host).FirstOrDefault() ?? throw new ArgumentException($"--cluster: cannot resolve '{host}'");
-            endpoints.Add(new IPEndPoint(address, port));
-        }
-        return endpoints.Count > 0 ? endpoints : throw new ArgumentException("--cluster needs at least one HOST:PORT");
-    }
-}
+    X509Certificate2Collection? TlsTrust);

@@ -29,7 +29,7 @@ root.SetGuardedAction(async (result, cancellation) =>
     if (!Directory.Exists(directory)) throw new ArgumentException($"--plugin: {directory} is not a directory");
     if (result.GetValue(renew) is not (> 0 and <= 3600)) throw new ArgumentException("--renew-seconds must be in (0, 3600]");
     if (result.GetValue(connectTimeout) is not (> 0 and <= 3600)) throw new ArgumentException("--connect-timeout-seconds must be in (0, 3600]");
-    var options = new DeviceOptions(DeviceOptions.ParseGateways(result.GetValue(cluster)!), result.GetValue(deviceId)!, key, directory,
+    var options = new DeviceOptions(GatewayList.Parse(result.GetValue(cluster)!), result.GetValue(deviceId)!, key, directory,
         result.GetValue(clusterId)!, result.GetValue(serviceId)!, TimeSpan.FromSeconds(result.GetValue(renew)), TimeSpan.FromSeconds(result.GetValue(connectTimeout)),
         EdgeProfiles.Named(result.GetValue(profile)!), result.GetValue(tlsCa) is { } ca ? TransportCertificates.LoadTrust(ca, "--tls-ca") : null);
     return await new DeviceRuntime(options, Console.Out).RunAsync(cancellation);

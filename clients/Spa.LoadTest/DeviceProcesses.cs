@@ -14,14 +14,20 @@ public sealed class DeviceProcesses(string gateway, string? tlsCa) : IAsyncDispo
     public const int MaxDevices = 32;
 
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(90);
-    private readonly List<Process> _running = [];
+    private readonly Dictionary<string, Process> _running = [];
 
     public static string Program { get; } = Path.Combine(AppContext.BaseDirectory, "spa-device.dll");
 
-    /// <summary>Starts one process per device with the plugin in <paramref name="pluginDirectory"/> and waits until every one has connected.</summary>
+    /// <summary>Replaces the running processes with one per device with the plugin in <paramref name="pluginDirectory"/>, and waits until every one has connected.</summary>
     public async Task Start(IReadOnlyList<FleetDevice> devices, string pluginDirectory, Action<int> progress, CancellationToken cancellation)
     {
         await Stop();
+        await Launch(devices, pluginDirectory, progress, cancellation);
+    }
+
+    /// <summary>Starts one process per device beside those running, and waits until every one has connected.</summary>
+    public async Task Launch(IReadOnlyList<FleetDevice> devices, string pluginDirectory, Action<int> progress, CancellationToken cancellation)
+    {
         if (!File.Exists(Program)) throw new FileNotFoundException($"spa-device is missing: expected {Program}");
         int connected = 0;
         var waits = devices.Select(device =>
@@ -60,21 +66,39 @@ public sealed class DeviceProcesses(string gateway, string? tlsCa) : IAsyncDispo
             process.Start();
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            _running.Add(process);
+            lock (_running) _running[device.Id] = process;
             return connectedLine.Task.WaitAsync(ConnectTimeout, cancellation);
         }).ToList();
         await Task.WhenAll(waits);
     }
 
+    /// <summary>SIGKILLs the processes of the devices <paramref name="deviceIds"/>, as a phone that dies or loses its app does.</summary>
+    public async Task Kill(IEnumerable<string> deviceIds)
+    {
+        foreach (var id in deviceIds)
+        {
+            Process? process;
+            lock (_running) _running.Remove(id, out process);
+            if (process is not null) await End(process);
+        }
+    }
+
     public async Task Stop()
     {
-        foreach (var process in _running)
+        List<Process> running;
+        lock (_running)
         {
-            if (!process.HasExited) process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync();
-            process.Dispose();
+            running = [.. _running.Values];
+            _running.Clear();
         }
-        _running.Clear();
+        foreach (var process in running) await End(process);
+    }
+
+    private static async Task End(Process process)
+    {
+        if (!process.HasExited) process.Kill(entireProcessTree: true);
+        await process.WaitForExitAsync();
+        process.Dispose();
     }
 
     public async ValueTask DisposeAsync() => await Stop();

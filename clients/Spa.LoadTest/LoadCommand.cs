@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
@@ -27,7 +26,13 @@ public static class LoadCommand
     public static RootCommand Create()
     {
         var embedded = new Option<bool>("--embedded") { Description = "Start a one-process cluster (silo, gateway and HTTP on free loopback ports) in this process and load it." };
-        var cluster = new Option<string?>("--cluster") { Description = "Load a running cluster through its Orleans gateway, HOST:PORT. Its silos must be able to read this machine's temporary folder (the simulated devices' plugins)." };
+        var cluster = new Option<string?>("--cluster") { Description = "Load a running cluster through its Orleans gateways, HOST:PORT[,HOST:PORT...] (give several to survive the loss of one). Its silos must be able to read this machine's temporary folder (the simulated devices' plugins)." };
+        var responseTimeout = new Option<double>("--response-timeout")
+        {
+            Description = "Seconds spa-load's Orleans client waits for a reply. A reply that a silo's death swallowed (a call through a surviving gateway to the dead silo) " +
+                "fails only after it, and the stream then resumes; keep it above the longest wait for admission.",
+            DefaultValueFactory = _ => 30,
+        };
         var tlsCa = new Option<string?>("--tls-ca") { Description = "With --cluster: connect to a gateway that speaks TLS, trusting a certificate that chains to the certificates in this PEM file (also given to --device-processes)." };
         var arguments = new ModelArguments();
         var shards = new Option<int>("--shards") { Description = "Shards per session (0: the cluster's default).", DefaultValueFactory = _ => 0 };
@@ -49,9 +54,16 @@ public static class LoadCommand
         var noPlots = new Option<bool>("--no-plots") { Description = "Do not draw the PNG plots." };
         var deviceProcesses = new Option<bool>("--device-processes") { Description = $"Run the devices as separate spa-device processes over real TCP to the gateway (at most {DeviceProcesses.MaxDevices}; no emulated delays: the link is real loopback)." };
         var project = new Option<string?>("--project") { Description = "Also print the latency model's projection onto llama-7b's dimensions for the same profiles and measured M." };
+        var fault = new Option<string[]>("--fault")
+        {
+            Description = $"A fault drill (one mode): inject this fault, seconds after the measured window opens; repeat for a schedule. Forms: {Fault.Syntax} " +
+                "(kill and stop signal a silo process; kill-devices kills spa-load's own --device-processes, started again after the length if one is given; exec runs a shell command, for a deployment). " +
+                "The report gives, per fault, the requests in flight, tokens lost and repeated against the same requests run undisturbed afterwards, and the recovery time.",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
 
         var root = new RootCommand("spa-load: simulates a fleet of edge devices against a SPA cluster and reports, per mode, throughput, per-token latency, time to first token, M and the latency model's prediction beside each measurement.");
-        foreach (var option in new Option[] { embedded, cluster, tlsCa, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project })
+        foreach (var option in new Option[] { embedded, cluster, responseTimeout, tlsCa, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project, fault })
             root.Options.Add(option);
         root.SetGuardedAction(async (result, cancellation) =>
         {
@@ -60,6 +72,8 @@ public static class LoadCommand
             var caPath = result.GetValue(tlsCa);
             if (caPath is not null && target is null) throw new UsageException("--tls-ca is for --cluster: the embedded cluster does not use TLS");
             var trusted = caPath is null ? null : TransportCertificates.LoadTrust(caPath, "--tls-ca");
+            var replyTimeout = result.GetValue(responseTimeout);
+            if (!(replyTimeout is > 0 and <= 3600)) throw new UsageException($"--response-timeout must be in (0, 3600] seconds, got {replyTimeout}");
             var modeList = ParseModes(result.GetValue(modes)!);
             var settings = new LoadSettings(modeList, result.GetValue(devices), result.GetValue(concurrency), result.GetValue(rate), result.GetValue(think),
                 result.GetValue(duration), result.GetValue(requests), result.GetValue(warmup), result.GetValue(maxTokens), result.GetValue(tau),
@@ -70,6 +84,8 @@ public static class LoadCommand
                 throw new UsageException("--device-processes: the devices talk over real loopback TCP, so --fleet and --profiles (emulated links) do not apply");
             if (asProcesses && settings.Devices > DeviceProcesses.MaxDevices)
                 throw new UsageException($"--device-processes runs at most {DeviceProcesses.MaxDevices} devices (one process each), not {settings.Devices}");
+            var faults = (result.GetValue(fault) ?? []).Select(Fault.Parse).ToList();
+            CheckDrill(faults, settings, asProcesses);
             var fleetDefinition = asProcesses ? Fleet.Processes
                 : result.GetValue(fleet) is { } fleetPath ? Fleet.Load(fleetPath) : Fleet.Of(result.GetValue(profiles)!.Split(',', StringSplitOptions.RemoveEmptyEntries));
             var jsonPath = result.GetValue(json);
@@ -106,11 +122,12 @@ public static class LoadCommand
                     await silo.StartAsync(cancellation);
                     gateway = $"127.0.0.1:{gatewayPort}";
                 }
-                using var client = await Connect(gateway, trusted, cancellation);
+                using var client = await Connect(gateway, trusted, TimeSpan.FromSeconds(replyTimeout), cancellation);
                 await using var processes = asProcesses ? new DeviceProcesses(gateway, caPath is null ? null : Path.GetFullPath(caPath)) : null;
                 var run = new LoadRun(client.Services.GetRequiredService<IClusterClient>(), settings, fleetDevices, plugins,
-                    BenchmarkPrompts.Random(model.Config, 256, settings.Seed), processes);
+                    BenchmarkPrompts.Random(model.Config, 256, settings.Seed), processes, faults, line => Console.Error.WriteLine($"spa-load: {line}"));
                 var figures = new List<ModeFigures>();
+                DrillFigures? drill = null;
                 double deliveryMs = 0;
                 var sorted = new Dictionary<SessionMode, float[]>();
                 await using (var live = new LiveView(() => run.Current, settings))
@@ -120,7 +137,7 @@ public static class LoadCommand
                         if (LoadRun.KindFor(mode) is { } kind)
                             await run.RegisterFleet(kind, n => live.Status = $"{(asProcesses ? "connecting" : "registering")} {settings.Devices:N0} devices with a {PluginNames.Name(kind)} plugin: {n:N0}", cancellation);
                         live.Status = $"running {WireNames.Of(mode)}";
-                        var recorder = await run.RunMode(mode, cancellation);
+                        (var recorder, drill) = await run.RunMode(mode, cancellation);
                         if (mode == SessionMode.Base) deliveryMs = Report.DeliveryMs(recorder);
                         var modeFigures = Report.Figures(recorder, model.Config, settings, deliveryMs);
                         figures.Add(modeFigures);
@@ -133,7 +150,7 @@ public static class LoadCommand
                 var report = new LoadReport(Path.GetFileName(Path.TrimEndingDirectorySeparator(modelPath)),
                     target is null ? "embedded one-process cluster" : $"cluster at {target}", settings.Shape, settings.Devices, settings.Concurrency, settings.Rate,
                     settings.DurationSeconds, settings.WarmupSeconds, settings.MaxTokens, assigned, Math.Round(deliveryMs, 3), figures, PeakRssMb(), Machine(),
-                    projected is null ? null : Projection(figures, fleetDefinition, settings));
+                    projected is null ? null : Projection(figures, fleetDefinition, settings), drill);
                 Console.Out.Write(Report.ToMarkdown(report));
                 if (jsonPath is not null)
                 {
@@ -186,20 +203,35 @@ public static class LoadCommand
         if (s.Shards < 0) throw new UsageException($"--shards must be zero or positive, got {s.Shards}");
     }
 
-    /// <summary>An Orleans client of the cluster at <paramref name="gateway"/> (over TLS when <paramref name="trusted"/> is given), started.</summary>
-    private static async Task<IHost> Connect(string gateway, X509Certificate2Collection? trusted, CancellationToken cancellation)
+    /// <summary>
+    /// A fault drill runs one mode, inside its measured window; device faults need spa-load's own device processes and a
+    /// mode that uses them; process faults need processes that exist.
+    /// </summary>
+    private static void CheckDrill(IReadOnlyList<Fault> faults, LoadSettings settings, bool asProcesses)
     {
-        int colon = gateway.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(gateway[(colon + 1)..], out int port) || port is <= 0 or > 65535)
-            throw new UsageException($"--cluster: '{gateway}' is not HOST:PORT (the cluster's gateway port)");
-        var host = gateway[..colon];
-        var address = IPAddress.TryParse(host, out var ip) ? ip
-            : (await Dns.GetHostAddressesAsync(host, cancellation)).FirstOrDefault() ?? throw new UsageException($"--cluster: cannot resolve '{host}'");
+        if (faults.Count == 0) return;
+        if (settings.Modes.Count != 1) throw new UsageException($"--fault: a drill runs one mode, so that each fault's figures are of that mode; --modes gives {settings.Modes.Count}");
+        if (faults.FirstOrDefault(f => f.AtSeconds >= settings.DurationSeconds) is { } late)
+            throw new UsageException($"--fault {late}: it would fire after the measured window of {settings.DurationSeconds:0.##} s (--duration)");
+        if (faults.FirstOrDefault(f => f.Action == FaultAction.KillDevices) is { } devices)
+        {
+            if (!asProcesses) throw new UsageException($"--fault {devices}: kill-devices kills device processes, which run with --device-processes");
+            if (settings.Modes[0] == SessionMode.Base) throw new UsageException($"--fault {devices}: mode base uses no device");
+            if (devices.Number > settings.Devices) throw new UsageException($"--fault {devices}: the fleet has {settings.Devices} devices");
+        }
+        FaultDrill.CheckTargets(faults);
+    }
+
+    /// <summary>An Orleans client of the cluster at <paramref name="gateways"/> (over TLS when <paramref name="trusted"/> is given), started.</summary>
+    private static async Task<IHost> Connect(string gateways, X509Certificate2Collection? trusted, TimeSpan responseTimeout, CancellationToken cancellation)
+    {
+        var endpoints = GatewayList.Parse(gateways);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.UseOrleansClient(client =>
         {
-            client.UseStaticClustering(new IPEndPoint(address, port));
+            client.UseStaticClustering([.. endpoints]);
+            client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = responseTimeout);
             client.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = ("spa", "spa"));
             if (trusted is not null) client.UseTlsTrusting(trusted);
         });
@@ -213,7 +245,7 @@ public static class LoadCommand
         catch (Exception e) when (!cancellation.IsCancellationRequested)
         {
             app.Dispose();
-            throw new InvalidOperationException($"could not reach the cluster at {gateway} ({e.Message})", e);
+            throw new InvalidOperationException($"could not reach the cluster at {gateways} ({e.Message})", e);
         }
         return app;
     }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Threading.Channels;
@@ -38,13 +39,24 @@ public sealed record FleetDevice(string Id, string Owner, string Secret, DeviceG
 /// the plugin the mode needs (each device loads its own copy), then drives sessions through
 /// <see cref="IDecodingSessionGrain.GenerateStream"/>, timing every token as it arrives.
 /// </summary>
-/// <remarks>With <paramref name="processes"/> the devices are real <c>spa-device</c> processes instead of simulated ones.</remarks>
+/// <remarks>
+/// With <paramref name="processes"/> the devices are real <c>spa-device</c> processes instead of simulated ones. A stream
+/// broken by a silo loss is resumed from the tokens already received (<see cref="SiloLoss.Generate"/>), as a client
+/// that survives silo loss does. With <paramref name="faults"/> each mode runs that drill (<see cref="FaultDrill"/>).
+/// </remarks>
 public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOnlyList<FleetDevice> fleet, PluginFiles plugins,
-    IReadOnlyList<int>[] prompts, DeviceProcesses? processes = null)
+    IReadOnlyList<int>[] prompts, DeviceProcesses? processes = null, IReadOnlyList<Fault>? faults = null, Action<string>? log = null)
 {
+    /// <summary>How long a stream may find no live silo before its request fails.</summary>
+    private static readonly TimeSpan SiloLossDeadline = TimeSpan.FromSeconds(90);
+
     private PluginKind? _registeredKind;
     private long _requestIds;
     private readonly string _runId = RandomNumberGenerator.GetHexString(6, lowercase: true);
+    private readonly Lock _devicesLock = new();
+    private readonly HashSet<string> _down = [];
+    private readonly List<FleetDevice> _parked = [];
+    private Channel<FleetDevice> _idle = Channel.CreateUnbounded<FleetDevice>();
 
     /// <summary>The mode running now and its recorder, for the live view.</summary>
     public (ModeRecorder Recorder, Stopwatch Clock)? Current { get; private set; }
@@ -77,16 +89,26 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         _registeredKind = kind;
     }
 
-    public async Task<ModeRecorder> RunMode(SessionMode mode, CancellationToken cancellation)
+    /// <summary>
+    /// Runs one mode's load and, with a fault schedule, its drill; returns the requests and, for a drill, what each fault did.
+    /// </summary>
+    public async Task<(ModeRecorder Recorder, DrillFigures? Drill)> RunMode(SessionMode mode, CancellationToken cancellation)
     {
         var recorder = new ModeRecorder(mode);
-        var idle = Channel.CreateUnbounded<FleetDevice>();
-        foreach (var device in fleet) idle.Writer.TryWrite(device);
+        lock (_devicesLock)
+        {
+            _idle = Channel.CreateUnbounded<FleetDevice>();
+            foreach (var device in fleet.Where(d => !_down.Contains(d.Id))) _idle.Writer.TryWrite(device);
+        }
+        var idle = _idle.Reader;
         var clock = Stopwatch.StartNew();
         Current = (recorder, clock);
         var random = new Random(HashCode.Combine(settings.Seed, mode));
         double warmup = settings.WarmupSeconds, end = settings.WarmupSeconds + settings.DurationSeconds;
         int measuredStarted = 0;
+        using var modeEnded = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        var drill = faults is { Count: > 0 } ? new FaultDrill(faults, KillDevices, devices => RestartDevices(mode, devices, cancellation), log ?? (_ => { })) : null;
+        var drilling = drill?.Run(clock, warmup, modeEnded.Token) ?? Task.CompletedTask;
 
         // A request may start while the run is in its window and the request bound is not reached; false ends the mode.
         bool TryStart(out bool measured)
@@ -107,7 +129,7 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
                 var wait = TimeSpan.FromSeconds(next) - clock.Elapsed;
                 if (wait > TimeSpan.Zero) await Task.Delay(wait, cancellation);
                 if (!TryStart(out bool measured)) break;
-                if (!idle.Reader.TryRead(out var device))
+                if (!idle.TryRead(out var device))
                 {
                     if (measured) recorder.Refused("no idle device for an arrival (more requests in flight than devices)");
                     continue;
@@ -115,77 +137,173 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
                 inFlight.Add(Task.Run(async () =>
                 {
                     await Request(mode, device, measured, recorder, clock, cancellation);
-                    idle.Writer.TryWrite(device);
+                    Release(device);
                 }, CancellationToken.None));
             }
             await Task.WhenAll(inFlight);
         }
         else
         {
+            // A user waits for an idle device until the window closes: devices a drill killed may never come back.
+            using var windowCloses = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+            windowCloses.CancelAfter(TimeSpan.FromSeconds(end));
             await Task.WhenAll(Enumerable.Range(0, settings.Concurrency).Select(user => Task.Run(async () =>
             {
                 var think = new Random(HashCode.Combine(settings.Seed, mode, user));
                 while (TryStart(out bool measured))
                 {
-                    var device = await idle.Reader.ReadAsync(cancellation);
+                    FleetDevice device;
+                    try
+                    {
+                        device = await idle.ReadAsync(windowCloses.Token);
+                    }
+                    catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
+                    {
+                        break;
+                    }
                     await Request(mode, device, measured, recorder, clock, cancellation);
-                    idle.Writer.TryWrite(device);
+                    Release(device);
                     if (settings.ThinkMs > 0)
                         await Task.Delay(TimeSpan.FromMilliseconds(-Math.Log(1 - think.NextDouble()) * settings.ThinkMs), cancellation);
                 }
             }, CancellationToken.None)));
         }
+        await modeEnded.CancelAsync();
+        await drilling;
         cancellation.ThrowIfCancellationRequested();
         Current = null;
-        return recorder;
+        if (drill is null) return (recorder, null);
+        // A fault also hits requests that started in the warm-up, so the drill counts every request of the mode.
+        var requests = recorder.All;
+        log?.Invoke($"checking {requests.Count:N0} requests against the same requests run undisturbed");
+        var undisturbed = await Undisturbed(mode, requests.Where(s => s.Prompt >= 0).Select(s => s.Prompt).Distinct().ToList(), cancellation);
+        return (recorder, DrillFigures.Of(requests, drill.Fired, undisturbed));
     }
+
+    /// <summary>
+    /// The tokens of each of <paramref name="promptIndexes"/> generated in <paramref name="mode"/> after the drill, when
+    /// the cluster is whole again: as many at once as the load had users, each on a device of its own that is up
+    /// (every device of the fleet holds the same plugin).
+    /// </summary>
+    private async Task<Dictionary<int, int[]>> Undisturbed(SessionMode mode, List<int> promptIndexes, CancellationToken cancellation)
+    {
+        var devices = Channel.CreateUnbounded<FleetDevice>();
+        lock (_devicesLock)
+            foreach (var device in fleet.Where(d => !_down.Contains(d.Id)).Take(Math.Max(1, settings.Concurrency))) devices.Writer.TryWrite(device);
+        if (devices.Reader.Count == 0) throw new InvalidOperationException("every device of the fleet was killed: none is left to run the requests undisturbed");
+        var undisturbed = new ConcurrentDictionary<int, int[]>();
+        await Parallel.ForEachAsync(promptIndexes, new ParallelOptions { MaxDegreeOfParallelism = devices.Reader.Count, CancellationToken = cancellation },
+            async (prompt, _) =>
+            {
+                var device = await devices.Reader.ReadAsync(cancellation);
+                var session = grains.GetGrain<IDecodingSessionGrain>($"load-{_runId}-{WireNames.Of(mode)}-undisturbed-{prompt}");
+                var tokens = new List<int>(settings.MaxTokens);
+                await foreach (var token in SiloLoss.Generate(session, NewRequest(mode, prompt, device), SiloLossDeadline, cancellation: cancellation))
+                    tokens.Add(token.Token);
+                undisturbed[prompt] = [.. tokens];
+                await End(session, cancellation);
+                devices.Writer.TryWrite(device);
+            });
+        return new Dictionary<int, int[]>(undisturbed);
+    }
+
+    /// <summary>Puts a device back among the idle ones, or aside while a drill holds it killed.</summary>
+    private void Release(FleetDevice device)
+    {
+        lock (_devicesLock)
+        {
+            if (_down.Contains(device.Id)) _parked.Add(device);
+            else _idle.Writer.TryWrite(device);
+        }
+    }
+
+    private async Task<IReadOnlyList<string>> KillDevices(int count)
+    {
+        if (processes is null) return [];
+        List<string> chosen;
+        lock (_devicesLock)
+        {
+            chosen = [.. fleet.Where(d => !_down.Contains(d.Id)).Select(d => d.Id).Take(count)];
+            _down.UnionWith(chosen);
+        }
+        await processes.Kill(chosen);
+        return chosen;
+    }
+
+    private async Task RestartDevices(SessionMode mode, IReadOnlyList<string> ids, CancellationToken cancellation)
+    {
+        var devices = fleet.Where(d => ids.Contains(d.Id)).ToList();
+        await processes!.Launch(devices, plugins.Directory(KindFor(mode)!.Value), _ => { }, cancellation);
+        lock (_devicesLock)
+        {
+            _down.ExceptWith(ids);
+            foreach (var device in _parked.Where(d => ids.Contains(d.Id)).ToList())
+            {
+                _parked.Remove(device);
+                _idle.Writer.TryWrite(device);
+            }
+        }
+    }
+
+    private GenerationRequest NewRequest(SessionMode mode, int prompt, FleetDevice device) => new([.. prompts[prompt]], settings.MaxTokens)
+    {
+        Shards = settings.Shards,
+        Plugin = new PluginChoice
+        {
+            Mode = mode,
+            DeviceId = mode == SessionMode.Base ? null : device.Id,
+            Tau = mode.IsGated() ? settings.Tau : null,
+            Fallback = FallbackPolicy.Fail,
+        },
+        User = device.Owner,
+    };
 
     private async Task Request(SessionMode mode, FleetDevice device, bool measured, ModeRecorder recorder, Stopwatch clock, CancellationToken cancellation)
     {
         long id = Interlocked.Increment(ref _requestIds);
-        var prompt = prompts[id % prompts.Length];
+        int prompt = (int)(id % prompts.Length);
         var session = grains.GetGrain<IDecodingSessionGrain>($"load-{_runId}-{WireNames.Of(mode)}-{id}");
-        var request = new GenerationRequest([.. prompt], settings.MaxTokens)
-        {
-            Shards = settings.Shards,
-            Plugin = new PluginChoice
-            {
-                Mode = mode,
-                DeviceId = mode == SessionMode.Base ? null : device.Id,
-                Tau = mode.IsGated() ? settings.Tau : null,
-                Fallback = FallbackPolicy.Fail,
-            },
-            User = device.Owner,
-        };
         var latencies = new List<float>(settings.MaxTokens);
-        long last = Stopwatch.GetTimestamp();
+        var delivered = new List<int>(settings.MaxTokens);
+        int resumes = 0;
+        long started = Stopwatch.GetTimestamp(), last = started;
+        RequestSample Sample(GenerationResult? status, string? error) => new(device.Group, measured, [.. latencies], status, error)
+        {
+            Prompt = prompt, Delivered = [.. delivered], StartedAt = started, EndedAt = Stopwatch.GetTimestamp(), Resumes = resumes,
+        };
         try
         {
-            await foreach (var token in session.GenerateStream(request, cancellation))
+            await foreach (var token in SiloLoss.Generate(session, NewRequest(mode, prompt, device), SiloLossDeadline, _ => Interlocked.Increment(ref resumes), cancellation))
             {
                 long now = Stopwatch.GetTimestamp();
                 latencies.Add((float)Stopwatch.GetElapsedTime(last, now).TotalMilliseconds);
+                delivered.Add(token.Token);
                 last = now;
                 recorder.Token(clock.Elapsed.TotalSeconds);
                 if (token.Degraded) throw new EdgeUnavailableException("a token was made without the plugin");
             }
-            var status = await session.GetStatus();
-            recorder.Add(new RequestSample(device.Group, measured, [.. latencies], status, null));
+            var status = await SiloLoss.RetryAsync(() => session.GetStatus().AsTask(), "reading the session's status", SiloLossDeadline, cancellation);
+            recorder.Add(Sample(status, null));
         }
         catch (Exception e) when (!cancellation.IsCancellationRequested)
         {
-            recorder.Add(new RequestSample(device.Group, measured, [.. latencies], null, $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}"));
+            recorder.Add(Sample(null, $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}"));
         }
         finally
         {
-            try
-            {
-                await session.End();
-            }
-            catch (Exception) when (!cancellation.IsCancellationRequested)
-            {
-                // The session's caches are freed by their LRU if this fails; the request's own outcome is already recorded.
-            }
+            await End(session, cancellation);
+        }
+    }
+
+    private static async Task End(IDecodingSessionGrain session, CancellationToken cancellation)
+    {
+        try
+        {
+            await session.End();
+        }
+        catch (Exception) when (!cancellation.IsCancellationRequested)
+        {
+            // The session's caches are freed by their LRU if this fails; the request's own outcome is already recorded.
         }
     }
 }

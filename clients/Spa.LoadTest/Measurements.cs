@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Spa.Grains.Abstractions;
 
 namespace Spa.LoadTest;
@@ -10,8 +11,35 @@ namespace Spa.LoadTest;
 /// </summary>
 public sealed record RequestSample(DeviceGroup? Group, bool Measured, float[] TokenMs, GenerationResult? Status, string? Error)
 {
+    /// <summary>Which of the run's prompts it sent; -1 for a request that never started.</summary>
+    public int Prompt { get; init; } = -1;
+
+    /// <summary>The tokens as they arrived, in order.</summary>
+    public int[] Delivered { get; init; } = [];
+
+    /// <summary>When the request was sent and when its last token (or its error) came back, as Stopwatch timestamps.</summary>
+    public long StartedAt { get; init; }
+
+    public long EndedAt { get; init; }
+
+    /// <summary>How often its stream broke with a silo loss and was resumed from the tokens already received.</summary>
+    public int Resumes { get; init; }
+
     public int Tokens => TokenMs.Length;
     public double TotalMs => TokenMs.Sum(t => (double)t);
+
+    /// <summary>Each token's arrival as a Stopwatch timestamp.</summary>
+    public long[] Arrivals()
+    {
+        var arrivals = new long[TokenMs.Length];
+        double ms = 0;
+        for (int i = 0; i < arrivals.Length; i++)
+        {
+            ms += TokenMs[i];
+            arrivals[i] = StartedAt + (long)(ms * Stopwatch.Frequency / 1000);
+        }
+        return arrivals;
+    }
 }
 
 /// <summary>
@@ -48,6 +76,15 @@ public sealed class ModeRecorder(SessionMode mode)
 
     /// <summary>A request that could not start (an open-loop arrival that found no idle device).</summary>
     public void Refused(string reason) => Add(new RequestSample(null, true, [], null, reason));
+
+    /// <summary>Every request, those of the warm-up included.</summary>
+    public IReadOnlyList<RequestSample> All
+    {
+        get
+        {
+            lock (_lock) return [.. _samples];
+        }
+    }
 
     public IReadOnlyList<RequestSample> Measured
     {

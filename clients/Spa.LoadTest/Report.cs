@@ -69,7 +69,8 @@ public sealed record LoadReport(
     IReadOnlyList<ModeFigures> Modes,
     double PeakRssMb,
     string Machine,
-    IReadOnlyList<LatencyRow>? Projection);
+    IReadOnlyList<LatencyRow>? Projection,
+    DrillFigures? Drill);
 
 /// <summary>Turns recorded requests into figures and writes them as JSON, CSV and Markdown.</summary>
 public static class Report
@@ -209,6 +210,18 @@ public static class Report
             foreach (var g in m.Groups)
                 text.AppendLine($"| {WireNames.Of(m.Mode)} | {g.Group} | {F(m.ParamsPercent)} | {F(g.M)} | {F(g.MeasuredMs.Cloud)} | {F(g.MeasuredMs.Delivery)} / {F(g.PredictedMs.Delivery)} | {F(g.MeasuredMs.Edge)} / {F(g.PredictedMs.Edge)} | " +
                     $"{F(g.MeasuredMs.Network)} / {F(g.PredictedMs.Network)} | {F(g.MeanTokenLatencyMs)} | {F(g.PredictedTokenLatencyMs)} | {Math.Round(g.PredictionError * 100, 1):+0.0;-0.0;0.0}% |");
+        if (report.Drill is { } drill)
+        {
+            text.AppendLine();
+            text.AppendLine($"Fault drill: {drill.Identical:N0} of {drill.Requests:N0} requests delivered exactly the tokens of the same request run undisturbed afterwards; " +
+                $"{drill.Failed:N0} failed; {drill.TokensLost:N0} tokens lost, {drill.TokensExtra:N0} extra (repeated or different). Per fault, the requests in flight when it fired:");
+            text.AppendLine();
+            text.AppendLine("| fault | at s | outcome | in flight | completed | failed | resumed | tokens lost | tokens extra | recovery max / median ms |");
+            text.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (var f in drill.Faults)
+                text.AppendLine($"| `{f.Fault.Replace("|", "\\|", StringComparison.Ordinal)}` | {F(f.AtSeconds)} | {f.Outcome.Replace("|", "\\|", StringComparison.Ordinal)} | {f.InFlight:N0} | {f.Completed:N0} | {f.Failed:N0} | " +
+                    $"{f.Resumed:N0} | {f.TokensLost:N0} | {f.TokensExtra:N0} | {F(f.RecoveryMaxMs ?? double.NaN)} / {F(f.RecoveryMedianMs ?? double.NaN)} |");
+        }
         if (report.Projection is { } projection)
         {
             text.AppendLine();

@@ -53,7 +53,7 @@ public sealed class ServedModel
 /// </summary>
 internal sealed class ModelWarmup(
     ModelHost modelHost, IGrainFactory grains, ServedModel served, IHostApplicationLifetime lifetime,
-    ILogger<ModelWarmup> logger, SiloHostOptions hostOptions) : BackgroundService
+    ILogger<ModelWarmup> logger, Announcer announcer) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -70,9 +70,7 @@ internal sealed class ModelWarmup(
                 .Select(k => grains.GetGrain<IBaseModelShardGrain>(ShardKey.Format(name, k, shards)).Describe().AsTask()));
             int largest = descriptions.Max(d => d.EndLayer - d.FirstLayer);
             served.SetReady(name, shards, tokenizer, descriptions[^1], ModelHost.KvBytesPerToken(model.Config, model.DType, largest));
-            var announce = hostOptions.Announce ?? Console.Out;
-            announce.WriteLine($"Serving {name} ({descriptions[^1].Layers} layers in {shards} shard(s), context {descriptions[^1].MaxSequenceLength}).");
-            announce.Flush();
+            announcer.Say($"Serving {name} ({descriptions[^1].Layers} layers in {shards} shard(s), context {descriptions[^1].MaxSequenceLength}).");
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {

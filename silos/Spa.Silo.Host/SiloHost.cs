@@ -79,6 +79,7 @@ public static class SiloHost
 
         builder.Services.AddSingleton(keys);
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton<Announcer>();
         builder.Services.AddSingleton<ServedModel>();
         builder.Services.AddSingleton<CompletionsEndpoint>();
         builder.Services.AddSingleton<DevicesEndpoint>();
@@ -100,12 +101,7 @@ public static class SiloHost
         var app = builder.Build();
         MapEndpoints(app);
         // Last, so that nothing is printed when the host cannot be built.
-        if (keys.GeneratedKey is not null)
-        {
-            var announce = options.Announce ?? Console.Out;
-            announce.WriteLine($"API key: {keys.GeneratedKey}");
-            announce.Flush();
-        }
+        if (keys.GeneratedKey is not null) app.Services.GetRequiredService<Announcer>().Say($"API key: {keys.GeneratedKey}");
         return app;
     }
 

@@ -8,6 +8,7 @@ using Spa.Model.Generation;
 using Spa.Model.Sampling;
 using Spa.Model.Tokenizers;
 using Spa.Testing;
+using Recovery = Spa.Grains.Abstractions.Recovery;
 using Xunit.Abstractions;
 
 namespace Spa.Cli.Tests;

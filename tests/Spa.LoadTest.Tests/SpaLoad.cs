@@ -21,8 +21,11 @@ public static class SpaLoad
         return process;
     }
 
-    /// <summary>Starts <paramref name="dll"/> with <paramref name="args"/>; disposing the result kills it if it still runs.</summary>
-    public static ChildProcess Start(string dll, IEnumerable<string> args)
+    /// <summary>
+    /// Starts <paramref name="dll"/> with <paramref name="args"/> and <paramref name="environment"/> added to this
+    /// process's; disposing the result kills it if it still runs.
+    /// </summary>
+    public static ChildProcess Start(string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
     {
         Assert.True(File.Exists(dll), $"{dll} is missing: the test project must reference clients/Spa.LoadTest");
         var host = Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
@@ -32,6 +35,7 @@ public static class SpaLoad
         start.Environment.Remove("SPA_DEBUG");
         start.Environment["OMP_NUM_THREADS"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (variable, value) in environment ?? new Dictionary<string, string?>()) start.Environment[variable] = value;
         return ChildProcess.Start(start);
     }
 }

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Spa.Testing;
+namespace Spa.Grains.Abstractions;
 
 /// <summary>How long a stream of tokens (or pieces of text) stalled because of a fault injected at one instant.</summary>
 public static class Recovery
