@@ -5,12 +5,16 @@ using Spa.Grains.Sessions;
 
 namespace Spa.Silo;
 
+/// <summary>A prompt as the client sent it: text, or the model's token ids (then <see cref="Text"/> is null).</summary>
+public sealed record PromptInput(string? Text, IReadOnlyList<int>? Tokens);
+
 /// <summary>
-/// The supported subset of an OpenAI completion request, validated. Unknown fields are ignored; fields whose value
-/// this server cannot honour are refused with a reason rather than silently ignored.
+/// The supported subset of an OpenAI completion or chat completion request, validated: one prompt per choice (a chat
+/// request's messages already rendered through the chat template). Unknown fields are ignored; fields whose value this
+/// server cannot honour are refused with a reason rather than silently ignored.
 /// </summary>
-public sealed record CompletionRequest(string Model, string Prompt, int MaxTokens, bool Stream, IReadOnlyList<string> Stop,
-    SamplingSettings Sampling, PluginChoice Plugin)
+public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> Prompts, int MaxTokens, bool Stream, bool IncludeUsage, bool Echo,
+    IReadOnlyList<string> Stop, SamplingSettings Sampling, PluginChoice Plugin)
 {
     public const int DefaultMaxTokens = 16;
     public const int MaxStopStrings = 4;
@@ -18,36 +22,100 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
     /// <summary>Characters of one stop string: the session keeps them for a resumed completion, so they are bounded.</summary>
     public const int MaxStopLength = 256;
 
-    /// <summary>Validates the parsed JSON body against the served model; throws <see cref="ApiError"/>.</summary>
+    /// <summary>Prompts of one request, each its own choice and session.</summary>
+    public const int MaxPrompts = 16;
+
+    /// <summary>Validates a <c>/v1/completions</c> body against the served model; throws <see cref="ApiError"/>.</summary>
     public static CompletionRequest Parse(JsonElement root, ServedModel served)
     {
-        if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
+        CheckModel(root, served);
+        if (Field(root, "prompt") is not { } p) throw ApiError.BadRequest("prompt is required", "prompt");
+        var prompts = ParsePrompts(p, served);
+        bool echo = Boolean(root, "echo") ?? false;
+        RefuseUnsupported(root, CompletionSettings);
+        return Common(root, served, prompts, echo, Integer(root, "max_tokens", long.MinValue, long.MaxValue), "max_tokens");
+    }
 
-        var model = served.Name;
-        if (Field(root, "model") is { } m)
+    /// <summary>
+    /// Validates a <c>/v1/chat/completions</c> body: its messages become one prompt through <paramref name="template"/>;
+    /// the budget is <c>max_completion_tokens</c>, or the older <c>max_tokens</c>.
+    /// </summary>
+    public static CompletionRequest ParseChat(JsonElement root, ServedModel served, ChatTemplate template)
+    {
+        CheckModel(root, served);
+        if (Field(root, "messages") is not { ValueKind: JsonValueKind.Array } m || m.GetArrayLength() == 0)
+            throw ApiError.BadRequest("messages must be a non-empty array of {role, content}", "messages");
+        var messages = ChatMessage.ParseAll(m, served.MaxPromptBytes);
+        if (Field(root, "response_format") is { } format && (format.ValueKind != JsonValueKind.Object || Text(format, "type", "response_format.") != "text"))
+            throw ApiError.BadRequest("response_format: only {\"type\": \"text\"} is supported (no JSON mode or schema)", "response_format");
+        RefuseUnsupported(root, ChatSettings);
+        var prompt = new PromptInput(null, template.Render(messages, served.Tokenizer));
+        var budget = Integer(root, "max_completion_tokens", long.MinValue, long.MaxValue) is { } completionTokens
+            ? (completionTokens, "max_completion_tokens") : (Integer(root, "max_tokens", long.MinValue, long.MaxValue), "max_tokens");
+        return Common(root, served, [prompt], echo: false, budget.Item1, budget.Item2);
+    }
+
+    private static void CheckModel(JsonElement root, ServedModel served)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
+        if (Field(root, "model") is not { } m) return;
+        if (m.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("model must be a string", "model");
+        var named = m.GetString()!;
+        if (named.Length > 0 && named != served.Name)
+            throw new ApiError(404, $"The model '{named}' does not exist: this server serves '{served.Name}'", "model", "model_not_found");
+    }
+
+    /// <summary>
+    /// <c>prompt</c> as OpenAI takes it: a string, an array of strings (a choice each), an array of token ids, or an
+    /// array of such arrays. Text is refused by its bytes before tokenizing: a token covers at most
+    /// <see cref="ServedModel.MaxPieceBytes"/>, so a longer prompt cannot fit the context.
+    /// </summary>
+    private static List<PromptInput> ParsePrompts(JsonElement p, ServedModel served)
+    {
+        const string Forms = "prompt must be a string, an array of strings, an array of token ids or an array of arrays of token ids";
+        PromptInput TextPrompt(JsonElement e)
         {
-            if (m.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("model must be a string", "model");
-            var named = m.GetString()!;
-            if (named.Length > 0 && named != served.Name)
-                throw new ApiError(404, $"The model '{named}' does not exist: this server serves '{served.Name}'", "model", "model_not_found");
+            var text = e.GetString()!;
+            if (text.Length == 0) throw ApiError.BadRequest("prompt must not be empty", "prompt");
+            if (Encoding.UTF8.GetByteCount(text) is var bytes && bytes > served.MaxPromptBytes)
+                throw ApiError.BadRequest($"the prompt has {bytes} bytes but the model's context holds {served.ContextLength} tokens, at most {served.MaxPromptBytes} bytes of text", "prompt");
+            return new PromptInput(text, null);
+        }
+        PromptInput TokenPrompt(JsonElement e)
+        {
+            if (e.GetArrayLength() == 0) throw ApiError.BadRequest("a prompt of token ids must not be empty", "prompt");
+            if (e.GetArrayLength() >= served.ContextLength)
+                throw ApiError.BadRequest($"the prompt has {e.GetArrayLength()} tokens but the model's context holds {served.ContextLength}, leaving no room to generate", "prompt");
+            var ids = new List<int>(e.GetArrayLength());
+            foreach (var id in e.EnumerateArray())
+            {
+                if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt32(out int token)) throw ApiError.BadRequest(Forms, "prompt");
+                if (token < 0 || token >= served.Tokenizer.VocabSize)
+                    throw ApiError.BadRequest($"token id {token} is not in the model's vocabulary of {served.Tokenizer.VocabSize}", "prompt");
+                ids.Add(token);
+            }
+            return new PromptInput(null, ids);
         }
 
-        if (Field(root, "prompt") is not { } p) throw ApiError.BadRequest("prompt is required", "prompt");
-        if (p.ValueKind != JsonValueKind.String) throw ApiError.BadRequest("prompt must be a string (arrays of prompts or of tokens are not supported)", "prompt");
-        var prompt = p.GetString()!;
-        if (prompt.Length == 0) throw ApiError.BadRequest("prompt must not be empty", "prompt");
-        // Refused before tokenizing: a token covers at most MaxPieceBytes of text, so a longer prompt cannot fit.
-        if (Encoding.UTF8.GetByteCount(prompt) is var bytes && bytes > served.MaxPromptBytes)
-            throw ApiError.BadRequest($"the prompt has {bytes} bytes but the model's context holds {served.ContextLength} tokens, at most {served.MaxPromptBytes} bytes of text", "prompt");
+        if (p.ValueKind == JsonValueKind.String) return [TextPrompt(p)];
+        if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() == 0) throw ApiError.BadRequest(Forms, "prompt");
+        var items = p.EnumerateArray().ToList();
+        if (items.All(i => i.ValueKind == JsonValueKind.Number)) return [TokenPrompt(p)];
+        if (items.Count > MaxPrompts) throw ApiError.BadRequest($"prompt holds at most {MaxPrompts} prompts, got {items.Count}", "prompt");
+        if (items.All(i => i.ValueKind == JsonValueKind.String)) return [.. items.Select(TextPrompt)];
+        if (items.All(i => i.ValueKind == JsonValueKind.Array)) return [.. items.Select(TokenPrompt)];
+        throw ApiError.BadRequest(Forms, "prompt");
+    }
 
+    /// <summary>What completions and chat completions share: the budget, sampling, n, streaming, stop strings and the spa object.</summary>
+    private static CompletionRequest Common(JsonElement root, ServedModel served, IReadOnlyList<PromptInput> prompts, bool echo, long? budget, string budgetField)
+    {
         int maxTokens = DefaultMaxTokens;
-        if (Field(root, "max_tokens") is { } mt)
+        if (budget is { } n)
         {
-            if (mt.ValueKind != JsonValueKind.Number || !mt.TryGetInt64(out long n))
-                throw ApiError.BadRequest("max_tokens must be an integer", "max_tokens");
-            if (n <= 0) throw ApiError.BadRequest($"max_tokens must be at least 1, got {n}", "max_tokens");
+            if (n <= 0) throw ApiError.BadRequest($"{budgetField} must be at least 1, got {n}", budgetField);
             if (n > served.ContextLength)
-                throw ApiError.BadRequest($"max_tokens is {n} but the model's context holds {served.ContextLength} tokens", "max_tokens");
+                throw ApiError.BadRequest($"{budgetField} is {n} but the model's context holds {served.ContextLength} tokens", budgetField);
             maxTokens = (int)n;
         }
 
@@ -72,15 +140,9 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
         }
 
         if (Field(root, "n") is { } count && (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out int k) || k != 1))
-            throw ApiError.BadRequest("n must be 1: one completion per request", "n");
-        RefuseUnsupported(root);
+            throw ApiError.BadRequest("n must be 1: one choice per prompt (send an array of prompts for several)", "n");
 
-        bool stream = false;
-        if (Field(root, "stream") is { } s)
-        {
-            if (s.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw ApiError.BadRequest("stream must be a boolean", "stream");
-            stream = s.GetBoolean();
-        }
+        var (stream, includeUsage) = Streaming(root);
 
         var stop = new List<string>();
         if (Field(root, "stop") is { } st)
@@ -100,7 +162,7 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
                 throw ApiError.BadRequest($"each stop string must have 1 to {MaxStopLength} characters", "stop");
         }
 
-        return new CompletionRequest(model, prompt, maxTokens, stream, stop, sampling, ParsePlugin(Field(root, "spa")));
+        return new CompletionRequest(served.Name, prompts, maxTokens, stream, includeUsage, echo, stop, sampling, ParsePlugin(Field(root, "spa")));
     }
 
     /// <summary>
@@ -108,22 +170,58 @@ public sealed record CompletionRequest(string Model, string Prompt, int MaxToken
     /// with the field's name rather than ignored. The neutral values, which clients such as LangChain send on every
     /// request, pass.
     /// </summary>
-    private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
+    private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] CompletionSettings =
     [
-        ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
-        ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("presence_penalty", "0", IsZero),
+        ("frequency_penalty", "0", IsZero),
         ("logprobs", "null or false", v => v.ValueKind == JsonValueKind.False),
-        ("echo", "false", v => v.ValueKind == JsonValueKind.False),
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n == 1),
-        ("logit_bias", "{}", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()),
+        ("logit_bias", "{}", IsEmptyObject),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.GetString()!.Length == 0),
     ];
 
-    private static void RefuseUnsupported(JsonElement root)
+    /// <summary>As <see cref="CompletionSettings"/>, for chat: tools and log-probabilities are not served.</summary>
+    private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] ChatSettings =
+    [
+        ("presence_penalty", "0", IsZero),
+        ("frequency_penalty", "0", IsZero),
+        ("logprobs", "false", v => v.ValueKind == JsonValueKind.False),
+        ("top_logprobs", "0", IsZero),
+        ("logit_bias", "{}", IsEmptyObject),
+        ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+        ("tool_choice", "\"none\"", v => v.ValueKind == JsonValueKind.String && v.GetString() == "none"),
+        ("functions", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+        ("function_call", "\"none\"", v => v.ValueKind == JsonValueKind.String && v.GetString() == "none"),
+        ("audio", "null", _ => false),
+        ("modalities", "[\"text\"]", v => v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")),
+    ];
+
+    /// <summary><c>stream</c>, and <c>stream_options.include_usage</c>, which only a streamed answer may ask for.</summary>
+    internal static (bool Stream, bool IncludeUsage) Streaming(JsonElement root)
     {
-        foreach (var (field, neutral, isNeutral) in Unsupported)
+        bool stream = Boolean(root, "stream") ?? false;
+        if (Field(root, "stream_options") is not { } options) return (stream, false);
+        if (!stream) throw ApiError.BadRequest("stream_options is only allowed when stream is true", "stream_options");
+        if (options.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("stream_options must be an object", "stream_options");
+        return (stream, Boolean(options, "include_usage", "stream_options.") ?? false);
+    }
+
+    private static bool IsZero(JsonElement v) => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0;
+
+    private static bool IsEmptyObject(JsonElement v) => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any();
+
+    private static void RefuseUnsupported(JsonElement root, (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] settings)
+    {
+        foreach (var (field, neutral, isNeutral) in settings)
             if (Field(root, field) is { } value && !isNeutral(value))
                 throw ApiError.BadRequest($"{field} is not supported by this server (only {neutral})", field);
+    }
+
+    internal static bool? Boolean(JsonElement obj, string name, string prefix = "")
+    {
+        if (Field(obj, name) is not { } value) return null;
+        return value.ValueKind is JsonValueKind.True or JsonValueKind.False ? value.GetBoolean()
+            : throw ApiError.BadRequest($"{prefix}{name} must be a boolean", prefix + name);
     }
 
     internal static double? Number(JsonElement obj, string name, double min, double max)

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Spa.Grains;
@@ -9,15 +8,17 @@ using StopStrings = Spa.Model.Generation.StopStrings;
 namespace Spa.Silo;
 
 /// <summary>
-/// <c>POST /v1/completions</c>: tokenizes the prompt, runs a new decoding session grain, turns its tokens into text
-/// (a streaming decoder, so characters spread over byte tokens come out whole), cuts at stop strings, and answers in
-/// one JSON body or as Server-Sent Events. Both ways consume the grain's token stream, so that a stop string ends the
-/// generation at once and a client that goes away cancels it. When the session's silo dies, the stream is resumed on a
-/// survivor (<see cref="SiloLoss.Generate"/>) without losing or repeating a token. The session is released afterwards:
-/// its KV caches are freed, and its history stays for the retention period, so that the client can read it back or
-/// resume it through <see cref="SessionsEndpoint"/> with the completion's id.
+/// <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c>: tokenizes each prompt (a chat's messages through
+/// the chat template), runs a new decoding session grain per prompt, all at once, turns their tokens into text (a
+/// streaming decoder, so characters spread over byte tokens come out whole), cuts at stop strings, and answers in one
+/// JSON body or as Server-Sent Events, shaped as OpenAI shapes each (<see cref="ResponseShape"/>). Both ways consume
+/// the grains' token streams, so that a stop string ends a generation at once and a client that goes away cancels it.
+/// When a session's silo dies, its stream is resumed on a survivor (<see cref="SiloLoss.Generate"/>) without losing
+/// or repeating a token. The sessions are released afterwards: their KV caches are freed, and their histories stay
+/// for the retention period, so that the client can read one back or resume it through <see cref="SessionsEndpoint"/>
+/// with its choice's session id (the completion's id is its first choice's).
 /// </summary>
-internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grains, Admission admission, HostMetrics metrics,
+internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatTemplate, IGrainFactory grains, Admission admission, HostMetrics metrics,
     IOptions<SpaSessionOptions> sessions, ILogger<CompletionsEndpoint> logger)
 {
     /// <summary>A completion's id: this prefix and its session's key.</summary>
@@ -26,28 +27,32 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     /// <summary>The finish reason of a completion whose session was deleted while it ran.</summary>
     public const string Cancelled = "cancelled";
 
-    public async Task Handle(HttpContext context)
+    public Task Handle(HttpContext context) => Serve(context, body => CompletionRequest.Parse(body, served), ResponseShape.Text);
+
+    public Task HandleChat(HttpContext context) => Serve(context, body => CompletionRequest.ParseChat(body, served, chatTemplate), ResponseShape.Chat);
+
+    private async Task Serve(HttpContext context, Func<JsonElement, CompletionRequest> parse, ResponseShape shape)
     {
         var aborted = context.RequestAborted;
         CompletionRequest request;
-        IReadOnlyList<int> promptTokens;
+        List<IReadOnlyList<int>> prompts;
         try
         {
             using (var body = await RequestBody.ReadJsonAsync(context))
             {
                 try
                 {
-                    request = CompletionRequest.Parse(body.RootElement, served);
+                    request = parse(body.RootElement);
                 }
                 catch (InvalidOperationException e)
                 {
                     throw RequestBody.Unreadable(e);
                 }
             }
-            promptTokens = served.Tokenizer.Encode(request.Prompt, bos: true, eos: false);
-            if (promptTokens.Count >= served.ContextLength)
+            prompts = [.. request.Prompts.Select(p => p.Tokens ?? served.Tokenizer.Encode(p.Text!, bos: true, eos: false))];
+            if (prompts.FirstOrDefault(p => p.Count >= served.ContextLength) is { } tooLong)
                 throw ApiError.BadRequest(
-                    $"the prompt has {promptTokens.Count} tokens but the model's context holds {served.ContextLength}, leaving no room to generate", "prompt");
+                    $"the prompt has {tooLong.Count} tokens but the model's context holds {served.ContextLength}, leaving no room to generate", "prompt");
         }
         catch (ApiError error)
         {
@@ -55,49 +60,57 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             return;
         }
 
-        // The KV cache this generation fills at most: its prompt and token budget, within the context.
-        using var admitted = await Admit(context, promptTokens.Count + (long)request.MaxTokens);
+        // The KV cache these generations fill at most: each prompt and token budget, within the context.
+        using var admitted = await Admit(context, prompts.Sum(p => Math.Min(p.Count + (long)request.MaxTokens, served.ContextLength)));
         if (admitted is null) return;
 
-        var sessionId = Guid.NewGuid().ToString("N");
-        using var trace = SpaTracing.StartCompletion(sessionId, request.Plugin.Mode, request.MaxTokens, request.Stream);
-        var completion = new Completion(IdPrefix + sessionId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), request.Model, [.. promptTokens], [.. promptTokens]);
-        var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
-        var generation = new GenerationRequest([.. promptTokens], request.MaxTokens)
+        var runs = prompts.Select((tokens, index) =>
         {
-            Shards = served.Shards,
-            Model = served.Name,
-            Sampling = request.Sampling,
-            Plugin = request.Plugin,
-            User = (string)context.Items[SiloHost.UserItem]!,
-            Stop = [.. request.Stop],
-        };
-        var tokens = SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(completion.Id, e), aborted);
-        await Respond(context, session, tokens, request.Stream, request.Stop, completion, request.Plugin.Mode, trace);
+            var sessionId = Guid.NewGuid().ToString("N");
+            var session = grains.GetGrain<IDecodingSessionGrain>(sessionId);
+            var generation = new GenerationRequest([.. tokens], request.MaxTokens)
+            {
+                Shards = served.Shards,
+                Model = served.Name,
+                Sampling = request.Sampling,
+                Plugin = request.Plugin,
+                User = (string)context.Items[SiloHost.UserItem]!,
+                Stop = [.. request.Stop],
+            };
+            var choice = new Choice(index, IdPrefix + sessionId, [.. tokens], [.. tokens])
+            {
+                Echo = request.Echo ? request.Prompts[index].Text ?? served.Tokenizer.Decode(tokens.Where(t => t != served.Description.BosId)) : "",
+            };
+            return new Run(choice, session, SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(choice.Id, e), aborted));
+        }).ToList();
+        var reply = new Reply(runs[0].Choice.Id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, shape, request.IncludeUsage);
+        using var trace = SpaTracing.StartCompletion(runs[0].Choice.Id[IdPrefix.Length..], request.Plugin.Mode, request.MaxTokens, request.Stream);
+        await Respond(context, reply, runs, request.Stream, request.Stop, request.Plugin.Mode, trace);
     }
 
     /// <summary>
     /// Goes on with a stored session (<c>POST /v1/sessions/{id}/resume</c>): its tokens from <paramref name="from"/>,
     /// stored first, then new ones up to a budget of <paramref name="maxGenerated"/> tokens, as a completion of that id.
     /// </summary>
-    public async Task Resume(HttpContext context, string id, IDecodingSessionGrain session, SessionSnapshot stored, int from, int maxGenerated, bool stream)
+    public async Task Resume(HttpContext context, string id, IDecodingSessionGrain session, SessionSnapshot stored, int from, int maxGenerated,
+        bool stream, bool includeUsage)
     {
         using var admitted = await Admit(context, stored.PromptLength + (long)Math.Max(maxGenerated, from));
         if (admitted is null) return;
         using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream);
-        var completion = new Completion(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, stored.History[..stored.PromptLength],
-            stored.History[..(stored.PromptLength + from)]);
+        var choice = new Choice(0, id, stored.History[..stored.PromptLength], stored.History[..(stored.PromptLength + from)]);
         var tokens = SiloLoss.Resume(session, from, maxGenerated, sessions.Value.Retry, e => SessionMoved(id, e), context.RequestAborted);
-        await Respond(context, session, tokens, stream, stored.Stop, completion, stored.Status.Mode, trace);
+        var reply = new Reply(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, ResponseShape.Text, includeUsage);
+        await Respond(context, reply, [new Run(choice, session, tokens)], stream, stored.Stop, stored.Status.Mode, trace);
     }
 
     /// <summary>
-    /// A place among the generations running or queued, for one that fills at most <paramref name="tokens"/> positions of
-    /// KV cache, or null after answering 429.
+    /// A place among the generations running or queued, for generations that fill at most <paramref name="tokens"/>
+    /// positions of KV cache, or null after answering 429.
     /// </summary>
     private async Task<IDisposable?> Admit(HttpContext context, long tokens)
     {
-        long kvBytes = served.KvBytesPerToken * Math.Min(tokens, served.ContextLength);
+        long kvBytes = served.KvBytesPerToken * tokens;
         var (admitted, overload) = await admission.EnterAsync(kvBytes, context.RequestAborted);
         if (overload is null) return admitted;
         await new ApiError(StatusCodes.Status429TooManyRequests,
@@ -109,45 +122,60 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
     private void SessionMoved(string id, Exception e) =>
         logger.LogWarning("completion {Id}: the session's silo is lost ({Reason}); resuming it on another silo", id, e.Message);
 
-    private async Task Respond(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerable<TokenEvent> stream, bool streamed,
-        IReadOnlyList<string> stop, Completion completion, SessionMode mode, Activity? trace)
+    /// <summary>One choice's session and its token stream, opened by <see cref="Respond"/>.</summary>
+    private sealed record Run(Choice Choice, IDecodingSessionGrain Session, IAsyncEnumerable<TokenEvent> Stream);
+
+    private async Task Respond(HttpContext context, Reply reply, List<Run> runs, bool streamed, IReadOnlyList<string> stop, SessionMode mode, Activity? trace)
     {
         var aborted = context.RequestAborted;
         var clock = Stopwatch.StartNew();
-        await using var tokens = stream.GetAsyncEnumerator(aborted);
+        var tokens = runs.Select(r => r.Stream.GetAsyncEnumerator(aborted)).ToList();
         try
         {
-            // The first token, or the request's refusal (bad device, wrong owner, ...), comes before any response is sent.
-            bool any;
-            try
+            // Every choice's first token, or the request's refusal (bad device, wrong owner, ...), comes before any response is sent.
+            var firsts = await Task.WhenAll(tokens.Select(async t =>
             {
-                any = await tokens.MoveNextAsync();
-                if (any) metrics.TimeToFirstToken(clock.Elapsed);
-            }
-            catch (Exception e) when (Refusal(e) is { } refusal)
+                try
+                {
+                    return (Any: await t.MoveNextAsync(), Refusal: (ApiError?)null);
+                }
+                catch (Exception e) when (Refusal(e) is { } refusal)
+                {
+                    return (Any: false, Refusal: refusal);
+                }
+            }));
+            if (firsts.FirstOrDefault(f => f.Refusal is not null).Refusal is { } refused)
             {
-                await refusal.WriteAsync(context.Response);
+                await refused.WriteAsync(context.Response);
                 return;
             }
-            if (streamed) await Stream(context, session, tokens, any, stop, completion, aborted);
-            else await Whole(context, session, tokens, any, stop, completion, aborted);
-            SpaTracing.CompletionDone(trace, completion.CompletionTokens, completion.FinishReason);
-            logger.LogInformation("completion {Id}: {Tokens} tokens in mode {Mode} in {Ms:F0} ms", completion.Id, completion.CompletionTokens, WireNames.Of(mode), clock.Elapsed.TotalMilliseconds);
+            metrics.TimeToFirstToken(clock.Elapsed);
+            var choices = runs.Zip(tokens, firsts).Select(x => (Run: x.First, Tokens: x.Second, x.Third.Any)).ToList();
+            if (streamed) await Stream(context, reply, choices, stop, aborted);
+            else await Whole(context, reply, choices, stop, aborted);
+            var first = runs[0].Choice;
+            SpaTracing.CompletionDone(trace, runs.Sum(r => r.Choice.CompletionTokens), first.FinishReason);
+            logger.LogInformation("completion {Id}: {Choices} choice(s), {Tokens} tokens in mode {Mode} in {Ms:F0} ms",
+                reply.Id, runs.Count, runs.Sum(r => r.Choice.CompletionTokens), WireNames.Of(mode), clock.Elapsed.TotalMilliseconds);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            logger.LogInformation("completion {Id} cancelled: the client went away", completion.Id);
+            logger.LogInformation("completion {Id} cancelled: the client went away", reply.Id);
         }
         finally
         {
-            try
+            foreach (var enumerator in tokens) await enumerator.DisposeAsync();
+            await Task.WhenAll(runs.Select(async run =>
             {
-                await SiloLoss.RetryAsync(() => session.Release().AsTask(), $"releasing session {completion.Id}", sessions.Value.Retry);
-            }
-            catch (Exception e)
-            {
-                logger.LogWarning(e, "could not release session {Session}", completion.Id);
-            }
+                try
+                {
+                    await SiloLoss.RetryAsync(() => run.Session.Release().AsTask(), $"releasing session {run.Choice.Id}", sessions.Value.Retry);
+                }
+                catch (Exception e)
+                {
+                    logger.LogWarning(e, "could not release session {Session}", run.Choice.Id);
+                }
+            }));
         }
     }
 
@@ -166,30 +194,40 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
 
     private static ApiError Failure(Exception e) => Refusal(e) ?? new ApiError(500, $"generation failed: {e.Message}", type: "server_error");
 
-    private async Task Whole(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
-        IReadOnlyList<string> stop, Completion completion, CancellationToken aborted)
+    private async Task Whole(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
+        IReadOnlyList<string> stop, CancellationToken aborted)
     {
-        var text = new StringBuilder();
-        try
+        var failures = await Task.WhenAll(choices.Select(async c =>
         {
-            await Run(tokens, any, stop, completion, (piece, _) => { text.Append(piece); return Task.CompletedTask; });
-            completion.Status = await session.GetStatus();
-        }
-        catch (SessionEndedException)
+            var choice = c.Run.Choice;
+            choice.Text.Append(choice.Echo);
+            try
+            {
+                await Generate(c.Tokens, c.Any, stop, choice, (piece, _) => { choice.Text.Append(piece); return Task.CompletedTask; });
+                choice.Status = await c.Run.Session.GetStatus();
+                return null;
+            }
+            catch (SessionEndedException)
+            {
+                choice.FinishReason = Cancelled;
+                return null;
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
+            {
+                logger.LogError(e, "completion {Id} failed", choice.Id);
+                return Failure(e);
+            }
+        }));
+        if (failures.FirstOrDefault(f => f is not null) is { } failure)
         {
-            completion.FinishReason = Cancelled;
-        }
-        catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
-        {
-            logger.LogError(e, "completion {Id} failed", completion.Id);
-            await Failure(e).WriteAsync(context.Response);
+            await failure.WriteAsync(context.Response);
             return;
         }
-        await context.Response.WriteAsJsonAsync(completion.Body(text.ToString(), completion.FinishReason, final: true), aborted);
+        await context.Response.WriteAsJsonAsync(reply.Whole([.. choices.Select(c => c.Run.Choice)]), aborted);
     }
 
-    private async Task Stream(HttpContext context, IDecodingSessionGrain session, IAsyncEnumerator<TokenEvent> tokens, bool any,
-        IReadOnlyList<string> stop, Completion completion, CancellationToken aborted)
+    private async Task Stream(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
+        IReadOnlyList<string> stop, CancellationToken aborted)
     {
         var response = context.Response;
         response.ContentType = "text/event-stream";
@@ -197,55 +235,75 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
         response.Headers["X-Accel-Buffering"] = "no";
         await response.StartAsync(aborted);
 
+        // The choices stream at once, each from its own task: one writes at a time.
+        using var writing = new SemaphoreSlim(1);
         async Task Send(object payload)
         {
-            await response.WriteAsync("data: " + JsonSerializer.Serialize(payload) + "\n\n", aborted);
-            await response.Body.FlushAsync(aborted);
+            await writing.WaitAsync(aborted);
+            try
+            {
+                await response.WriteAsync("data: " + JsonSerializer.Serialize(payload) + "\n\n", aborted);
+                await response.Body.FlushAsync(aborted);
+            }
+            finally
+            {
+                writing.Release();
+            }
         }
 
-        try
+        var failures = await Task.WhenAll(choices.Select(async c =>
         {
-            await Run(tokens, any, stop, completion, (piece, token) => Send(completion.Chunk(piece, token)));
-            completion.Status = await session.GetStatus();
-        }
-        catch (SessionEndedException e)
-        {
-            // Deleted while it streamed: a finish reason of its own, then the error for a client that is still reading.
-            completion.FinishReason = Cancelled;
-            await Send(completion.Body("", completion.FinishReason, final: true));
-            await Send(Failure(e).Body);
-            return;
-        }
-        catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
+            var choice = c.Run.Choice;
+            try
+            {
+                if (reply.Shape.OpensWithRole || choice.Echo.Length > 0) await Send(reply.Chunk(choice, choice.Echo, null, opening: true));
+                await Generate(c.Tokens, c.Any, stop, choice, (piece, token) => Send(reply.Chunk(choice, piece, token)));
+                choice.Status = await c.Run.Session.GetStatus();
+                await Send(reply.Finish(choice));
+                return null;
+            }
+            catch (SessionEndedException e)
+            {
+                // Deleted while it streamed: a finish reason of its own, then the error for a client that is still reading.
+                choice.FinishReason = Cancelled;
+                await Send(reply.Finish(choice));
+                return Failure(e);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !aborted.IsCancellationRequested)
+            {
+                logger.LogError(e, "streamed completion {Id} failed", choice.Id);
+                return Failure(e);
+            }
+        }));
+        if (reply.IncludeUsage) await Send(reply.Usage([.. choices.Select(c => c.Run.Choice)]));
+        if (failures.FirstOrDefault(f => f is not null) is { } failure)
         {
             // The status line is gone already: report the failure as an event and end the stream without [DONE].
-            logger.LogError(e, "streamed completion {Id} failed", completion.Id);
-            await Send(Failure(e).Body);
+            await Send(failure.Body);
             return;
         }
-        await Send(completion.Body("", completion.FinishReason, final: true));
         await response.WriteAsync("data: [DONE]\n\n", aborted);
         await response.Body.FlushAsync(aborted);
     }
 
     /// <summary>
-    /// Consumes the session's tokens (the first already fetched), handing each piece of final text and the token that
+    /// Consumes a session's tokens (the first already fetched), handing each piece of final text and the token that
     /// completed it to <paramref name="onText"/>.
     /// </summary>
-    private async Task Run(IAsyncEnumerator<TokenEvent> tokens, bool any, IReadOnlyList<string> stop, Completion completion,
+    private async Task Generate(IAsyncEnumerator<TokenEvent> tokens, bool any, IReadOnlyList<string> stop, Choice choice,
         Func<string, TokenEvent?, Task> onText)
     {
         var decoder = served.Tokenizer.CreateStreamDecoder();
-        foreach (var id in completion.Context) decoder.Push(id); // the first piece decodes in the context of the tokens before it
+        foreach (var id in choice.Context) decoder.Push(id); // the first piece decodes in the context of the tokens before it
         var stops = new StopStrings(stop);
         string? finish = null;
         for (bool more = any; more; more = await tokens.MoveNextAsync())
         {
             var token = tokens.Current;
-            completion.ReceivedTokens++;
+            choice.ReceivedTokens++;
             // End of sequence (EOS, or BOS which llama2.c models emit between stories) is not part of the text.
             if (token.Token == served.Description.EosId || token.Token == served.Description.BosId) { finish = "stop"; break; }
-            completion.CompletionTokens++;
+            choice.CompletionTokens++;
             var piece = stops.Push(decoder.Push(token.Token));
             if (piece.Length > 0) await onText(piece, token);
             if (stops.Stopped) { finish = "stop"; break; }
@@ -257,71 +315,6 @@ internal sealed class CompletionsEndpoint(ServedModel served, IGrainFactory grai
             if (rest.Length > 0) await onText(rest, null);
         }
         // "length": the token budget is spent, or the model's context is full.
-        completion.FinishReason = finish ?? "length";
-    }
-
-    /// <summary>
-    /// One completion's identity and counters, and its JSON bodies (whole, or one stream chunk). <paramref name="context"/>:
-    /// the tokens before its first (the prompt, and for a resumed session the generated tokens the client has).
-    /// </summary>
-    private sealed class Completion(string id, long created, string model, int[] promptTokens, int[] context)
-    {
-        public string Id => id;
-        public int[] Context => context;
-        public int CompletionTokens { get; set; }
-
-        /// <summary>Tokens the session sent, the end of sequence included.</summary>
-        public int ReceivedTokens { get; set; }
-
-        public string FinishReason { get; set; } = "length";
-
-        /// <summary>The session's counters at the end; null when the session was deleted before it ended.</summary>
-        public GenerationResult? Status { get; set; }
-
-        private object[] Choices(string text, string? finishReason) =>
-            [new { text, index = 0, logprobs = (object?)null, finish_reason = finishReason }];
-
-        /// <summary>One streamed piece of text; <c>spa.edge</c> says whether the device took part in the token that completed it.</summary>
-        public object Chunk(string text, TokenEvent? token) => new
-        {
-            id,
-            @object = "text_completion",
-            created,
-            model,
-            choices = Choices(text, null),
-            spa = token is { } t ? new { edge = t.Edge, degraded = t.Degraded } : null,
-        };
-
-        public object Body(string text, string? finishReason, bool final)
-        {
-            var usage = new { prompt_tokens = promptTokens.Length, completion_tokens = CompletionTokens, total_tokens = promptTokens.Length + CompletionTokens };
-            if (Status is not { } s) // the session is gone with its counters: what this completion received is all there is
-                return new { id, @object = "text_completion", created, model, choices = Choices(text, finishReason), usage, spa = new { generated_tokens = ReceivedTokens } };
-            double perToken(double ms) => s.GeneratedTokens == 0 ? 0 : Math.Round(ms / s.GeneratedTokens, 4);
-            return new
-            {
-                id,
-                @object = "text_completion",
-                created,
-                model,
-                choices = Choices(text, finishReason),
-                usage,
-                spa = new
-                {
-                    mode = WireNames.Of(s.Mode),
-                    generated_tokens = s.GeneratedTokens,
-                    transmissions = s.Edge.Transmissions,
-                    failed_transmissions = s.Edge.FailedTransmissions,
-                    m = Math.Round(s.M, 6),
-                    edge_tokens = s.Edge.EdgeTokens,
-                    bytes_up = s.Edge.BytesUp,
-                    bytes_down = s.Edge.BytesDown,
-                    degraded = s.Degraded,
-                    fallbacks = s.Edge.Fallbacks,
-                    // Means per generated token.
-                    latency_ms = new { cloud = perToken(s.CloudMs), edge = perToken(s.Edge.EdgeMs), network = perToken(s.Edge.NetworkMs), total = perToken(s.TotalMs) },
-                },
-            };
-        }
+        choice.FinishReason = finish ?? "length";
     }
 }

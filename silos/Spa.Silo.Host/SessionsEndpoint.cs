@@ -60,7 +60,7 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
     public async Task Resume(HttpContext context, string id)
     {
         int from = 0, more = 0;
-        bool stream = false;
+        bool stream = false, includeUsage = false;
         try
         {
             if (context.Request.ContentLength is not 0)
@@ -70,8 +70,7 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
                 if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("the request body must be a JSON object");
                 from = (int)(CompletionRequest.Integer(root, "from", 0, int.MaxValue) ?? 0);
                 more = (int)(CompletionRequest.Integer(root, "max_tokens", 0, served.ContextLength) ?? 0);
-                if (CompletionRequest.Field(root, "stream") is { } s)
-                    stream = s.ValueKind is JsonValueKind.True or JsonValueKind.False ? s.GetBoolean() : throw ApiError.BadRequest("stream must be a boolean", "stream");
+                (stream, includeUsage) = CompletionRequest.Streaming(root);
             }
         }
         catch (ApiError error)
@@ -87,7 +86,7 @@ internal sealed class SessionsEndpoint(ServedModel served, IGrainFactory grains,
         }
         int budget = more == 0 ? stored.MaxGenerated
             : await SiloLoss.RetryAsync(() => session.RaiseBudget(more).AsTask(), $"raising the budget of session {id}", options.Value.Retry);
-        await completions.Resume(context, id, session, stored, from, budget, stream);
+        await completions.Resume(context, id, session, stored, from, budget, stream, includeUsage);
     }
 
     public async Task Delete(HttpContext context, string id)

@@ -17,6 +17,11 @@ public sealed class SiloArguments
         Description = $"Model checkpoint (default: {SpaModelOptions.Section}:ModelPath, else ${ModelLocator.ModelVariable}, else ../shared/data/models/stories260K beside the repository).",
     };
 
+    public Option<string?> ChatTemplate { get; } = new("--chat-template")
+    {
+        Description = $"How /v1/chat/completions turns messages into a prompt: {Silo.ChatTemplate.PlainName} (the messages' text, one per line), {Silo.ChatTemplate.Llama2Name} (LLaMA-2 chat's [INST] format), or a file holding LLaMA-2's Hugging Face chat template or a tokenizer_config.json with it (default: {SpaModelOptions.Section}:ChatTemplate, else the checkpoint's tokenizer_config.json, else {Silo.ChatTemplate.PlainName} for a llama2.c checkpoint).",
+    };
+
     public Option<string?> Http { get; } = new("--http") { Description = $"Where HTTP listens, HOST:PORT or a URL (default: ASPNETCORE_URLS, else {SiloHost.DefaultHttp})." };
 
     public Option<string?> ApiKey { get; } = new("--api-key")
@@ -77,6 +82,7 @@ public sealed class SiloArguments
         Http = result.GetValue(Http),
         ApiKey = result.GetValue(ApiKey),
         Shards = result.GetValue(Shards),
+        ChatTemplate = result.GetValue(ChatTemplate),
         Redis = result.GetValue(Redis),
         SiloPort = result.GetValue(SiloPort),
         GatewayPort = result.GetValue(GatewayPort),
@@ -86,5 +92,5 @@ public sealed class SiloArguments
         TlsKey = result.GetValue(TlsKey),
     };
 
-    private IEnumerable<Option> All => [Model, Http, ApiKey, Shards, Redis, SiloPort, GatewayPort, Advertise, Hosting, TlsCertificate, TlsKey];
+    private IEnumerable<Option> All => [Model, ChatTemplate, Http, ApiKey, Shards, Redis, SiloPort, GatewayPort, Advertise, Hosting, TlsCertificate, TlsKey];
 }

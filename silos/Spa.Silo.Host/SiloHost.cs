@@ -36,6 +36,7 @@ public static class SiloHost
         options.Validate();
         var tls = options.LoadTls();
         var keys = new ApiKeys(builder.Configuration, options.ApiKey);
+        var chatTemplate = ChatTemplate.Resolve(options.ChatTemplate, options.Model!);
 
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
@@ -78,6 +79,7 @@ public static class SiloHost
         });
 
         builder.Services.AddSingleton(keys);
+        builder.Services.AddSingleton(chatTemplate);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<Announcer>();
         builder.Services.AddSingleton<ServedModel>();
@@ -177,7 +179,7 @@ public static class SiloHost
         app.Use(async (context, next) =>
         {
             // Counted as the status line goes out, refusals included, so that a client that has its answer finds it counted.
-            if (context.Request.Path.StartsWithSegments("/v1/completions"))
+            if (context.Request.Path.StartsWithSegments("/v1/completions") || context.Request.Path.StartsWithSegments("/v1/chat/completions"))
                 context.Response.OnStarting(() =>
                 {
                     metrics.Request(context.Response.StatusCode);
@@ -241,6 +243,7 @@ public static class SiloHost
         app.MapPrometheusScrapingEndpoint();
         app.MapOrleansDashboard(routePrefix: DashboardPath);
         app.MapPost("/v1/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().Handle(context));
+        app.MapPost("/v1/chat/completions", (HttpContext context) => context.RequestServices.GetRequiredService<CompletionsEndpoint>().HandleChat(context));
         app.MapPost("/v1/devices", (HttpContext context) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Register(context));
         app.MapGet("/v1/devices/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<DevicesEndpoint>().Get(context, id));
         app.MapGet("/v1/sessions/{id}", (HttpContext context, string id) => context.RequestServices.GetRequiredService<SessionsEndpoint>().Get(context, id));

@@ -29,6 +29,12 @@ public sealed class SiloHostOptions
     /// <summary>Shards per session (Spa:Model:Shards).</summary>
     public int? Shards { get; set; }
 
+    /// <summary>
+    /// How chat messages become a prompt (Spa:Model:ChatTemplate): plain, llama-2, or a file; null: the checkpoint's own
+    /// (see <see cref="Silo.ChatTemplate.Resolve"/>).
+    /// </summary>
+    public string? ChatTemplate { get; set; }
+
     /// <summary>An API key accepted in addition to those of Spa:Auth:Keys (its user is "default").</summary>
     public string? ApiKey { get; set; }
 
@@ -119,6 +125,7 @@ public sealed class SiloHostOptions
         var resolved = (SiloHostOptions)MemberwiseClone();
         resolved.Model ??= ModelLocator.Resolve(model.ModelPath);
         resolved.Shards ??= model.Shards;
+        resolved.ChatTemplate ??= configuration[$"{SpaModelOptions.Section}:ChatTemplate"];
         resolved.Redis ??= cluster.Redis;
         resolved.Advertise ??= cluster.Advertise;
         resolved.Hosting ??= cluster.Hosting;

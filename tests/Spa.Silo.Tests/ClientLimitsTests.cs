@@ -90,7 +90,7 @@ public sealed class ClientLimitsTests(ServerFixture server, ITestOutputHelper ou
         {
             Content = PluginCompletionTests.Json(JsonSerializer.Serialize(new
             {
-                prompt = Prompt, max_tokens = 400, stream = true, spa = new { mode = "parallel", device_id = device },
+                prompt = Prompt, max_tokens = 400, stream = true, stream_options = new { include_usage = true }, spa = new { mode = "parallel", device_id = device },
             })),
         };
         using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
@@ -110,12 +110,15 @@ public sealed class ClientLimitsTests(ServerFixture server, ITestOutputHelper ou
         Assert.DoesNotContain("[DONE]", events);
         var error = JsonDocument.Parse(events[^1]).RootElement.GetProperty("error");
         Assert.Equal("session_deleted", error.GetProperty("code").GetString());
-        var last = JsonDocument.Parse(events[^2]).RootElement;
+        // The finish with its own reason, the usage chunk asked for (no choices), then the error.
+        var last = JsonDocument.Parse(events[^3]).RootElement;
         Assert.Equal("cancelled", last.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
-        int completionTokens = last.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        var usage = JsonDocument.Parse(events[^2]).RootElement;
+        Assert.Equal(0, usage.GetProperty("choices").GetArrayLength());
+        int completionTokens = usage.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
         Assert.InRange(completionTokens, 1, 399);
         Assert.Equal(completionTokens, last.GetProperty("spa").GetProperty("generated_tokens").GetInt32());
-        Assert.Equal(events.Count - 2, events.Take(events.Count - 2).Count(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind == JsonValueKind.Null));
+        Assert.Equal(events.Count - 3, events.Take(events.Count - 3).Count(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind == JsonValueKind.Null));
     }
 
     [Fact]

@@ -83,8 +83,9 @@ public sealed class CompletionTests(ServerFixture server)
         Assert.All(chunks[..^1], c => Assert.Equal(JsonValueKind.Null, c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind));
         var last = chunks[^1];
         Assert.Equal("length", last.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
-        Assert.Equal(expected.Tokens.Count, last.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        Assert.Single(chunks.Select(c => c.GetProperty("id").GetString()).Distinct());
+        Assert.Equal(expected.Tokens.Count, last.GetProperty("spa").GetProperty("generated_tokens").GetInt32());
+        Assert.All(chunks, c => Assert.False(c.TryGetProperty("usage", out _), "usage unasked"));
+        Assert.Single(chunks.Select(c => (c.GetProperty("id").GetString(), c.GetProperty("created").GetInt64())).Distinct());
     }
 
     [Fact]
@@ -159,7 +160,13 @@ public sealed class CompletionTests(ServerFixture server)
     [InlineData("""[1, 2]""", "JSON object")]
     [InlineData("""{"max_tokens": 5}""", "prompt is required")]
     [InlineData("""{"prompt": "", "max_tokens": 5}""", "prompt must not be empty")]
-    [InlineData("""{"prompt": 17}""", "prompt must be a string")]
+    [InlineData("""{"prompt": 17}""", "prompt must be a string, an array of strings")]
+    [InlineData("""{"prompt": ["Once", 17]}""", "prompt must be a string, an array of strings")]
+    [InlineData("""{"prompt": [1, 600]}""", "token id 600 is not in the model's vocabulary of 512")]
+    [InlineData("""{"prompt": []}""", "prompt must be a string, an array of strings")]
+    [InlineData("""{"prompt": [[]]}""", "must not be empty")]
+    [InlineData("""{"prompt": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}""", "at most 16 prompts")]
+    [InlineData("""{"prompt": "Once", "stream_options": {"include_usage": true}}""", "only allowed when stream is true")]
     [InlineData("""{"prompt": "Once", "max_tokens": 0}""", "max_tokens must be at least 1")]
     [InlineData("""{"prompt": "Once", "max_tokens": -3}""", "max_tokens must be at least 1")]
     [InlineData("""{"prompt": "Once", "max_tokens": 100000}""", "context holds 512")]
@@ -167,7 +174,7 @@ public sealed class CompletionTests(ServerFixture server)
     [InlineData("""{"prompt": "Once", "temperature": -1}""", "temperature")]
     [InlineData("""{"prompt": "Once", "top_p": 0}""", "top-p")]
     [InlineData("""{"prompt": "Once", "stop": 3}""", "stop must be")]
-    [InlineData("""{"prompt": "Once", "n": 2}""", "n must be 1")]
+    [InlineData("""{"prompt": "Once", "n": 2}""", "n must be 1: one choice per prompt")]
     [InlineData("""{"prompt": "Once", "spa": {"mode": "spa"}}""", "spa.device_id")]
     [InlineData("""{"prompt": "Once", "spa": {"mode": "warp"}}""", "spa.mode must be one of")]
     [InlineData("""{"prompt": "Once", "spa": {"mode": "parallel", "device_id": "d", "tau": 0.5}}""", "gate of modes switch and spa")]
@@ -187,7 +194,6 @@ public sealed class CompletionTests(ServerFixture server)
     [InlineData("presence_penalty", "0.5")]
     [InlineData("frequency_penalty", "-1")]
     [InlineData("logprobs", "2")]
-    [InlineData("echo", "true")]
     [InlineData("best_of", "3")]
     [InlineData("logit_bias", "{\"50256\": -100}")]
     [InlineData("suffix", "\" The end.\"")]

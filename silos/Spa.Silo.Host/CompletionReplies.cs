@@ -1,0 +1,155 @@
+using System.Text;
+using Spa.Grains.Abstractions;
+
+namespace Spa.Silo;
+
+/// <summary>
+/// One choice of a completion: its session's id, its prompt, the tokens before its first (<see cref="Context"/>: the
+/// prompt, and for a resumed session the generated tokens the client has), its counters and its text.
+/// </summary>
+internal sealed class Choice(int index, string id, int[] promptTokens, int[] context)
+{
+    public int Index => index;
+    public string Id => id;
+    public int[] PromptTokens => promptTokens;
+    public int[] Context => context;
+
+    /// <summary>The prompt's text, sent before the completion when the request asked for <c>echo</c>; else empty.</summary>
+    public string Echo { get; init; } = "";
+
+    /// <summary>The whole text, for an answer that is not streamed.</summary>
+    public StringBuilder Text { get; } = new();
+
+    public int CompletionTokens { get; set; }
+
+    /// <summary>Tokens the session sent, the end of sequence included.</summary>
+    public int ReceivedTokens { get; set; }
+
+    public string FinishReason { get; set; } = "length";
+
+    /// <summary>The session's counters at the end; null when the session was deleted before it ended.</summary>
+    public GenerationResult? Status { get; set; }
+
+    /// <summary>
+    /// The <c>spa</c> object: the session's id (for <c>/v1/sessions</c>) and counters, or, when the session is gone with
+    /// them, what this completion received.
+    /// </summary>
+    public object Spa()
+    {
+        if (Status is not { } s) return new { session = Id, generated_tokens = ReceivedTokens };
+        double perToken(double ms) => s.GeneratedTokens == 0 ? 0 : Math.Round(ms / s.GeneratedTokens, 4);
+        return new
+        {
+            session = Id,
+            mode = WireNames.Of(s.Mode),
+            generated_tokens = s.GeneratedTokens,
+            transmissions = s.Edge.Transmissions,
+            failed_transmissions = s.Edge.FailedTransmissions,
+            m = Math.Round(s.M, 6),
+            edge_tokens = s.Edge.EdgeTokens,
+            bytes_up = s.Edge.BytesUp,
+            bytes_down = s.Edge.BytesDown,
+            degraded = s.Degraded,
+            fallbacks = s.Edge.Fallbacks,
+            // Means per generated token.
+            latency_ms = new { cloud = perToken(s.CloudMs), edge = perToken(s.Edge.EdgeMs), network = perToken(s.Edge.NetworkMs), total = perToken(s.TotalMs) },
+        };
+    }
+}
+
+/// <summary>
+/// OpenAI's two shapes of a choice: a completion's <c>text</c>, or a chat completion's <c>message</c> (whole) and
+/// <c>delta</c> (streamed, opened by a delta that names the role, closed by an empty one with the finish reason).
+/// </summary>
+internal sealed class ResponseShape
+{
+    public static readonly ResponseShape Text = new("text_completion", "text_completion", chat: false);
+    public static readonly ResponseShape Chat = new("chat.completion", "chat.completion.chunk", chat: true);
+
+    private readonly bool _chat;
+
+    private ResponseShape(string whole, string chunk, bool chat) => (Object, ChunkObject, _chat) = (whole, chunk, chat);
+
+    public string Object { get; }
+    public string ChunkObject { get; }
+
+    /// <summary>Whether a streamed choice opens with a chunk of its own (the chat's role), even without echoed text.</summary>
+    public bool OpensWithRole => _chat;
+
+    public Dictionary<string, object?> Choice(int index, string text, string? finishReason) => _chat
+        ? new() { ["index"] = index, ["message"] = new { role = "assistant", content = text }, ["logprobs"] = null, ["finish_reason"] = finishReason }
+        : new() { ["text"] = text, ["index"] = index, ["logprobs"] = null, ["finish_reason"] = finishReason };
+
+    public Dictionary<string, object?> ChunkChoice(int index, string text, string? finishReason, bool opening)
+    {
+        if (!_chat) return Choice(index, text, finishReason);
+        object delta = finishReason is not null ? new { } : opening ? new { role = "assistant", content = text } : new { content = text };
+        return new() { ["index"] = index, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finishReason };
+    }
+}
+
+/// <summary>
+/// The bodies of one completion: the same <see cref="Id"/> and <see cref="Created"/> on every chunk; the whole answer;
+/// each streamed piece, each choice's finish (with its session's <c>spa</c> counters), and, when
+/// <see cref="IncludeUsage"/>, the usage in one more chunk with no choices, as OpenAI streams it.
+/// </summary>
+internal sealed record Reply(string Id, long Created, string Model, ResponseShape Shape, bool IncludeUsage)
+{
+    /// <summary>A piece of a choice's text; <c>spa.edge</c> says whether the device took part in the token that completed it.</summary>
+    public object Chunk(Choice choice, string text, TokenEvent? token, bool opening = false) => new
+    {
+        id = Id,
+        @object = Shape.ChunkObject,
+        created = Created,
+        model = Model,
+        choices = new[] { Shape.ChunkChoice(choice.Index, text, null, opening) },
+        spa = token is { } t ? new { edge = t.Edge, degraded = t.Degraded } : null,
+    };
+
+    public object Finish(Choice choice) => new
+    {
+        id = Id,
+        @object = Shape.ChunkObject,
+        created = Created,
+        model = Model,
+        choices = new[] { Shape.ChunkChoice(choice.Index, "", choice.FinishReason, opening: false) },
+        spa = choice.Spa(),
+    };
+
+    public object Usage(IReadOnlyList<Choice> choices) => new
+    {
+        id = Id,
+        @object = Shape.ChunkObject,
+        created = Created,
+        model = Model,
+        choices = Array.Empty<object>(),
+        usage = UsageOf(choices),
+    };
+
+    /// <summary>The answer that is not streamed: with one choice its <c>spa</c> counters at the top, with several in each choice.</summary>
+    public object Whole(IReadOnlyList<Choice> choices)
+    {
+        var body = new Dictionary<string, object?>
+        {
+            ["id"] = Id,
+            ["object"] = Shape.Object,
+            ["created"] = Created,
+            ["model"] = Model,
+            ["choices"] = choices.Select(c =>
+            {
+                var shaped = Shape.Choice(c.Index, c.Text.ToString(), c.FinishReason);
+                if (choices.Count > 1) shaped["spa"] = c.Spa();
+                return shaped;
+            }).ToList(),
+            ["usage"] = UsageOf(choices),
+        };
+        if (choices.Count == 1) body["spa"] = choices[0].Spa();
+        return body;
+    }
+
+    private static object UsageOf(IReadOnlyList<Choice> choices)
+    {
+        int prompt = choices.Sum(c => c.PromptTokens.Length), completion = choices.Sum(c => c.CompletionTokens);
+        return new { prompt_tokens = prompt, completion_tokens = completion, total_tokens = prompt + completion };
+    }
+}
