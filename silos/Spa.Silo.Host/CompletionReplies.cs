@@ -1,5 +1,6 @@
 using System.Text;
 using Spa.Grains.Abstractions;
+using Spa.Model.Tokenizers;
 
 namespace Spa.Silo;
 
@@ -19,6 +20,16 @@ internal sealed class Choice(int index, string id, int[] promptTokens, int[] con
 
     /// <summary>The whole text, for an answer that is not streamed.</summary>
     public StringBuilder Text { get; } = new();
+
+    /// <summary>The tokens behind <see cref="Text"/> with where each one's piece starts in it, for its log-probabilities.</summary>
+    public List<(TokenEvent Token, int Offset)> Tokens { get; } = [];
+
+    /// <summary>A piece of text and the tokens that made it.</summary>
+    public void Add(string piece, IReadOnlyList<TokenEvent> tokens)
+    {
+        foreach (var token in tokens) Tokens.Add((token, Text.Length));
+        Text.Append(piece);
+    }
 
     public int CompletionTokens { get; set; }
 
@@ -59,7 +70,8 @@ internal sealed class Choice(int index, string id, int[] promptTokens, int[] con
 
 /// <summary>
 /// OpenAI's two shapes of a choice: a completion's <c>text</c>, or a chat completion's <c>message</c> (whole) and
-/// <c>delta</c> (streamed, opened by a delta that names the role, closed by an empty one with the finish reason).
+/// <c>delta</c> (streamed, opened by a delta that names the role, closed by an empty one with the finish reason); and
+/// their two shapes of log-probabilities.
 /// </summary>
 internal sealed class ResponseShape
 {
@@ -76,15 +88,55 @@ internal sealed class ResponseShape
     /// <summary>Whether a streamed choice opens with a chunk of its own (the chat's role), even without echoed text.</summary>
     public bool OpensWithRole => _chat;
 
-    public Dictionary<string, object?> Choice(int index, string text, string? finishReason) => _chat
-        ? new() { ["index"] = index, ["message"] = new { role = "assistant", content = text }, ["logprobs"] = null, ["finish_reason"] = finishReason }
-        : new() { ["text"] = text, ["index"] = index, ["logprobs"] = null, ["finish_reason"] = finishReason };
+    public Dictionary<string, object?> Choice(int index, string text, string? finishReason, object? logprobs) => _chat
+        ? new() { ["index"] = index, ["message"] = new { role = "assistant", content = text }, ["logprobs"] = logprobs, ["finish_reason"] = finishReason }
+        : new() { ["text"] = text, ["index"] = index, ["logprobs"] = logprobs, ["finish_reason"] = finishReason };
 
-    public Dictionary<string, object?> ChunkChoice(int index, string text, string? finishReason, bool opening)
+    public Dictionary<string, object?> ChunkChoice(int index, string text, string? finishReason, bool opening, object? logprobs)
     {
-        if (!_chat) return Choice(index, text, finishReason);
+        if (!_chat) return Choice(index, text, finishReason, logprobs);
         object delta = finishReason is not null ? new { } : opening ? new { role = "assistant", content = text } : new { content = text };
-        return new() { ["index"] = index, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finishReason };
+        return new() { ["index"] = index, ["delta"] = delta, ["logprobs"] = logprobs, ["finish_reason"] = finishReason };
+    }
+
+    /// <summary>
+    /// The log-probabilities of <paramref name="tokens"/> (each with where its piece starts in the text), or null when
+    /// they were not asked for: a completion's <c>tokens</c>, <c>token_logprobs</c>, <c>top_logprobs</c> and
+    /// <c>text_offset</c>, or a chat's <c>content</c> list. Tokens are named by their text, spaces as spaces.
+    /// </summary>
+    public object? Logprobs(IReadOnlyList<(TokenEvent Token, int Offset)> tokens, ITokenizer tokenizer)
+    {
+        if (tokens.Count == 0 || tokens[0].Token.Logprob is null) return null;
+        if (_chat)
+        {
+            object Entry(int token, float logprob) => new { token = tokenizer.TokenText(token), logprob, bytes = Encoding.UTF8.GetBytes(tokenizer.TokenText(token)) };
+            return new
+            {
+                content = tokens.Select(t => new
+                {
+                    token = tokenizer.TokenText(t.Token.Token),
+                    logprob = t.Token.Logprob,
+                    bytes = Encoding.UTF8.GetBytes(tokenizer.TokenText(t.Token.Token)),
+                    top_logprobs = t.Token.TopLogprobs!.Select(a => Entry(a.Token, a.Logprob)),
+                }),
+                refusal = (object?)null,
+            };
+        }
+        var offsets = new List<int>(tokens.Count);
+        for (int i = 0; i < tokens.Count; i++)
+            offsets.Add(i > 0 && tokens[i].Offset == tokens[i - 1].Offset ? offsets[i - 1] + tokenizer.TokenText(tokens[i - 1].Token.Token).Length : tokens[i].Offset);
+        return new
+        {
+            tokens = tokens.Select(t => tokenizer.TokenText(t.Token.Token)),
+            token_logprobs = tokens.Select(t => t.Token.Logprob),
+            top_logprobs = tokens.Select(t =>
+            {
+                var top = new Dictionary<string, float>();
+                foreach (var alternative in t.Token.TopLogprobs!) top.TryAdd(tokenizer.TokenText(alternative.Token), alternative.Logprob);
+                return top;
+            }),
+            text_offset = offsets,
+        };
     }
 }
 
@@ -93,18 +145,25 @@ internal sealed class ResponseShape
 /// each streamed piece, each choice's finish (with its session's <c>spa</c> counters), and, when
 /// <see cref="IncludeUsage"/>, the usage in one more chunk with no choices, as OpenAI streams it.
 /// </summary>
-internal sealed record Reply(string Id, long Created, string Model, ResponseShape Shape, bool IncludeUsage)
+internal sealed record Reply(string Id, long Created, string Model, ResponseShape Shape, bool IncludeUsage, ITokenizer Tokenizer)
 {
-    /// <summary>A piece of a choice's text; <c>spa.edge</c> says whether the device took part in the token that completed it.</summary>
-    public object Chunk(Choice choice, string text, TokenEvent? token, bool opening = false) => new
+    /// <summary>
+    /// The piece of a choice's text just added to it (<see cref="Choice.Add"/>) by its last <paramref name="tokens"/>
+    /// tokens; <c>spa.edge</c> says whether the device took part in the last of them.
+    /// </summary>
+    public object Chunk(Choice choice, string text, int tokens, bool opening = false)
     {
-        id = Id,
-        @object = Shape.ChunkObject,
-        created = Created,
-        model = Model,
-        choices = new[] { Shape.ChunkChoice(choice.Index, text, null, opening) },
-        spa = token is { } t ? new { edge = t.Edge, degraded = t.Degraded } : null,
-    };
+        var made = choice.Tokens[^tokens..];
+        return new
+        {
+            id = Id,
+            @object = Shape.ChunkObject,
+            created = Created,
+            model = Model,
+            choices = new[] { Shape.ChunkChoice(choice.Index, text, null, opening, Shape.Logprobs(made, Tokenizer)) },
+            spa = made.Count > 0 ? new { edge = made[^1].Token.Edge, degraded = made[^1].Token.Degraded } : null,
+        };
+    }
 
     public object Finish(Choice choice) => new
     {
@@ -112,7 +171,7 @@ internal sealed record Reply(string Id, long Created, string Model, ResponseShap
         @object = Shape.ChunkObject,
         created = Created,
         model = Model,
-        choices = new[] { Shape.ChunkChoice(choice.Index, "", choice.FinishReason, opening: false) },
+        choices = new[] { Shape.ChunkChoice(choice.Index, "", choice.FinishReason, opening: false, logprobs: null) },
         spa = choice.Spa(),
     };
 
@@ -137,7 +196,7 @@ internal sealed record Reply(string Id, long Created, string Model, ResponseShap
             ["model"] = Model,
             ["choices"] = choices.Select(c =>
             {
-                var shaped = Shape.Choice(c.Index, c.Text.ToString(), c.FinishReason);
+                var shaped = Shape.Choice(c.Index, c.Text.ToString(), c.FinishReason, Shape.Logprobs(c.Tokens, Tokenizer));
                 if (choices.Count > 1) shaped["spa"] = c.Spa();
                 return shaped;
             }).ToList(),

@@ -25,6 +25,9 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
     /// <summary>Prompts of one request, each its own choice and session.</summary>
     public const int MaxPrompts = 16;
 
+    /// <summary>OpenAI's bounds: alternatives per token for a completion and for a chat, and tokens in a logit bias.</summary>
+    public const int MaxCompletionLogprobs = 5, MaxChatLogprobs = 20, MaxLogitBias = 300;
+
     /// <summary>Validates a <c>/v1/completions</c> body against the served model; throws <see cref="ApiError"/>.</summary>
     public static CompletionRequest Parse(JsonElement root, ServedModel served)
     {
@@ -32,8 +35,10 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
         if (Field(root, "prompt") is not { } p) throw ApiError.BadRequest("prompt is required", "prompt");
         var prompts = ParsePrompts(p, served);
         bool echo = Boolean(root, "echo") ?? false;
+        // Completions ask for log-probabilities with the count of alternatives (at most 5, as OpenAI); false is none.
+        int? logprobs = Field(root, "logprobs") is { ValueKind: JsonValueKind.False } ? null : (int?)Integer(root, "logprobs", 0, MaxCompletionLogprobs);
         RefuseUnsupported(root, CompletionSettings);
-        return Common(root, served, prompts, echo, Integer(root, "max_tokens", long.MinValue, long.MaxValue), "max_tokens");
+        return Common(root, served, prompts, echo, Integer(root, "max_tokens", long.MinValue, long.MaxValue), "max_tokens", logprobs);
     }
 
     /// <summary>
@@ -49,10 +54,14 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
         if (Field(root, "response_format") is { } format && (format.ValueKind != JsonValueKind.Object || Text(format, "type", "response_format.") != "text"))
             throw ApiError.BadRequest("response_format: only {\"type\": \"text\"} is supported (no JSON mode or schema)", "response_format");
         RefuseUnsupported(root, ChatSettings);
+        // Chat asks with logprobs: true, and top_logprobs alternatives (at most 20, as OpenAI).
+        int? top = (int?)Integer(root, "top_logprobs", 0, MaxChatLogprobs);
+        int? logprobs = Boolean(root, "logprobs") is true ? top ?? 0
+            : top is null ? null : throw ApiError.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
         var prompt = new PromptInput(null, template.Render(messages, served.Tokenizer));
         var budget = Integer(root, "max_completion_tokens", long.MinValue, long.MaxValue) is { } completionTokens
             ? (completionTokens, "max_completion_tokens") : (Integer(root, "max_tokens", long.MinValue, long.MaxValue), "max_tokens");
-        return Common(root, served, [prompt], echo: false, budget.Item1, budget.Item2);
+        return Common(root, served, [prompt], echo: false, budget.Item1, budget.Item2, logprobs);
     }
 
     private static void CheckModel(JsonElement root, ServedModel served)
@@ -108,7 +117,8 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
     }
 
     /// <summary>What completions and chat completions share: the budget, sampling, n, streaming, stop strings and the spa object.</summary>
-    private static CompletionRequest Common(JsonElement root, ServedModel served, IReadOnlyList<PromptInput> prompts, bool echo, long? budget, string budgetField)
+    private static CompletionRequest Common(JsonElement root, ServedModel served, IReadOnlyList<PromptInput> prompts, bool echo, long? budget, string budgetField,
+        int? logprobs)
     {
         int maxTokens = DefaultMaxTokens;
         if (budget is { } n)
@@ -129,6 +139,10 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
             // No seed: one drawn for this request, as OpenAI's API does; it is stored with the session, so a resumed or
             // re-activated session goes on with the same random sequence.
             Seed = Integer(root, "seed", long.MinValue, long.MaxValue) ?? Random.Shared.NextInt64(long.MinValue, long.MaxValue),
+            PresencePenalty = Number(root, "presence_penalty", -2, 2) ?? 0,
+            FrequencyPenalty = Number(root, "frequency_penalty", -2, 2) ?? 0,
+            LogitBias = LogitBias(root, served),
+            Logprobs = logprobs,
         };
         try
         {
@@ -172,22 +186,13 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
     /// </summary>
     private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] CompletionSettings =
     [
-        ("presence_penalty", "0", IsZero),
-        ("frequency_penalty", "0", IsZero),
-        ("logprobs", "null or false", v => v.ValueKind == JsonValueKind.False),
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n == 1),
-        ("logit_bias", "{}", IsEmptyObject),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.GetString()!.Length == 0),
     ];
 
-    /// <summary>As <see cref="CompletionSettings"/>, for chat: tools and log-probabilities are not served.</summary>
+    /// <summary>As <see cref="CompletionSettings"/>, for chat: tools, functions and audio are not served.</summary>
     private static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] ChatSettings =
     [
-        ("presence_penalty", "0", IsZero),
-        ("frequency_penalty", "0", IsZero),
-        ("logprobs", "false", v => v.ValueKind == JsonValueKind.False),
-        ("top_logprobs", "0", IsZero),
-        ("logit_bias", "{}", IsEmptyObject),
         ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
         ("tool_choice", "\"none\"", v => v.ValueKind == JsonValueKind.String && v.GetString() == "none"),
         ("functions", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
@@ -195,6 +200,24 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
         ("audio", "null", _ => false),
         ("modalities", "[\"text\"]", v => v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(m => m.ValueKind == JsonValueKind.String && m.GetString() == "text")),
     ];
+
+    /// <summary><c>logit_bias</c>: token ids (as strings, JSON's keys) of the vocabulary, each with a bias in [-100, 100].</summary>
+    private static Dictionary<int, double>? LogitBias(JsonElement root, ServedModel served)
+    {
+        if (Field(root, "logit_bias") is not { } biases) return null;
+        if (biases.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("logit_bias must be an object of token ids and biases", "logit_bias");
+        var parsed = new Dictionary<int, double>();
+        foreach (var bias in biases.EnumerateObject())
+        {
+            if (parsed.Count == MaxLogitBias) throw ApiError.BadRequest($"logit_bias holds at most {MaxLogitBias} tokens", "logit_bias");
+            if (!int.TryParse(bias.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int token) || token >= served.Tokenizer.VocabSize)
+                throw ApiError.BadRequest($"logit_bias: '{bias.Name}' is not a token id of the model's vocabulary of {served.Tokenizer.VocabSize}", "logit_bias");
+            if (bias.Value.ValueKind != JsonValueKind.Number || !(bias.Value.GetDouble() is >= -100 and <= 100))
+                throw ApiError.BadRequest($"logit_bias: the bias of token {token} must be a number in [-100, 100]", "logit_bias");
+            parsed[token] = bias.Value.GetDouble();
+        }
+        return parsed.Count > 0 ? parsed : null;
+    }
 
     /// <summary><c>stream</c>, and <c>stream_options.include_usage</c>, which only a streamed answer may ask for.</summary>
     internal static (bool Stream, bool IncludeUsage) Streaming(JsonElement root)
@@ -205,10 +228,6 @@ public sealed record CompletionRequest(string Model, IReadOnlyList<PromptInput> 
         if (options.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest("stream_options must be an object", "stream_options");
         return (stream, Boolean(options, "include_usage", "stream_options.") ?? false);
     }
-
-    private static bool IsZero(JsonElement v) => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0;
-
-    private static bool IsEmptyObject(JsonElement v) => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any();
 
     private static void RefuseUnsupported(JsonElement root, (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] settings)
     {

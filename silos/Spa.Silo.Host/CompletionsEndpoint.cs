@@ -83,7 +83,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
             };
             return new Run(choice, session, SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(choice.Id, e), aborted));
         }).ToList();
-        var reply = new Reply(runs[0].Choice.Id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, shape, request.IncludeUsage);
+        var reply = new Reply(runs[0].Choice.Id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, shape, request.IncludeUsage, served.Tokenizer);
         using var trace = SpaTracing.StartCompletion(runs[0].Choice.Id[IdPrefix.Length..], request.Plugin.Mode, request.MaxTokens, request.Stream);
         await Respond(context, reply, runs, request.Stream, request.Stop, request.Plugin.Mode, trace);
     }
@@ -100,7 +100,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
         using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream);
         var choice = new Choice(0, id, stored.History[..stored.PromptLength], stored.History[..(stored.PromptLength + from)]);
         var tokens = SiloLoss.Resume(session, from, maxGenerated, sessions.Value.Retry, e => SessionMoved(id, e), context.RequestAborted);
-        var reply = new Reply(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, ResponseShape.Text, includeUsage);
+        var reply = new Reply(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, ResponseShape.Text, includeUsage, served.Tokenizer);
         await Respond(context, reply, [new Run(choice, session, tokens)], stream, stored.Stop, stored.Status.Mode, trace);
     }
 
@@ -200,10 +200,14 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
         var failures = await Task.WhenAll(choices.Select(async c =>
         {
             var choice = c.Run.Choice;
-            choice.Text.Append(choice.Echo);
+            choice.Add(choice.Echo, []);
             try
             {
-                await Generate(c.Tokens, c.Any, stop, choice, (piece, _) => { choice.Text.Append(piece); return Task.CompletedTask; });
+                await Generate(c.Tokens, c.Any, stop, choice, (piece, made) =>
+                {
+                    choice.Add(piece, made);
+                    return Task.CompletedTask;
+                });
                 choice.Status = await c.Run.Session.GetStatus();
                 return null;
             }
@@ -256,8 +260,13 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
             var choice = c.Run.Choice;
             try
             {
-                if (reply.Shape.OpensWithRole || choice.Echo.Length > 0) await Send(reply.Chunk(choice, choice.Echo, null, opening: true));
-                await Generate(c.Tokens, c.Any, stop, choice, (piece, token) => Send(reply.Chunk(choice, piece, token)));
+                choice.Add(choice.Echo, []);
+                if (reply.Shape.OpensWithRole || choice.Echo.Length > 0) await Send(reply.Chunk(choice, choice.Echo, 0, opening: true));
+                await Generate(c.Tokens, c.Any, stop, choice, (piece, made) =>
+                {
+                    choice.Add(piece, made);
+                    return Send(reply.Chunk(choice, piece, made.Count));
+                });
                 choice.Status = await c.Run.Session.GetStatus();
                 await Send(reply.Finish(choice));
                 return null;
@@ -287,15 +296,16 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
     }
 
     /// <summary>
-    /// Consumes a session's tokens (the first already fetched), handing each piece of final text and the token that
-    /// completed it to <paramref name="onText"/>.
+    /// Consumes a session's tokens (the first already fetched), handing each piece of final text and the tokens that
+    /// made it since the last piece to <paramref name="onText"/>.
     /// </summary>
     private async Task Generate(IAsyncEnumerator<TokenEvent> tokens, bool any, IReadOnlyList<string> stop, Choice choice,
-        Func<string, TokenEvent?, Task> onText)
+        Func<string, IReadOnlyList<TokenEvent>, Task> onText)
     {
         var decoder = served.Tokenizer.CreateStreamDecoder();
         foreach (var id in choice.Context) decoder.Push(id); // the first piece decodes in the context of the tokens before it
         var stops = new StopStrings(stop);
+        var pending = new List<TokenEvent>();
         string? finish = null;
         for (bool more = any; more; more = await tokens.MoveNextAsync())
         {
@@ -304,15 +314,20 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
             // End of sequence (EOS, or BOS which llama2.c models emit between stories) is not part of the text.
             if (token.Token == served.Description.EosId || token.Token == served.Description.BosId) { finish = "stop"; break; }
             choice.CompletionTokens++;
+            pending.Add(token);
             var piece = stops.Push(decoder.Push(token.Token));
-            if (piece.Length > 0) await onText(piece, token);
+            if (piece.Length > 0)
+            {
+                await onText(piece, pending);
+                pending = [];
+            }
             if (stops.Stopped) { finish = "stop"; break; }
         }
         if (!stops.Stopped)
         {
             var rest = stops.Push(decoder.Flush());
             rest += stops.Flush();
-            if (rest.Length > 0) await onText(rest, null);
+            if (rest.Length > 0) await onText(rest, pending);
         }
         // "length": the token budget is spent, or the model's context is full.
         choice.FinishReason = finish ?? "length";

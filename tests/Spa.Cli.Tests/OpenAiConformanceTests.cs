@@ -15,7 +15,7 @@ namespace Spa.Cli.Tests;
 /// A real <c>spa serve</c> driven by the official OpenAI SDK for Node and LangChain's OpenAI integration
 /// (tests/conformance, installed by <c>npm ci</c>): models, completions plain and streamed with and without usage,
 /// prompt arrays and token prompts, echo and stop, chat plain and streamed, seeds, every error class, an error
-/// mid-stream, and LangChain's completion and chat models. Every answer is compared with the in-process engine's.
+/// mid-stream, log-probabilities, penalties and logit bias, and LangChain's completion and chat models. Every answer is compared with the in-process engine's.
 /// </summary>
 public sealed class OpenAiConformanceTests(ITestOutputHelper output)
 {
@@ -30,7 +30,7 @@ public sealed class OpenAiConformanceTests(ITestOutputHelper output)
     private static readonly string[] Checks =
     [
         "models.list and models.retrieve", "completions.create", "completions streamed without usage", "completions streamed with include_usage",
-        "prompt arrays and token prompts", "echo and stop", "settings not served are refused by name", "chat.completions.create", "chat streamed",
+        "prompt arrays and token prompts", "echo and stop", "logprobs, penalties and logit_bias", "settings not served are refused by name", "chat.completions.create", "chat streamed",
         "seed reproducibility and seedless variety", "error classes", "an error mid-stream reaches the SDK as an error",
         "LangChain OpenAI invoke, generate, batch and stream", "LangChain ChatOpenAI invoke and stream",
     ];
@@ -80,6 +80,10 @@ public sealed class OpenAiConformanceTests(ITestOutputHelper output)
         Assert.Equal(FinishReason.Length, plain.Finish);
         // A stop string the greedy text holds, so that the stopped completion ends before it.
         var stop = plain.Text.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2];
+        const int PenalisedTokens = 40;
+        var penalised = generator.Generate(Prompt, PenalisedTokens, new SamplingOptions { PresencePenalty = 0.7, FrequencyPenalty = 1.2 });
+        Assert.NotEqual(generator.Generate(Prompt, PenalisedTokens, SamplingOptions.Greedy).Text, penalised.Text);
+        int biasToken = generator.EncodePrompt(" Lily")[^1];
         return new
         {
             model = "stories260K",
@@ -93,6 +97,10 @@ public sealed class OpenAiConformanceTests(ITestOutputHelper output)
             otherText = generator.Generate(Other, MaxTokens, SamplingOptions.Greedy).Text,
             stop,
             stopText = generator.Generate(Prompt, MaxTokens, SamplingOptions.Greedy, [stop]).Text,
+            penalisedTokens = PenalisedTokens,
+            penalisedText = penalised.Text,
+            biasToken,
+            biasedText = generator.Generate(Prompt, 4, SamplingOptions.Greedy with { LogitBias = new Dictionary<int, double> { [biasToken] = 100 } }).Text,
             chatSystem = ChatSystem,
             chatUser = Prompt,
             // stories260K is a llama2.c checkpoint: chat uses the plain template, the messages' text one per line.

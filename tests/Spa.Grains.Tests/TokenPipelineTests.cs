@@ -41,7 +41,7 @@ public sealed class TokenPipelineTests
         shards[1].Seen = 0; // its slot was evicted, or it was re-activated elsewhere
         shards[0].Usage = new EdgeUsage(1, 100, 10, 0.5, 2.0, false);
         var computed = await pipeline.ComputeAsync(history, null);
-        history.Add(pipeline.Pick(computed, history));
+        history.Add(pipeline.Pick(computed, history, promptLength: 1));
 
         Assert.Equal([7, 8, 9, 10], history);
         Assert.Equal(1, pipeline.Replays);
@@ -83,7 +83,7 @@ public sealed class TokenPipelineTests
     }
 
     private static async Task<int> Next(TokenPipeline pipeline, List<int> history) =>
-        pipeline.Pick(await pipeline.ComputeAsync(history, null), history);
+        pipeline.Pick(await pipeline.ComputeAsync(history, null), history, promptLength: 1);
 
     private static RememberingShard[] Shards(int count) => [.. Enumerable.Range(0, count).Select(k => new RememberingShard(k == count - 1))];
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Spa.Model.Sampling;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;
@@ -142,13 +143,68 @@ public sealed class OpenAiApiTests(ServerFixture server)
     [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "response_format": {"type": "json_object"}}""", "response_format", "only {\"type\": \"text\"}")]
     [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}""", "tools", "not supported")]
     [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 0}""", "max_completion_tokens", "at least 1")]
-    [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "logprobs": true}""", "logprobs", "not supported")]
+    [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 3}""", "top_logprobs", "needs logprobs: true")]
+    [InlineData("""{"messages": [{"role": "user", "content": "Hi"}], "logprobs": true, "top_logprobs": 21}""", "top_logprobs", "between 0 and 20")]
     public async Task ABadChatRequestIs400NamingTheField(string json, string param, string reason)
     {
         using var client = server.Client();
         var error = (await PluginCompletionTests.Send(client, "/v1/chat/completions", json, HttpStatusCode.BadRequest)).GetProperty("error");
         Assert.Equal(param, error.GetProperty("param").GetString());
         Assert.Contains(reason, error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task LogprobsAreTheModelsForEachTokenWholeAndStreamed()
+    {
+        using var client = server.Client();
+        var expected = Reference.Generate(Prompt, 12);
+        var body = await PluginCompletionTests.Send(client, "/v1/completions", $$"""{"prompt": "{{Prompt}}", "max_tokens": 12, "logprobs": 3}""", HttpStatusCode.OK);
+        var logprobs = body.GetProperty("choices")[0].GetProperty("logprobs");
+        var tokenLogprobs = logprobs.GetProperty("token_logprobs").EnumerateArray().Select(l => l.GetDouble()).ToList();
+        Assert.Equal(expected.Tokens.Count, tokenLogprobs.Count);
+        // The engine's own sum of its tokens' log-probabilities, from the same logits up to float rounding.
+        Assert.Equal(expected.LogProbability, tokenLogprobs.Sum(), 3);
+        var tops = logprobs.GetProperty("top_logprobs").EnumerateArray().ToList();
+        var tokens = logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToList();
+        for (int i = 0; i < tops.Count; i++)
+        {
+            var alternatives = tops[i].EnumerateObject().ToList();
+            Assert.Equal(3, alternatives.Count);
+            // Greedy: the chosen token is the most likely one, and the alternatives come most likely first.
+            Assert.Equal((tokens[i], tokenLogprobs[i]), (alternatives[0].Name, alternatives[0].Value.GetDouble()));
+            Assert.True(alternatives[0].Value.GetDouble() >= alternatives[1].Value.GetDouble() && alternatives[1].Value.GetDouble() >= alternatives[2].Value.GetDouble());
+        }
+        Assert.Equal(logprobs.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()).Order(), logprobs.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()));
+
+        var events = await Events(client, "/v1/completions", $$"""{"prompt": "{{Prompt}}", "max_tokens": 12, "logprobs": 3, "stream": true}""");
+        var streamed = events[..^1].Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("logprobs"))
+            .Where(l => l.ValueKind == JsonValueKind.Object).SelectMany(l => l.GetProperty("token_logprobs").EnumerateArray().Select(x => x.GetDouble()));
+        Assert.Equal(tokenLogprobs, streamed);
+
+        var chat = await PluginCompletionTests.Send(client, "/v1/chat/completions",
+            $$"""{"messages": [{"role": "user", "content": "{{Prompt}}"}], "max_tokens": 12, "logprobs": true, "top_logprobs": 2}""", HttpStatusCode.OK);
+        var content = chat.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(tokenLogprobs, content.Select(c => c.GetProperty("logprob").GetDouble()));
+        Assert.All(content, c => Assert.Equal(2, c.GetProperty("top_logprobs").GetArrayLength()));
+        Assert.Equal(JsonValueKind.Null, (await PluginCompletionTests.Send(client, "/v1/completions", $$"""{"prompt": "{{Prompt}}", "max_tokens": 2}""", HttpStatusCode.OK))
+            .GetProperty("choices")[0].GetProperty("logprobs").ValueKind);
+    }
+
+    [Fact]
+    public async Task PenaltiesAndLogitBiasPickAsTheEngineDoesWithTheSameSettings()
+    {
+        using var client = server.Client();
+        var penalised = Reference.Generate(Prompt, 40, new SamplingOptions { PresencePenalty = 0.7, FrequencyPenalty = 1.2 });
+        Assert.NotEqual(Reference.Generate(Prompt, 40).Text, penalised.Text); // the penalties change this generation
+        var body = await PluginCompletionTests.Send(client, "/v1/completions",
+            $$"""{"prompt": "{{Prompt}}", "max_tokens": 40, "presence_penalty": 0.7, "frequency_penalty": 1.2}""", HttpStatusCode.OK);
+        Assert.Equal(penalised.Text, body.GetProperty("choices")[0].GetProperty("text").GetString());
+
+        var bias = new Dictionary<int, double> { [Reference.Encode(" Lily")[^1]] = 6, [Reference.Generate(Prompt, 1).Tokens[0]] = -100 };
+        var biased = Reference.Generate(Prompt, 20, new SamplingOptions { Temperature = 0.8, Seed = 11, LogitBias = bias });
+        var sampled = await PluginCompletionTests.Send(client, "/v1/completions",
+            $$"""{"prompt": "{{Prompt}}", "max_tokens": 20, "temperature": 0.8, "seed": 11, "logit_bias": {{JsonSerializer.Serialize(bias.ToDictionary(b => b.Key.ToString(), b => b.Value))}}}""", HttpStatusCode.OK);
+        Assert.Equal(biased.Text, sampled.GetProperty("choices")[0].GetProperty("text").GetString());
     }
 
     [Fact]

@@ -13,7 +13,7 @@ const apiKey = process.env.SPA_API_KEY;
 const device = process.env.SPA_DEVICE;
 /** @type {{model: string, prompt: string, text: string, promptTokens: number, completionTokens: number, maxTokens: number,
  *   other: string, otherText: string, stop: string, stopText: string, chatSystem: string, chatUser: string, chatText: string,
- *   promptIds: number[]}} */
+ *   promptIds: number[], penalisedTokens: number, penalisedText: string, biasToken: number, biasedText: string}} */
 const expected = JSON.parse(process.env.SPA_EXPECTED ?? "null");
 if (!baseURL || !apiKey || !device || !expected) {
   console.error("conformance: set SPA_BASE_URL, SPA_API_KEY, SPA_DEVICE and SPA_EXPECTED");
@@ -108,11 +108,29 @@ await check("echo and stop", async () => {
   equal([stopped.choices[0].text, stopped.choices[0].finish_reason], [expected.stopText, "stop"], "stopped completion");
 });
 
+await check("logprobs, penalties and logit_bias", async () => {
+  const scored = await client.completions.create({ ...greedy, prompt: expected.prompt, logprobs: 2 });
+  const logprobs = scored.choices[0].logprobs;
+  equal([logprobs.tokens.length, logprobs.token_logprobs.length, Object.keys(logprobs.top_logprobs[0]).length], [expected.completionTokens, expected.completionTokens, 2], "completion logprobs");
+  const chat = await client.chat.completions.create({
+    model: expected.model, temperature: 0, max_tokens: expected.maxTokens, logprobs: true, top_logprobs: 2, messages: [{ role: "user", content: expected.prompt }],
+  });
+  equal(chat.choices[0].logprobs.content.map((c) => c.logprob), logprobs.token_logprobs, "chat logprobs of the same tokens");
+  const penalised = await client.completions.create({ ...greedy, prompt: expected.prompt, max_tokens: expected.penalisedTokens, presence_penalty: 0.7, frequency_penalty: 1.2 });
+  equal(penalised.choices[0].text, expected.penalisedText, "penalised text");
+  const biased = await client.completions.create({ ...greedy, prompt: expected.prompt, max_tokens: 4, logit_bias: { [expected.biasToken]: 100 } });
+  equal(biased.choices[0].text, expected.biasedText, "biased text");
+});
+
 await check("settings not served are refused by name", async () => {
-  for (const [field, value] of [["logprobs", 2], ["presence_penalty", 0.5], ["frequency_penalty", 0.5], ["logit_bias", { "7": 5 }]]) {
+  for (const [field, value] of [["best_of", 3], ["suffix", " The end."]]) {
     const error = await rejects(() => client.completions.create({ ...greedy, prompt: expected.prompt, [field]: value }), OpenAI.BadRequestError, field);
     equal(error.param, field, "the refused field");
   }
+  const tools = await rejects(() => client.chat.completions.create({
+    model: expected.model, messages: [{ role: "user", content: "Hi" }], tools: [{ type: "function", function: { name: "f", parameters: {} } }],
+  }), OpenAI.BadRequestError, "tools");
+  equal(tools.param, "tools", "the refused field");
 });
 
 await check("chat.completions.create", async () => {

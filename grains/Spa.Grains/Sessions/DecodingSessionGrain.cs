@@ -260,10 +260,15 @@ public sealed class DecodingSessionGrain(
         await Writes.InFlight; // the state changes from here on
         var usage = computed.Usage;
         if (usage.Degraded) await FallBack(usage.Failure);
-        int next = Pipeline.Pick(computed, S.History);
+        int next = Pipeline.Pick(computed, S.History, S.PromptLength);
         var edge = usage.ToUsage();
         double cloudMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds - edge.EdgeMs - edge.NetworkMs;
         var token = S.Append(next, edge, computed.Asked, cloudMs);
+        if (Request.Sampling.Logprobs is { } top)
+        {
+            var (chosen, alternatives) = Sampler.TopLogprobs(computed.Logits, next, top);
+            token = token with { Logprob = chosen, TopLogprobs = [.. alternatives.Select(a => new TokenLogprob(a.Token, a.Logprob))] };
+        }
         metrics.Token(mode, edge, cloudMs);
         SpaTracing.TokenMade(trace, next, usage);
         Writes.TokenAdded();

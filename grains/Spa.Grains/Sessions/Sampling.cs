@@ -13,6 +13,9 @@ public static class Sampling
         TopK = settings.TopK,
         Seed = settings.Seed is { } seed ? unchecked((ulong)seed) : SamplingOptions.Greedy.Seed,
         RepetitionPenalty = settings.RepetitionPenalty,
+        PresencePenalty = settings.PresencePenalty,
+        FrequencyPenalty = settings.FrequencyPenalty,
+        LogitBias = settings.LogitBias ?? [],
     };
 
     /// <summary>
@@ -26,7 +29,7 @@ public static class Sampling
         if (settings.Temperature > 0)
         {
             ReadOnlySpan<float> one = [0f];
-            for (int i = 0; i < generated; i++) sampler.Next(one, []);
+            for (int i = 0; i < generated; i++) sampler.Next(one, [], 0);
         }
         return sampler;
     }

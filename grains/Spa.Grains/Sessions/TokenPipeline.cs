@@ -36,9 +36,9 @@ public sealed class TokenPipeline(ShardChain chain, PluginCombiner? combiner, Sa
     }
 
     /// <summary>Draws the token; the shards have now seen the history the logits were computed for.</summary>
-    public int Pick(TokenLogits computed, IReadOnlyCollection<int> history)
+    public int Pick(TokenLogits computed, IReadOnlyList<int> history, int promptLength)
     {
-        int token = sampler.Next(computed.Logits, history);
+        int token = sampler.Next(computed.Logits, history, promptLength);
         _fed = computed.SequenceLength;
         return token;
     }

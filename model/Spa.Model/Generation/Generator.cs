@@ -40,7 +40,7 @@ public sealed class Generator(ITokenStepper stepper)
         {
             cancellation.ThrowIfCancellationRequested();
             var logits = StepOne(cache, input);
-            int next = sampler.Next(logits, history);
+            int next = sampler.Next(logits, history, prompt.Count);
             history.Add(next);
             yield return new DecodedToken(next, Sampler.LogSoftmax(logits)[next]);
             if (IsEndOfSequence(next) || history.Count > cache.Capacity) yield break;
@@ -82,7 +82,7 @@ public sealed class Generator(ITokenStepper stepper)
             for (int b = 0; b < active.Count; b++)
             {
                 int s = active[b];
-                int next = samplers[s].Next(logits.AsSpan(b * vocab, vocab), histories[s]);
+                int next = samplers[s].Next(logits.AsSpan(b * vocab, vocab), histories[s], prompts[s].Count);
                 histories[s].Add(next);
                 outputs[s].Add(next);
                 inputs[s] = [next];

@@ -1,17 +1,21 @@
 namespace Spa.Model.Sampling;
 
 /// <summary>
-/// Picks the next token from one row of logits: repetition penalty, then greedy or temperature with top-k and top-p.
-/// Works on a CPU copy of the row so that the same seed gives the same text on any device.
+/// Picks the next token from one row of logits: the penalties (repetition over the whole history; presence and
+/// frequency over the tokens generated after the first <c>promptLength</c>) and the logit bias, then greedy or
+/// temperature with top-k and top-p. Works on a CPU copy of the row so that the same seed gives the same text on any device.
 /// </summary>
 public sealed class Sampler(SamplingOptions options)
 {
     private readonly Random _random = new(unchecked((int)options.Seed ^ (int)(options.Seed >> 32)));
 
-    public int Next(ReadOnlySpan<float> logits, IReadOnlyCollection<int> history)
+    public int Next(ReadOnlySpan<float> logits, IReadOnlyList<int> history, int promptLength)
     {
         var scores = logits.ToArray();
         ApplyRepetitionPenalty(scores, history, options.RepetitionPenalty);
+        ApplyOpenAiPenalties(scores, history, promptLength);
+        foreach (var (token, bias) in options.LogitBias)
+            if (token < scores.Length) scores[token] += (float)bias;
         return options.Temperature == 0 ? ArgMax(scores) : Sample(scores);
     }
 
@@ -36,12 +40,31 @@ public sealed class Sampler(SamplingOptions options)
         return result;
     }
 
+    /// <summary>
+    /// The log-probability of <paramref name="chosen"/> and the <paramref name="top"/> most likely tokens with theirs,
+    /// most likely first, under the model's distribution (the log-softmax of the logits, before penalties and sampling).
+    /// </summary>
+    public static (float Chosen, (int Token, float Logprob)[] Top) TopLogprobs(ReadOnlySpan<float> logits, int chosen, int top)
+    {
+        var logprobs = LogSoftmax(logits);
+        var order = Enumerable.Range(0, logprobs.Length).OrderByDescending(i => logprobs[i]).ThenBy(i => i).Take(top);
+        return (logprobs[chosen], [.. order.Select(i => (i, logprobs[i]))]);
+    }
+
     // CTRL's rule, as in Hugging Face: a seen token's positive logit is divided by the penalty, a negative one multiplied.
-    private static void ApplyRepetitionPenalty(float[] scores, IReadOnlyCollection<int> history, double penalty)
+    private static void ApplyRepetitionPenalty(float[] scores, IReadOnlyList<int> history, double penalty)
     {
         if (penalty == 1.0) return;
         foreach (int id in history.Distinct())
             scores[id] = scores[id] > 0 ? (float)(scores[id] / penalty) : (float)(scores[id] * penalty);
+    }
+
+    // OpenAI's definition: logit -= count * frequency_penalty + (count > 0) * presence_penalty, over generated tokens.
+    private void ApplyOpenAiPenalties(float[] scores, IReadOnlyList<int> history, int promptLength)
+    {
+        if (options.PresencePenalty == 0 && options.FrequencyPenalty == 0) return;
+        foreach (var group in history.Skip(promptLength).GroupBy(id => id))
+            scores[group.Key] -= (float)(group.Count() * options.FrequencyPenalty + options.PresencePenalty);
     }
 
     private int Sample(float[] scores)
