@@ -18,6 +18,9 @@ public static class SpaTelemetry
     /// <summary>The activity source of the serving path's traces (<see cref="SpaTracing"/>), named as the meter.</summary>
     public const string ActivitySourceName = "Spa";
 
+    /// <summary>What this server reports as <c>gen_ai.provider.name</c> in GenAI metrics and spans.</summary>
+    public const string GenAiProvider = "spa_orleans";
+
     /// <summary>
     /// Buckets of the time histograms: from a small model's decode step (a tenth of a millisecond) and a local device's
     /// answer, up to multi-second prefills and slow links; about three buckets per decade, so that a quantile is within

@@ -18,20 +18,38 @@ public static class SpaTracing
 
     public static readonly ActivitySource Source = new(SpaTelemetry.ActivitySourceName);
 
-    /// <summary>An HTTP completion; a child of ASP.NET Core's request activity when that is traced.</summary>
-    public static Activity? StartCompletion(string session, SessionMode mode, int maxTokens, bool stream)
+    /// <summary>
+    /// An HTTP completion; a child of ASP.NET Core's request activity when that is traced. Named as the GenAI semantic
+    /// conventions name an inference span, <c>{operation} {model}</c> (its operation name stays <see cref="Completion"/>),
+    /// with their <c>gen_ai.*</c> request attributes beside the <c>spa.*</c> ones; <paramref name="sampling"/> is null
+    /// for a resumed session, whose settings are stored.
+    /// </summary>
+    public static Activity? StartCompletion(string session, SessionMode mode, int maxTokens, bool stream, string operation, string model,
+        SamplingSettings? sampling, IReadOnlyList<string> stop)
     {
-        var activity = Source.StartActivity(Completion);
-        if (activity is { IsAllDataRequested: true })
-            activity.SetTag("spa.session", session)
-                .SetTag("spa.mode", WireNames.Of(mode)).SetTag("spa.max_tokens", maxTokens).SetTag("spa.stream", stream);
+        var activity = Source.StartActivity(Completion, ActivityKind.Internal);
+        if (activity is not { IsAllDataRequested: true }) return activity;
+        activity.DisplayName = $"{operation} {model}";
+        activity.SetTag("spa.session", session)
+            .SetTag("spa.mode", WireNames.Of(mode)).SetTag("spa.max_tokens", maxTokens).SetTag("spa.stream", stream)
+            .SetTag("gen_ai.operation.name", operation).SetTag("gen_ai.provider.name", SpaTelemetry.GenAiProvider).SetTag("gen_ai.request.model", model)
+            .SetTag("gen_ai.request.max_tokens", maxTokens);
+        if (stop.Count > 0) activity.SetTag("gen_ai.request.stop_sequences", stop.ToArray());
+        if (sampling is not null)
+            activity.SetTag("gen_ai.request.temperature", sampling.Temperature).SetTag("gen_ai.request.top_p", sampling.TopP)
+                .SetTag("gen_ai.request.top_k", sampling.TopK).SetTag("gen_ai.request.seed", sampling.Seed)
+                .SetTag("gen_ai.request.presence_penalty", sampling.PresencePenalty).SetTag("gen_ai.request.frequency_penalty", sampling.FrequencyPenalty);
         return activity;
     }
 
-    public static void CompletionDone(Activity? activity, int completionTokens, string finishReason)
+    /// <summary>The answer's GenAI attributes: its id and model, the tokens in and out, each choice's finish reason.</summary>
+    public static void CompletionDone(Activity? activity, string responseId, string model, int inputTokens, int outputTokens, string[] finishReasons)
     {
         if (activity is { IsAllDataRequested: true })
-            activity.SetTag("spa.completion_tokens", completionTokens).SetTag("spa.finish_reason", finishReason);
+            activity.SetTag("spa.completion_tokens", outputTokens).SetTag("spa.finish_reason", finishReasons[0])
+                .SetTag("gen_ai.response.id", responseId).SetTag("gen_ai.response.model", model)
+                .SetTag("gen_ai.usage.input_tokens", inputTokens).SetTag("gen_ai.usage.output_tokens", outputTokens)
+                .SetTag("gen_ai.response.finish_reasons", finishReasons);
     }
 
     /// <summary>A generation of <paramref name="mode"/> over <paramref name="shards"/> shards; a child of the grain call's activity, if any.</summary>

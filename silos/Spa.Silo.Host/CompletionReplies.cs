@@ -75,15 +75,18 @@ internal sealed class Choice(int index, string id, int[] promptTokens, int[] con
 /// </summary>
 internal sealed class ResponseShape
 {
-    public static readonly ResponseShape Text = new("text_completion", "text_completion", chat: false);
-    public static readonly ResponseShape Chat = new("chat.completion", "chat.completion.chunk", chat: true);
+    public static readonly ResponseShape Text = new("text_completion", "text_completion", "text_completion", chat: false);
+    public static readonly ResponseShape Chat = new("chat.completion", "chat.completion.chunk", "chat", chat: true);
 
     private readonly bool _chat;
 
-    private ResponseShape(string whole, string chunk, bool chat) => (Object, ChunkObject, _chat) = (whole, chunk, chat);
+    private ResponseShape(string whole, string chunk, string operation, bool chat) => (Object, ChunkObject, Operation, _chat) = (whole, chunk, operation, chat);
 
     public string Object { get; }
     public string ChunkObject { get; }
+
+    /// <summary>The GenAI semantic conventions' <c>gen_ai.operation.name</c>.</summary>
+    public string Operation { get; }
 
     /// <summary>Whether a streamed choice opens with a chunk of its own (the chat's role), even without echoed text.</summary>
     public bool OpensWithRole => _chat;

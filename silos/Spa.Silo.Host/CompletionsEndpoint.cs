@@ -19,7 +19,7 @@ namespace Spa.Silo;
 /// with its choice's session id (the completion's id is its first choice's).
 /// </summary>
 internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatTemplate, IGrainFactory grains, Admission admission, HostMetrics metrics,
-    IOptions<SpaSessionOptions> sessions, ILogger<CompletionsEndpoint> logger)
+    GenAiMetrics genAi, IOptions<SpaSessionOptions> sessions, ILogger<CompletionsEndpoint> logger)
 {
     /// <summary>A completion's id: this prefix and its session's key.</summary>
     public const string IdPrefix = "cmpl-";
@@ -34,6 +34,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
     private async Task Serve(HttpContext context, Func<JsonElement, CompletionRequest> parse, ResponseShape shape)
     {
         var aborted = context.RequestAborted;
+        var clock = Stopwatch.StartNew();
         CompletionRequest request;
         List<IReadOnlyList<int>> prompts;
         try
@@ -56,12 +57,12 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
         }
         catch (ApiError error)
         {
-            await error.WriteAsync(context.Response);
+            await Refuse(context, error, shape, clock);
             return;
         }
 
         // The KV cache these generations fill at most: each prompt and token budget, within the context.
-        using var admitted = await Admit(context, prompts.Sum(p => Math.Min(p.Count + (long)request.MaxTokens, served.ContextLength)));
+        using var admitted = await Admit(context, prompts.Sum(p => Math.Min(p.Count + (long)request.MaxTokens, served.ContextLength)), shape, clock);
         if (admitted is null) return;
 
         var runs = prompts.Select((tokens, index) =>
@@ -84,8 +85,9 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
             return new Run(choice, session, SiloLoss.Generate(session, generation, sessions.Value.Retry, e => SessionMoved(choice.Id, e), aborted));
         }).ToList();
         var reply = new Reply(runs[0].Choice.Id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, shape, request.IncludeUsage, served.Tokenizer);
-        using var trace = SpaTracing.StartCompletion(runs[0].Choice.Id[IdPrefix.Length..], request.Plugin.Mode, request.MaxTokens, request.Stream);
-        await Respond(context, reply, runs, request.Stream, request.Stop, request.Plugin.Mode, trace);
+        using var trace = SpaTracing.StartCompletion(runs[0].Choice.Id[IdPrefix.Length..], request.Plugin.Mode, request.MaxTokens, request.Stream,
+            shape.Operation, served.Name, request.Sampling, request.Stop);
+        await Respond(context, reply, runs, request.Stream, request.Stop, request.Plugin.Mode, trace, clock);
     }
 
     /// <summary>
@@ -95,28 +97,38 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
     public async Task Resume(HttpContext context, string id, IDecodingSessionGrain session, SessionSnapshot stored, int from, int maxGenerated,
         bool stream, bool includeUsage)
     {
-        using var admitted = await Admit(context, stored.PromptLength + (long)Math.Max(maxGenerated, from));
+        var clock = Stopwatch.StartNew();
+        using var admitted = await Admit(context, stored.PromptLength + (long)Math.Max(maxGenerated, from), ResponseShape.Text, clock);
         if (admitted is null) return;
-        using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream);
+        using var trace = SpaTracing.StartCompletion(id, stored.Status.Mode, maxGenerated, stream, ResponseShape.Text.Operation, served.Name, null, stored.Stop);
         var choice = new Choice(0, id, stored.History[..stored.PromptLength], stored.History[..(stored.PromptLength + from)]);
         var tokens = SiloLoss.Resume(session, from, maxGenerated, sessions.Value.Retry, e => SessionMoved(id, e), context.RequestAborted);
         var reply = new Reply(id, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), served.Name, ResponseShape.Text, includeUsage, served.Tokenizer);
-        await Respond(context, reply, [new Run(choice, session, tokens)], stream, stored.Stop, stored.Status.Mode, trace);
+        await Respond(context, reply, [new Run(choice, session, tokens)], stream, stored.Stop, stored.Status.Mode, trace, clock);
     }
 
     /// <summary>
     /// A place among the generations running or queued, for generations that fill at most <paramref name="tokens"/>
     /// positions of KV cache, or null after answering 429.
     /// </summary>
-    private async Task<IDisposable?> Admit(HttpContext context, long tokens)
+    private async Task<IDisposable?> Admit(HttpContext context, long tokens, ResponseShape shape, Stopwatch clock)
     {
         long kvBytes = served.KvBytesPerToken * tokens;
+        var waiting = Stopwatch.StartNew();
         var (admitted, overload) = await admission.EnterAsync(kvBytes, context.RequestAborted);
+        genAi.AdmissionWait(waiting.Elapsed);
         if (overload is null) return admitted;
-        await new ApiError(StatusCodes.Status429TooManyRequests,
+        await Refuse(context, new ApiError(StatusCodes.Status429TooManyRequests,
             $"{admission.Describe(overload)}: retry after {admission.RetryAfterSeconds} s", code: "over_capacity",
-            type: "server_error") { RetryAfterSeconds = admission.RetryAfterSeconds }.WriteAsync(context.Response);
+            type: "server_error") { RetryAfterSeconds = admission.RetryAfterSeconds }, shape, clock);
         return null;
+    }
+
+    /// <summary>Answers <paramref name="error"/> and counts the failed request's duration under its code (else its status).</summary>
+    private Task Refuse(HttpContext context, ApiError error, ResponseShape shape, Stopwatch clock)
+    {
+        genAi.Failed(shape.Operation, served.Name, clock.Elapsed, error.Code ?? error.Status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return error.WriteAsync(context.Response);
     }
 
     private void SessionMoved(string id, Exception e) =>
@@ -125,10 +137,10 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
     /// <summary>One choice's session and its token stream, opened by <see cref="Respond"/>.</summary>
     private sealed record Run(Choice Choice, IDecodingSessionGrain Session, IAsyncEnumerable<TokenEvent> Stream);
 
-    private async Task Respond(HttpContext context, Reply reply, List<Run> runs, bool streamed, IReadOnlyList<string> stop, SessionMode mode, Activity? trace)
+    private async Task Respond(HttpContext context, Reply reply, List<Run> runs, bool streamed, IReadOnlyList<string> stop, SessionMode mode, Activity? trace,
+        Stopwatch clock)
     {
         var aborted = context.RequestAborted;
-        var clock = Stopwatch.StartNew();
         var tokens = runs.Select(r => r.Stream.GetAsyncEnumerator(aborted)).ToList();
         try
         {
@@ -146,15 +158,18 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
             }));
             if (firsts.FirstOrDefault(f => f.Refusal is not null).Refusal is { } refused)
             {
-                await refused.WriteAsync(context.Response);
+                await Refuse(context, refused, reply.Shape, clock);
                 return;
             }
-            metrics.TimeToFirstToken(clock.Elapsed);
+            var firstToken = clock.Elapsed;
+            metrics.TimeToFirstToken(firstToken);
             var choices = runs.Zip(tokens, firsts).Select(x => (Run: x.First, Tokens: x.Second, x.Third.Any)).ToList();
-            if (streamed) await Stream(context, reply, choices, stop, aborted);
-            else await Whole(context, reply, choices, stop, aborted);
-            var first = runs[0].Choice;
-            SpaTracing.CompletionDone(trace, runs.Sum(r => r.Choice.CompletionTokens), first.FinishReason);
+            var failure = streamed ? await Stream(context, reply, choices, stop, aborted) : await Whole(context, reply, choices, stop, aborted);
+            int promptTokens = runs.Sum(r => r.Choice.PromptTokens.Length), outputTokens = runs.Sum(r => r.Choice.CompletionTokens);
+            string[] finishReasons = [.. runs.Select(r => r.Choice.FinishReason)];
+            if (failure is null) genAi.Succeeded(reply.Shape.Operation, reply.Model, firstToken, clock.Elapsed, promptTokens, outputTokens, finishReasons);
+            else genAi.Failed(reply.Shape.Operation, reply.Model, clock.Elapsed, failure.Code ?? failure.Status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            SpaTracing.CompletionDone(trace, reply.Id, reply.Model, promptTokens, outputTokens, finishReasons);
             logger.LogInformation("completion {Id}: {Choices} choice(s), {Tokens} tokens in mode {Mode} in {Ms:F0} ms",
                 reply.Id, runs.Count, runs.Sum(r => r.Choice.CompletionTokens), WireNames.Of(mode), clock.Elapsed.TotalMilliseconds);
         }
@@ -194,7 +209,8 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
 
     private static ApiError Failure(Exception e) => Refusal(e) ?? new ApiError(500, $"generation failed: {e.Message}", type: "server_error");
 
-    private async Task Whole(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
+    /// <summary>Answers the choices in one body; returns the failure it answered instead, or null.</summary>
+    private async Task<ApiError?> Whole(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
         IReadOnlyList<string> stop, CancellationToken aborted)
     {
         var failures = await Task.WhenAll(choices.Select(async c =>
@@ -225,12 +241,14 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
         if (failures.FirstOrDefault(f => f is not null) is { } failure)
         {
             await failure.WriteAsync(context.Response);
-            return;
+            return failure;
         }
         await context.Response.WriteAsJsonAsync(reply.Whole([.. choices.Select(c => c.Run.Choice)]), aborted);
+        return null;
     }
 
-    private async Task Stream(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
+    /// <summary>Streams the choices as Server-Sent Events; returns the failure it sent as an error event, or null.</summary>
+    private async Task<ApiError?> Stream(HttpContext context, Reply reply, List<(Run Run, IAsyncEnumerator<TokenEvent> Tokens, bool Any)> choices,
         IReadOnlyList<string> stop, CancellationToken aborted)
     {
         var response = context.Response;
@@ -289,10 +307,11 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
         {
             // The status line is gone already: report the failure as an event and end the stream without [DONE].
             await Send(failure.Body);
-            return;
+            return failure;
         }
         await response.WriteAsync("data: [DONE]\n\n", aborted);
         await response.Body.FlushAsync(aborted);
+        return null;
     }
 
     /// <summary>

@@ -89,6 +89,7 @@ public static class SiloHost
         builder.Services.Configure<ServingOptions>(builder.Configuration.GetSection(ServingOptions.Section));
         builder.Services.AddSingleton<Admission>();
         builder.Services.AddSingleton<HostMetrics>();
+        builder.Services.AddSingleton<GenAiMetrics>();
         builder.Services.AddOptions<MemoryTrimOptions>().Bind(builder.Configuration.GetSection(MemoryTrimOptions.Section))
             .Validate(o => { o.Validate(); return true; }).ValidateOnStart();
         builder.Services.AddHostedService<IdleMemoryTrim>();

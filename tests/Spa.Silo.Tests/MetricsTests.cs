@@ -18,6 +18,8 @@ public sealed class MetricsTests(ServerFixture server)
         "spa_kv_cache_evictions_total", "spa_batch_size", "spa_queue_wait_seconds", "spa_requests_total",
         "spa_edge_devices_connected", "spa_edge_fallbacks_total", "spa_admission_running", "spa_admission_queued", "spa_admission_kv_bytes",
         "spa_memory_trims_total", "spa_memory_trim_released_total", "spa_memory_storage_entries", "spa_memory_storage_bytes",
+        "gen_ai_server_time_to_first_token_seconds", "gen_ai_server_time_per_output_token_seconds", "gen_ai_server_request_duration_seconds",
+        "gen_ai_client_token_usage", "spa_finish_reasons_total", "spa_admission_wait_seconds",
     ];
 
     [Fact]
@@ -62,6 +64,32 @@ public sealed class MetricsTests(ServerFixture server)
         Assert.True(Grew("spa_batch_size_count") > 0);
         Assert.True(after.Sum("spa_kv_cache_bytes") > 0);
         Assert.True(after.Sum("spa_edge_devices_connected") >= 1);
+    }
+
+    [Fact]
+    public async Task TheGenAiConventionsMetricsCountWhatTheResponsesReport()
+    {
+        using var client = server.Client();
+        var before = await Scrape();
+        var completion = await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": ["Once upon a time", "The dog"], "max_tokens": 9}""", HttpStatusCode.OK);
+        var chat = await PluginCompletionTests.Send(client, "/v1/chat/completions", """{"messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 7}""", HttpStatusCode.OK);
+        await PluginCompletionTests.Send(client, "/v1/completions", """{"prompt": "Once", "max_tokens": 0}""", HttpStatusCode.BadRequest);
+        var after = await Scrape();
+
+        double Grew(string name, params (string Label, string Value)[] labels) => after.Sum(name, labels) - before.Sum(name, labels);
+        long Usage(JsonElement body, string field) => body.GetProperty("usage").GetProperty(field).GetInt64();
+        (string, string) Operation(string name) => ("gen_ai_operation_name", name);
+        Assert.Equal(1, Grew("gen_ai_server_time_to_first_token_seconds_count", Operation("text_completion"), ("gen_ai_request_model", "stories260K")));
+        Assert.Equal(1, Grew("gen_ai_server_time_to_first_token_seconds_count", Operation("chat"), ("gen_ai_provider_name", "spa_orleans")));
+        Assert.Equal(2, Grew("gen_ai_server_time_per_output_token_seconds_count"));
+        Assert.Equal(Usage(completion, "completion_tokens"), Grew("gen_ai_client_token_usage_sum", Operation("text_completion"), ("gen_ai_token_type", "output")));
+        Assert.Equal(Usage(completion, "prompt_tokens"), Grew("gen_ai_client_token_usage_sum", Operation("text_completion"), ("gen_ai_token_type", "input")));
+        Assert.Equal(Usage(chat, "completion_tokens"), Grew("gen_ai_client_token_usage_sum", Operation("chat"), ("gen_ai_token_type", "output")));
+        // The refused request counts toward the duration under its error type, and toward nothing else.
+        Assert.Equal(1, Grew("gen_ai_server_request_duration_seconds_count", Operation("text_completion"), ("error_type", "400")));
+        Assert.Equal(3, Grew("gen_ai_server_request_duration_seconds_count"));
+        Assert.Equal(3, Grew("spa_finish_reasons_total", ("finish_reason", "length")));
+        Assert.Equal(2, Grew("spa_admission_wait_seconds_count"));
     }
 
     [Fact]

@@ -48,7 +48,8 @@ public sealed class OtlpExportTests
         });
         // Span and event names travel as UTF-8 strings inside the protobuf.
         var bodies = receiver.Requests.SelectMany(r => r.Body).ToArray();
-        foreach (var name in new[] { SpaTracing.Completion, SpaTracing.Generation, SpaTracing.Token, SpaTracing.RoundTrip })
+        // The completion's span is named as the GenAI semantic conventions name inference spans: operation, then model.
+        foreach (var name in new[] { "text_completion stories260K", SpaTracing.Generation, SpaTracing.Token, SpaTracing.RoundTrip })
             Assert.True(bodies.AsSpan().IndexOf(Encoding.UTF8.GetBytes(name)) >= 0, $"no exported trace carries '{name}'");
     }
 }

@@ -33,6 +33,13 @@ public sealed class TracingTests(ServerFixture server)
 
         // The completion's activity ends after its response is written: wait for it, boundedly.
         var completion = await spans.Single(SpaTracing.Completion, session);
+        Assert.Equal("text_completion stories260K", completion.DisplayName);
+        Assert.Equal(("text_completion", "spa_orleans", "stories260K"),
+            (completion.GetTagItem("gen_ai.operation.name"), completion.GetTagItem("gen_ai.provider.name"), completion.GetTagItem("gen_ai.request.model")));
+        Assert.Equal((int)tokens, completion.GetTagItem("gen_ai.usage.output_tokens"));
+        Assert.Equal(body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), completion.GetTagItem("gen_ai.usage.input_tokens"));
+        Assert.Equal([body.GetProperty("choices")[0].GetProperty("finish_reason").GetString()!], (string[])completion.GetTagItem("gen_ai.response.finish_reasons")!);
+        Assert.Equal(body.GetProperty("id").GetString(), completion.GetTagItem("gen_ai.response.id"));
         var generation = await spans.Single(SpaTracing.Generation, session);
         Assert.Equal(completion.TraceId, generation.TraceId);
         Assert.Equal(mode, generation.GetTagItem("spa.mode"));
