@@ -62,11 +62,26 @@ public static class LoadCommand
             Arity = ArgumentArity.ZeroOrMore,
         };
 
+        var url = new Option<string?>("--url") { Description = "Load a running OpenAI-compatible HTTP endpoint instead (this server or any other), e.g. http://127.0.0.1:8080: streamed completions, timed as the common serving benchmarks time them." };
+        var apiKey = new Option<string?>("--api-key") { Description = "With --url: the bearer key (default: $SPA_API_KEY, else $OPENAI_API_KEY)." };
+        var chat = new Option<bool>("--chat") { Description = "With --url: send chat completions (/v1/chat/completions) rather than completions." };
+        var slo = new Option<string?>("--slo") { Description = "With --url: goodput targets, e.g. ttft_ms=500,tpot_ms=50,e2el_ms=5000: a request counts toward goodput when it meets every one." };
+
         var root = new RootCommand("spa-load: simulates a fleet of edge devices against a SPA cluster and reports, per mode, throughput, per-token latency, time to first token, M and the latency model's prediction beside each measurement.");
-        foreach (var option in new Option[] { embedded, cluster, responseTimeout, tlsCa, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project, fault })
+        foreach (var option in new Option[] { embedded, cluster, responseTimeout, tlsCa, arguments.Model, shards, devices, fleet, profiles, concurrency, rate, think, duration, requests, warmup, modes, maxTokens, tau, plugin, seed, json, noPlots, deviceProcesses, project, fault, url, apiKey, chat, slo })
             root.Options.Add(option);
         root.SetGuardedAction(async (result, cancellation) =>
         {
+            if (result.GetValue(url) is { } endpoint)
+            {
+                var clusterOnly = new Option[] { embedded, cluster, tlsCa, responseTimeout, shards, devices, fleet, profiles, modes, tau, plugin, deviceProcesses, project, fault, noPlots, think, warmup };
+                if (clusterOnly.FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } extra)
+                    throw new UsageException($"{extra.Name} does not apply to --url, which loads an HTTP endpoint as a client");
+                return await RunHttp(endpoint, result.GetValue(apiKey), result.GetValue(chat), ServiceLevels.Parse(result.GetValue(slo)), result.GetValue(concurrency),
+                    result.GetValue(rate), result.GetValue(duration), result.GetValue(requests), result.GetValue(maxTokens), result.GetValue(seed), result.GetValue(json), cancellation);
+            }
+            if (new Option[] { apiKey, chat, slo }.FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } httpOnly)
+                throw new UsageException($"{httpOnly.Name} is for --url");
             var target = result.GetValue(cluster);
             if (result.GetValue(embedded) == (target is not null)) throw new UsageException("give either --embedded or --cluster HOST:PORT");
             var caPath = result.GetValue(tlsCa);
@@ -173,6 +188,48 @@ public static class LoadCommand
             return 0;
         });
         return root;
+    }
+
+    /// <summary>Runs <c>--url</c>: an HTTP load of a running endpoint, reported as the common serving benchmarks report.</summary>
+    private static async Task<int> RunHttp(string endpoint, string? key, bool chat, ServiceLevels slo, int concurrency, double? rate, double duration,
+        int requests, int maxTokens, int seed, string? jsonPath, CancellationToken cancellation)
+    {
+        if (!Uri.TryCreate(endpoint.EndsWith('/') ? endpoint : endpoint + "/", UriKind.Absolute, out var baseUrl) || baseUrl.Scheme is not ("http" or "https"))
+            throw new UsageException($"--url: '{endpoint}' is not an http:// or https:// URL");
+        if (baseUrl.AbsolutePath.TrimEnd('/').EndsWith("/v1", StringComparison.Ordinal)) baseUrl = new Uri(baseUrl, "..");
+        if (rate is { } r && !(r > 0 && double.IsFinite(r))) throw new UsageException($"--rate must be positive, got {r}");
+        if (rate is null && concurrency <= 0) throw new UsageException($"--concurrency must be positive, got {concurrency}");
+        if (!(duration > 0 && duration <= 86400)) throw new UsageException($"--duration must be in (0, 86400] seconds, got {duration}");
+        if (requests < 0) throw new UsageException($"--requests must be zero or positive, got {requests}");
+        if (maxTokens <= 0) throw new UsageException($"--max-tokens must be positive, got {maxTokens}");
+        if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
+            throw new UsageException($"--json: the folder {folder} does not exist");
+        key ??= Environment.GetEnvironmentVariable("SPA_API_KEY") ?? Environment.GetEnvironmentVariable("OPENAI_API_KEY");
+        var settings = new HttpLoadSettings(baseUrl, key, chat, concurrency, rate, duration, requests, maxTokens, seed, slo);
+
+        using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
+        var load = new HttpLoad(settings, http);
+        string model;
+        try
+        {
+            model = await load.ModelAsync(cancellation);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new InvalidOperationException($"could not reach {baseUrl} ({e.Message})", e);
+        }
+        Console.Error.WriteLine($"spa-load: loading {model} at {baseUrl} ({(rate is { } arrivals ? $"Poisson arrivals at {arrivals:0.##}/s" : $"{concurrency} users")}, {duration:0.#} s)");
+        int lastShown = 0;
+        var (samples, seconds) = await load.RunAsync(model, done =>
+        {
+            if (done - lastShown < 50) return;
+            lastShown = done;
+            Console.Error.WriteLine($"spa-load: {done} requests done");
+        }, cancellation);
+        var summary = HttpReport.Summary(settings, model, samples, seconds);
+        Console.Out.Write(HttpReport.ToMarkdown(summary));
+        if (jsonPath is not null) await File.WriteAllTextAsync(jsonPath, HttpReport.ToJson(summary), CancellationToken.None);
+        return 0;
     }
 
     private static SessionMode[] ParseModes(string list)

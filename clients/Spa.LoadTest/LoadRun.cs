@@ -122,12 +122,8 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         if (settings.Rate is { } rate)
         {
             var inFlight = new List<Task>();
-            double next = 0;
-            while (true)
+            await foreach (var _ in Arrivals.Poisson(random, rate, clock, cancellation))
             {
-                next += -Math.Log(1 - random.NextDouble()) / rate;
-                var wait = TimeSpan.FromSeconds(next) - clock.Elapsed;
-                if (wait > TimeSpan.Zero) await Task.Delay(wait, cancellation);
                 if (!TryStart(out bool measured)) break;
                 if (!idle.TryRead(out var device))
                 {
