@@ -3,9 +3,10 @@ using Spa.Grains.Abstractions;
 namespace Spa.LoadTest;
 
 /// <summary>
-/// What one fault did to the requests in flight when it fired: how many completed or failed, how many tokens they lost
-/// or received beyond the undisturbed run's, and the recovery: from the fault to the token that ended each request's
-/// longest stall after it (tokens already on their way when it fired do not count), the longest and the median.
+/// What one fault did to the requests in flight when it fired (from their start to the release of their session): how
+/// many completed or failed, how many tokens they lost or received beyond the undisturbed run's, and the recovery: from
+/// the fault to the token (or the request's end) that ended each request's longest stall after it (tokens already on
+/// their way when it fired do not count), the longest and the median.
 /// </summary>
 public sealed record FaultFigures(string Fault, double AtSeconds, string Outcome, int InFlight, int Completed, int Failed, int Resumed,
     long TokensLost, long TokensExtra, double? RecoveryMaxMs, double? RecoveryMedianMs);
@@ -24,7 +25,7 @@ public sealed record DrillFigures(int Requests, int Identical, int Failed, long 
         var faults = fired.Select(fault =>
         {
             var hit = started.Where(s => s.StartedAt <= fault.Timestamp && fault.Timestamp < s.EndedAt).ToList();
-            var recoveries = hit.Select(s => Recovery.Milliseconds(s.Arrivals(), fault.Timestamp)).OfType<double>().Order().ToList();
+            var recoveries = hit.Select(s => Recovery.Milliseconds([.. s.Arrivals(), s.EndedAt], fault.Timestamp)).OfType<double>().Order().ToList();
             return new FaultFigures(fault.Fault.ToString(), Math.Round(fault.AtSeconds, 3), fault.Outcome, hit.Count, hit.Count(s => s.Error is null),
                 hit.Count(s => s.Error is not null), hit.Count(s => s.Resumes > 0), hit.Sum(s => counts[s].Lost), hit.Sum(s => counts[s].Extra),
                 recoveries.Count == 0 ? null : Math.Round(recoveries[^1], 1), recoveries.Count == 0 ? null : Math.Round(recoveries[recoveries.Count / 2], 1));

@@ -263,10 +263,8 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
         var delivered = new List<int>(settings.MaxTokens);
         int resumes = 0;
         long started = Stopwatch.GetTimestamp(), last = started;
-        RequestSample Sample(GenerationResult? status, string? error) => new(device.Group, measured, [.. latencies], status, error)
-        {
-            Prompt = prompt, Delivered = [.. delivered], StartedAt = started, EndedAt = Stopwatch.GetTimestamp(), Resumes = resumes,
-        };
+        GenerationResult? status = null;
+        string? error = null;
         try
         {
             await foreach (var token in SiloLoss.Generate(session, NewRequest(mode, prompt, device), SiloLossDeadline, _ => Interlocked.Increment(ref resumes), cancellation))
@@ -278,17 +276,21 @@ public sealed class LoadRun(IGrainFactory grains, LoadSettings settings, IReadOn
                 recorder.Token(clock.Elapsed.TotalSeconds);
                 if (token.Degraded) throw new EdgeUnavailableException("a token was made without the plugin");
             }
-            var status = await SiloLoss.RetryAsync(() => session.GetStatus().AsTask(), "reading the session's status", SiloLossDeadline, cancellation);
-            recorder.Add(Sample(status, null));
+            status = await SiloLoss.RetryAsync(() => session.GetStatus().AsTask(), "reading the session's status", SiloLossDeadline, cancellation);
         }
         catch (Exception e) when (!cancellation.IsCancellationRequested)
         {
-            recorder.Add(Sample(null, $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}"));
+            error = $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}";
         }
         finally
         {
             await End(session, cancellation);
         }
+        // The request ends when its session is released: until then its user sends nothing else.
+        recorder.Add(new RequestSample(device.Group, measured, [.. latencies], status, error)
+        {
+            Prompt = prompt, Delivered = [.. delivered], StartedAt = started, EndedAt = Stopwatch.GetTimestamp(), Resumes = resumes,
+        });
     }
 
     private static async Task End(IDecodingSessionGrain session, CancellationToken cancellation)

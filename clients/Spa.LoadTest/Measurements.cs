@@ -17,7 +17,7 @@ public sealed record RequestSample(DeviceGroup? Group, bool Measured, float[] To
     /// <summary>The tokens as they arrived, in order.</summary>
     public int[] Delivered { get; init; } = [];
 
-    /// <summary>When the request was sent and when its last token (or its error) came back, as Stopwatch timestamps.</summary>
+    /// <summary>When the request was sent and when it ended (its session released after its last token or error), as Stopwatch timestamps.</summary>
     public long StartedAt { get; init; }
 
     public long EndedAt { get; init; }
