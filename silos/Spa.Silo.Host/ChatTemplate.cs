@@ -53,18 +53,24 @@ public sealed record ChatMessage(string Role, string Content)
 /// How a chat's messages become the prompt's tokens. <see cref="Plain"/>: the messages' text, one per line, for base
 /// models that were never tuned to chat (the llama2.c story models); <see cref="Llama2"/>: LLaMA-2 chat's format as
 /// llama2.c's <c>run.c</c> renders it, each turn <c>[INST] (&lt;&lt;SYS&gt;&gt; system &lt;&lt;/SYS&gt;&gt;) user [/INST]</c>
-/// after a BOS token and each answer followed by EOS. <see cref="None"/>: the model has no chat template we can run,
-/// and a chat request is refused with <see cref="Unavailable"/>.
+/// after a BOS token and each answer followed by EOS; a Hugging Face template: its Jinja, run by
+/// <see cref="JinjaTemplate"/> as <c>transformers</c>' <c>apply_chat_template</c> runs it (with
+/// <c>add_generation_prompt</c>), its text then tokenized with the BOS and EOS strings as those tokens. A template
+/// that cannot run leaves the model without chat: <see cref="Unavailable"/> says why.
 /// </summary>
 public sealed class ChatTemplate
 {
     public const string PlainName = "plain";
     public const string Llama2Name = "llama-2";
 
-    public static readonly ChatTemplate Plain = new(PlainName, null);
-    public static readonly ChatTemplate Llama2 = new(Llama2Name, null);
+    public static readonly ChatTemplate Plain = new(PlainName);
+    public static readonly ChatTemplate Llama2 = new(Llama2Name);
 
-    private ChatTemplate(string name, string? unavailable) => (Name, Unavailable) = (name, unavailable);
+    private readonly JinjaTemplate? _jinja;
+    private readonly string? _bos, _eos;
+
+    private ChatTemplate(string name, string? unavailable = null, JinjaTemplate? jinja = null, string? bos = null, string? eos = null) =>
+        (Name, Unavailable, _jinja, _bos, _eos) = (name, unavailable, jinja, bos, eos);
 
     public string Name { get; }
 
@@ -75,44 +81,66 @@ public sealed class ChatTemplate
 
     /// <summary>
     /// The template of <c>--chat-template</c> (a name, or a file: a Hugging Face <c>tokenizer_config.json</c> or the
-    /// template's own text), else the checkpoint's own: a Hugging Face directory's <c>tokenizer_config.json</c>
-    /// <c>chat_template</c>, else, for a llama2.c checkpoint, <see cref="Plain"/>. Hugging Face templates are Jinja,
-    /// which this server does not run: LLaMA-2's (it holds <c>[INST]</c> and <c>&lt;&lt;SYS&gt;&gt;</c>) is recognised and
-    /// rendered by <see cref="Llama2"/>; any other is refused when given on the command line and makes chat unavailable
-    /// when it comes with the checkpoint.
+    /// template's own Jinja), else the checkpoint's own: a Hugging Face directory's <c>tokenizer_config.json</c>
+    /// <c>chat_template</c>, else, for a llama2.c checkpoint, <see cref="Plain"/>. A template that does not parse is
+    /// refused when given on the command line and makes chat unavailable when it comes with the checkpoint.
     /// </summary>
     public static ChatTemplate Resolve(string? option, string modelPath)
     {
+        const string Choose = "start the server with --chat-template plain, llama-2 or a file";
         if (option is not null)
         {
             if (option is PlainName) return Plain;
             if (option is Llama2Name) return Llama2;
             if (!File.Exists(option)) throw new ArgumentException($"--chat-template: '{option}' is neither {PlainName}, {Llama2Name} nor a file");
             var text = File.ReadAllText(option);
-            var template = option.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? FromConfig(text, option) : text;
-            return template is not null && IsLlama2(template) ? Llama2
-                : throw new ArgumentException($"--chat-template: {option} holds {(template is null ? "no chat_template" : "a Jinja template other than LLaMA-2's")}, " +
-                    $"which this server cannot run; use {PlainName} or {Llama2Name}");
+            var (template, bos, eos) = option.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? FromConfig(text, option) : (text, null, null);
+            if (template is null) throw new ArgumentException($"--chat-template: {option} has no chat_template");
+            try
+            {
+                return Jinja(option, template, bos, eos);
+            }
+            catch (FormatException e)
+            {
+                throw new ArgumentException($"--chat-template: {option} is a template this server cannot run ({e.Message})");
+            }
         }
         var config = Path.Combine(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!, "tokenizer_config.json");
         if (!File.Exists(config))
             return Directory.Exists(modelPath) && File.Exists(Path.Combine(modelPath, "config.json"))
-                ? None("the model has no chat template (no tokenizer_config.json); start the server with --chat-template plain or llama-2")
+                ? None($"the model has no chat template (no tokenizer_config.json); {Choose}")
                 : Plain;
-        return FromConfig(File.ReadAllText(config), config) switch
+        var (own, ownBos, ownEos) = FromConfig(File.ReadAllText(config), config);
+        if (own is null) return None($"the model has no chat template (tokenizer_config.json has no chat_template); {Choose}");
+        try
         {
-            null => None("the model has no chat template (tokenizer_config.json has no chat_template); start the server with --chat-template plain or llama-2"),
-            var template when IsLlama2(template) => Llama2,
-            _ => None("the model's chat template is a Jinja template other than LLaMA-2's, which this server cannot run; start the server with --chat-template plain or llama-2"),
-        };
+            return Jinja(config, own, ownBos, ownEos);
+        }
+        catch (FormatException e)
+        {
+            return None($"the model's chat template uses what this server cannot run ({e.Message}); {Choose}");
+        }
     }
 
-    private static string? FromConfig(string json, string path)
+    private static ChatTemplate Jinja(string source, string template, string? bos, string? eos) =>
+        new($"jinja from {source}", jinja: JinjaTemplate.Parse(template), bos: bos, eos: eos);
+
+    /// <summary>A tokenizer_config.json's chat template (a string, or the "default" of a list of named ones) and its BOS and EOS strings.</summary>
+    private static (string? Template, string? Bos, string? Eos) FromConfig(string json, string path)
     {
         try
         {
             using var config = JsonDocument.Parse(json);
-            return config.RootElement.TryGetProperty("chat_template", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            var root = config.RootElement;
+            string? Special(string name) => root.TryGetProperty(name, out var t)
+                ? t.ValueKind == JsonValueKind.String ? t.GetString() : t.ValueKind == JsonValueKind.Object && t.TryGetProperty("content", out var c) ? c.GetString() : null
+                : null;
+            string? template = !root.TryGetProperty("chat_template", out var ct) ? null
+                : ct.ValueKind == JsonValueKind.String ? ct.GetString()
+                : ct.ValueKind == JsonValueKind.Array
+                    ? ct.EnumerateArray().Where(t => t.TryGetProperty("name", out var n) && n.GetString() == "default").Select(t => t.GetProperty("template").GetString()).FirstOrDefault()
+                    : null;
+            return (template, Special("bos_token"), Special("eos_token"));
         }
         catch (JsonException e)
         {
@@ -120,14 +148,12 @@ public sealed class ChatTemplate
         }
     }
 
-    private static bool IsLlama2(string template) =>
-        template.Contains("[INST]", StringComparison.Ordinal) && template.Contains("<<SYS>>", StringComparison.Ordinal);
-
     /// <summary>The prompt's tokens for <paramref name="messages"/>; throws <see cref="ApiError"/> for a conversation the format cannot hold.</summary>
     public IReadOnlyList<int> Render(IReadOnlyList<ChatMessage> messages, ITokenizer tokenizer)
     {
         if (Unavailable is not null) throw ApiError.BadRequest(Unavailable, "messages");
         if (this == Plain) return tokenizer.Encode(string.Join("\n", messages.Select(m => m.Content)), bos: true, eos: false);
+        if (_jinja is not null) return RenderJinja(messages, tokenizer);
 
         string? system = messages[0].Role == "system" ? messages[0].Content : null;
         var turns = messages.Skip(system is null ? 0 : 1).ToList();
@@ -141,6 +167,44 @@ public sealed class ChatTemplate
             var user = i == 0 && system is not null ? $"<<SYS>>\n{system}\n<</SYS>>\n\n{turns[i].Content}" : turns[i].Content;
             tokens.AddRange(tokenizer.Encode($"[INST] {user} [/INST]", bos: true, eos: false));
             if (i + 1 < turns.Count) tokens.AddRange(tokenizer.Encode(turns[i + 1].Content.Trim(), bos: false, eos: true));
+        }
+        return tokens;
+    }
+
+    /// <summary>
+    /// Renders the Jinja template and tokenizes its text: the BOS and EOS strings become those tokens, the text between
+    /// them is encoded as it stands (as <c>apply_chat_template</c> tokenizes, adding no special tokens of its own).
+    /// </summary>
+    private List<int> RenderJinja(IReadOnlyList<ChatMessage> messages, ITokenizer tokenizer)
+    {
+        string bos = _bos ?? tokenizer.TokenText(tokenizer.BosId), eos = _eos ?? tokenizer.TokenText(tokenizer.EosId);
+        string text;
+        try
+        {
+            text = _jinja!.Render(new Dictionary<string, object?>
+            {
+                ["messages"] = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
+                ["add_generation_prompt"] = true,
+                ["bos_token"] = bos,
+                ["eos_token"] = eos,
+            });
+        }
+        catch (TemplateException e)
+        {
+            throw ApiError.BadRequest($"the model's chat template refused the messages: {e.Message}", "messages");
+        }
+        var tokens = new List<int>();
+        int at = 0;
+        while (at < text.Length)
+        {
+            int nextBos = text.IndexOf(bos, at, StringComparison.Ordinal), nextEos = text.IndexOf(eos, at, StringComparison.Ordinal);
+            int next = nextBos < 0 ? nextEos : nextEos < 0 ? nextBos : Math.Min(nextBos, nextEos);
+            var segment = next < 0 ? text[at..] : text[at..next];
+            if (segment.Length > 0) tokens.AddRange(tokenizer.Encode(segment, bos: false, eos: false));
+            if (next < 0) break;
+            bool isBos = next == nextBos;
+            tokens.Add(isBos ? tokenizer.BosId : tokenizer.EosId);
+            at = next + (isBos ? bos.Length : eos.Length);
         }
         return tokens;
     }

@@ -19,7 +19,7 @@ public sealed class SiloArguments
 
     public Option<string?> ChatTemplate { get; } = new("--chat-template")
     {
-        Description = $"How /v1/chat/completions turns messages into a prompt: {Silo.ChatTemplate.PlainName} (the messages' text, one per line), {Silo.ChatTemplate.Llama2Name} (LLaMA-2 chat's [INST] format), or a file holding LLaMA-2's Hugging Face chat template or a tokenizer_config.json with it (default: {SpaModelOptions.Section}:ChatTemplate, else the checkpoint's tokenizer_config.json, else {Silo.ChatTemplate.PlainName} for a llama2.c checkpoint).",
+        Description = $"How /v1/chat/completions turns messages into a prompt: {Silo.ChatTemplate.PlainName} (the messages' text, one per line), {Silo.ChatTemplate.Llama2Name} (LLaMA-2 chat's [INST] format, as llama2.c renders it), or a file: a Hugging Face chat template (Jinja) or a tokenizer_config.json with one (default: {SpaModelOptions.Section}:ChatTemplate, else the checkpoint's tokenizer_config.json, else {Silo.ChatTemplate.PlainName} for a llama2.c checkpoint).",
     };
 
     public Option<string?> Http { get; } = new("--http") { Description = $"Where HTTP listens, HOST:PORT or a URL (default: ASPNETCORE_URLS, else {SiloHost.DefaultHttp})." };
