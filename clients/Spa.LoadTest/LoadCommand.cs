@@ -104,8 +104,7 @@ public static class LoadCommand
             var fleetDefinition = asProcesses ? Fleet.Processes
                 : result.GetValue(fleet) is { } fleetPath ? Fleet.Load(fleetPath) : Fleet.Of(result.GetValue(profiles)!.Split(',', StringSplitOptions.RemoveEmptyEntries));
             var jsonPath = result.GetValue(json);
-            if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
-                throw new UsageException($"--json: the folder {folder} does not exist");
+            CheckJsonFolder(jsonPath);
             var projected = result.GetValue(project);
             if (projected is not null && !projected.Equals("llama-7b", StringComparison.OrdinalIgnoreCase)) throw new UsageException($"--project knows llama-7b, not '{projected}'");
             var modelPath = arguments.ResolvePath(result);
@@ -197,13 +196,8 @@ public static class LoadCommand
         if (!Uri.TryCreate(endpoint.EndsWith('/') ? endpoint : endpoint + "/", UriKind.Absolute, out var baseUrl) || baseUrl.Scheme is not ("http" or "https"))
             throw new UsageException($"--url: '{endpoint}' is not an http:// or https:// URL");
         if (baseUrl.AbsolutePath.TrimEnd('/').EndsWith("/v1", StringComparison.Ordinal)) baseUrl = new Uri(baseUrl, "..");
-        if (rate is { } r && !(r > 0 && double.IsFinite(r))) throw new UsageException($"--rate must be positive, got {r}");
-        if (rate is null && concurrency <= 0) throw new UsageException($"--concurrency must be positive, got {concurrency}");
-        if (!(duration > 0 && duration <= 86400)) throw new UsageException($"--duration must be in (0, 86400] seconds, got {duration}");
-        if (requests < 0) throw new UsageException($"--requests must be zero or positive, got {requests}");
-        if (maxTokens <= 0) throw new UsageException($"--max-tokens must be positive, got {maxTokens}");
-        if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
-            throw new UsageException($"--json: the folder {folder} does not exist");
+        ValidateShape(rate, concurrency, duration, requests, maxTokens);
+        CheckJsonFolder(jsonPath);
         key ??= Environment.GetEnvironmentVariable("SPA_API_KEY") ?? Environment.GetEnvironmentVariable("OPENAI_API_KEY");
         var settings = new HttpLoadSettings(baseUrl, key, chat, concurrency, rate, duration, requests, maxTokens, seed, slo);
 
@@ -247,17 +241,29 @@ public static class LoadCommand
     private static void Validate(LoadSettings s)
     {
         if (s.Devices <= 0) throw new UsageException($"--devices must be positive, got {s.Devices}");
-        if (s.Rate is { } rate && !(rate > 0 && double.IsFinite(rate))) throw new UsageException($"--rate must be positive, got {rate}");
-        if (s.Rate is null && s.Concurrency <= 0) throw new UsageException($"--concurrency must be positive, got {s.Concurrency}");
+        ValidateShape(s.Rate, s.Concurrency, s.DurationSeconds, s.Requests, s.MaxTokens);
         if (s.Rate is null && s.Concurrency > s.Devices)
             throw new UsageException($"--concurrency {s.Concurrency} exceeds --devices {s.Devices}: a device serves one session at a time");
         if (!(s.ThinkMs >= 0 && double.IsFinite(s.ThinkMs))) throw new UsageException($"--think-ms must be zero or positive, got {s.ThinkMs}");
-        if (!(s.DurationSeconds > 0 && s.DurationSeconds <= 86400)) throw new UsageException($"--duration must be in (0, 86400] seconds, got {s.DurationSeconds}");
         if (!(s.WarmupSeconds >= 0 && s.WarmupSeconds <= 3600)) throw new UsageException($"--warmup must be in [0, 3600] seconds, got {s.WarmupSeconds}");
-        if (s.Requests < 0) throw new UsageException($"--requests must be zero or positive, got {s.Requests}");
-        if (s.MaxTokens <= 0) throw new UsageException($"--max-tokens must be positive, got {s.MaxTokens}");
         if (s.Tau is { } tau && tau is not (>= 0 and <= 1)) throw new UsageException($"--tau must be in [0, 1], got {tau}");
         if (s.Shards < 0) throw new UsageException($"--shards must be zero or positive, got {s.Shards}");
+    }
+
+    /// <summary>The load's shape and bounds, which a cluster run and an HTTP run (--url) share.</summary>
+    private static void ValidateShape(double? rate, int concurrency, double duration, int requests, int maxTokens)
+    {
+        if (rate is { } r && !(r > 0 && double.IsFinite(r))) throw new UsageException($"--rate must be positive, got {r}");
+        if (rate is null && concurrency <= 0) throw new UsageException($"--concurrency must be positive, got {concurrency}");
+        if (!(duration > 0 && duration <= 86400)) throw new UsageException($"--duration must be in (0, 86400] seconds, got {duration}");
+        if (requests < 0) throw new UsageException($"--requests must be zero or positive, got {requests}");
+        if (maxTokens <= 0) throw new UsageException($"--max-tokens must be positive, got {maxTokens}");
+    }
+
+    private static void CheckJsonFolder(string? jsonPath)
+    {
+        if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
+            throw new UsageException($"--json: the folder {folder} does not exist");
     }
 
     /// <summary>
