@@ -137,10 +137,12 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
     /// <summary>One choice's session and its token stream, opened by <see cref="Respond"/>.</summary>
     private sealed record Run(Choice Choice, IDecodingSessionGrain Session, IAsyncEnumerable<TokenEvent> Stream);
 
+    /// <param name="clock">Started with the request, for the GenAI metrics, which count its whole time (reading, admission included).</param>
     private async Task Respond(HttpContext context, Reply reply, List<Run> runs, bool streamed, IReadOnlyList<string> stop, SessionMode mode, Activity? trace,
         Stopwatch clock)
     {
         var aborted = context.RequestAborted;
+        var admitted = Stopwatch.StartNew(); // spa_time_to_first_token counts from admission
         var tokens = runs.Select(r => r.Stream.GetAsyncEnumerator(aborted)).ToList();
         try
         {
@@ -162,7 +164,7 @@ internal sealed class CompletionsEndpoint(ServedModel served, ChatTemplate chatT
                 return;
             }
             var firstToken = clock.Elapsed;
-            metrics.TimeToFirstToken(firstToken);
+            if (firsts.Any(f => f.Any)) metrics.TimeToFirstToken(admitted.Elapsed);
             var choices = runs.Zip(tokens, firsts).Select(x => (Run: x.First, Tokens: x.Second, x.Third.Any)).ToList();
             var failure = streamed ? await Stream(context, reply, choices, stop, aborted) : await Whole(context, reply, choices, stop, aborted);
             int promptTokens = runs.Sum(r => r.Choice.PromptTokens.Length), outputTokens = runs.Sum(r => r.Choice.CompletionTokens);
