@@ -30,8 +30,15 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
             throw new ArgumentException($"unknown model '{name}': this silo serves '{ModelName}'");
         var modelOptions = new ModelOptions(Options.Device, Options.DType, Options.Threads);
         string key = $"{Path.GetFullPath(Options.ModelPath)}|{modelOptions}";
-        return Loaded.GetOrAdd(key, _ => new Lazy<Task<LlamaModel>>(
-            () => Worker.Run(() => LlamaModel.Load(Options.ModelPath, modelOptions)))).Value;
+        return Loaded.GetOrAdd(key, _ => new Lazy<Task<LlamaModel>>(() => LoadAsync(Options.ModelPath, modelOptions))).Value;
+    }
+
+    /// <summary>Ready once the weights' identity is known too, so that no grain ever waits for it on a scheduler thread.</summary>
+    private async Task<LlamaModel> LoadAsync(string path, ModelOptions modelOptions)
+    {
+        var model = await Worker.Run(() => LlamaModel.Load(path, modelOptions));
+        await model.IdentityAsync();
+        return model;
     }
 
     /// <summary>

@@ -12,35 +12,78 @@ namespace Spa.Model;
 public sealed class LlamaModel : ITokenStepper, IDisposable
 {
     private readonly List<Tensor> _owned = [];
+    private readonly Task<string> _identity;
+    private readonly CancellationTokenSource _stopReading;
 
+    /// <summary>A model built from a checkpoint already in memory (the caller keeps and disposes it).</summary>
     public LlamaModel(Checkpoint checkpoint, ModelOptions options)
+        : this(checkpoint.Config, checkpoint.Tensors.Values.Sum(t => t.NumberOfElements), options,
+            (destinationOf, _) =>
+            {
+                foreach (var (name, weights) in checkpoint.Tensors) destinationOf(name).copy_(weights);
+            },
+            _ => Task.FromResult(WeightIdentity.Of(checkpoint)))
     {
-        ParameterCount = checkpoint.Tensors.Values.Sum(t => t.NumberOfElements);
-        Identity = ComputeIdentity(checkpoint);
-        options.Apply(ParameterCount);
-        using var scope = NewDisposeScope(); // frees the per-tensor copies made while fusing and moving weights
-        Config = checkpoint.Config;
+    }
+
+    /// <summary>
+    /// Allocates every weight in the serving dtype and device, then has <paramref name="fill"/> write each one, by its
+    /// checkpoint name, into its place (q, k and v into their rows of the fused projection, gate and up likewise), so no
+    /// weight is ever held twice. The identity may be computed beside the load, on another thread.
+    /// </summary>
+    private LlamaModel(LlamaConfig config, long parameterCount, ModelOptions options,
+        Action<Func<string, Tensor>, CancellationToken> fill, Func<CancellationToken, Task<string>> identity)
+    {
+        Config = config;
         Config.Validate();
+        ParameterCount = parameterCount;
+        options.Apply(ParameterCount);
         Device = options.TorchDevice;
         DType = options.ScalarType;
-        var w = checkpoint.Tensors;
-
-        Embedding = Own(Take(w, WeightNames.Embedding));
-        Rope = new RotaryEmbedding(Config, Device, DType);
-        var blocks = new DecoderBlock[Config.Layers];
-        for (int l = 0; l < Config.Layers; l++)
+        _stopReading = new CancellationTokenSource();
+        var stop = _stopReading.Token;
+        _identity = identity(stop);
+        try
         {
-            var qkv = Own(cat([Take(w, WeightNames.Query(l)), Take(w, WeightNames.Key(l)), Take(w, WeightNames.Value(l))], 0));
-            var gateUp = Own(cat([Take(w, WeightNames.Gate(l)), Take(w, WeightNames.Up(l))], 0));
-            blocks[l] = new DecoderBlock(l,
-                new RmsNorm(Own(Take(w, WeightNames.AttentionNorm(l))), Config.NormEps),
-                new Attention(Config, l, qkv, Own(Take(w, WeightNames.Output(l))), Rope),
-                new RmsNorm(Own(Take(w, WeightNames.MlpNorm(l))), Config.NormEps),
-                new Mlp(gateUp, Own(Take(w, WeightNames.Down(l)))));
+            using var scope = NewDisposeScope(); // frees the row views handed to fill
+            var destinations = new Dictionary<string, Tensor>();
+            Tensor Weight(string name, params long[] shape) => destinations[name] = Allocate(shape);
+            void Rows(Tensor fused, params (string Name, long Count)[] parts)
+            {
+                long start = 0;
+                foreach (var (name, count) in parts)
+                {
+                    destinations[name] = fused.narrow(0, start, count);
+                    start += count;
+                }
+            }
+
+            long dim = Config.Dim, kv = (long)Config.KvHeads * Config.HeadDim, hidden = Config.HiddenDim;
+            Embedding = Weight(WeightNames.Embedding, Config.VocabSize, dim);
+            Rope = new RotaryEmbedding(Config, Device, DType);
+            var blocks = new DecoderBlock[Config.Layers];
+            for (int l = 0; l < Config.Layers; l++)
+            {
+                var qkv = Allocate(dim + 2 * kv, dim);
+                Rows(qkv, (WeightNames.Query(l), dim), (WeightNames.Key(l), kv), (WeightNames.Value(l), kv));
+                var gateUp = Allocate(2 * hidden, dim);
+                Rows(gateUp, (WeightNames.Gate(l), hidden), (WeightNames.Up(l), hidden));
+                blocks[l] = new DecoderBlock(l,
+                    new RmsNorm(Weight(WeightNames.AttentionNorm(l), dim), Config.NormEps),
+                    new Attention(Config, l, qkv, Weight(WeightNames.Output(l), dim, dim), Rope),
+                    new RmsNorm(Weight(WeightNames.MlpNorm(l), dim), Config.NormEps),
+                    new Mlp(gateUp, Weight(WeightNames.Down(l), dim, hidden)));
+            }
+            Blocks = blocks;
+            FinalNorm = new RmsNorm(Weight(WeightNames.FinalNorm, dim), Config.NormEps);
+            LmHead = Config.TiedEmbedding ? Embedding : Weight(WeightNames.LmHead, Config.VocabSize, dim);
+            using (no_grad()) fill(name => destinations[name], stop);
         }
-        Blocks = blocks;
-        FinalNorm = new RmsNorm(Own(Take(w, WeightNames.FinalNorm)), Config.NormEps);
-        LmHead = Config.TiedEmbedding ? Embedding : Own(Take(w, WeightNames.LmHead));
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     public LlamaConfig Config { get; }
@@ -53,11 +96,12 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     Tensor ITokenStepper.Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens) => Step(cache, slots, newTokens);
 
     /// <summary>
-    /// A content hash of the weights ("sha256:..."), recorded in every plugin trained on this model so that a plugin
-    /// is never run on another base. The q and k projections are left out: the two RoPE layouts permute their rows
-    /// without changing the function, so a llama2.c checkpoint and its Hugging Face conversion share one identity.
+    /// The weights' content hash (<see cref="WeightIdentity"/>), recorded in every plugin trained on this model. It is
+    /// computed beside the load; reading it before then waits, and <see cref="IdentityAsync"/> awaits it.
     /// </summary>
-    public string Identity { get; }
+    public string Identity => _identity.GetAwaiter().GetResult();
+
+    public Task<string> IdentityAsync() => _identity;
 
     /// <summary>Parameters in the checkpoint (the tied LM head counted once).</summary>
     public long ParameterCount { get; }
@@ -69,10 +113,12 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     public RmsNorm FinalNorm { get; }
     public Tensor LmHead { get; }
 
+    /// <summary>Reads a checkpoint (see <see cref="CheckpointLoader"/>) straight into the model's weights.</summary>
     public static LlamaModel Load(string path, ModelOptions options)
     {
-        using var checkpoint = CheckpointLoader.Load(path);
-        return new LlamaModel(checkpoint, options);
+        var layout = CheckpointLoader.Open(path);
+        return new LlamaModel(layout.Config, layout.ParameterCount, options, layout.ReadInto,
+            stop => Task.Run(() => layout.ComputeIdentity(stop), stop));
     }
 
     /// <summary>A cache for this model's layers, sized for <paramref name="slots"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
@@ -216,34 +262,17 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
         return tensor(flat, [sequences.Count, length], device: Device);
     }
 
-    private static string ComputeIdentity(Checkpoint checkpoint)
+    private Tensor Allocate(params long[] shape)
     {
-        var c = checkpoint.Config;
-        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{c.Dim} {c.HiddenDim} {c.Layers} {c.Heads} {c.KvHeads} {c.VocabSize} {c.TiedEmbedding}"));
-        foreach (var (name, _) in WeightNames.Expected(c))
-        {
-            if (Enumerable.Range(0, c.Layers).Any(l => name == WeightNames.Query(l) || name == WeightNames.Key(l))) continue;
-            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
-            hash.AppendData(checkpoint.Tensors[name].bytes);
-        }
-        return "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
-    }
-
-    private Tensor Take(IReadOnlyDictionary<string, Tensor> weights, string name) =>
-        weights.TryGetValue(name, out var t)
-            ? t.to(DType, Device).detach()
-            : throw new InvalidDataException($"the checkpoint has no tensor '{name}'");
-
-    private Tensor Own(Tensor t)
-    {
+        var t = empty(shape, DType, Device);
         _owned.Add(t.DetachFromDisposeScope());
         return t;
     }
 
     public void Dispose()
     {
+        _stopReading.Cancel();
         foreach (var t in _owned) t.Dispose();
-        Rope.Dispose();
+        Rope?.Dispose();
     }
 }

@@ -4,7 +4,7 @@ using Spa.Testing;
 namespace Spa.Cli.Tests;
 
 /// <summary>
-/// <c>spa bench decode</c> and <c>spa bench cluster</c> write their figures as JSON. One class, so that the benchmarks do
+/// <c>spa bench decode</c>, <c>load</c> and <c>cluster</c> write their figures as JSON. One class, so that the benchmarks do
 /// not run beside each other.
 /// </summary>
 public sealed class BenchTests
@@ -93,6 +93,66 @@ public sealed class BenchTests
         Assert.Equal(1.0, double.Parse(rows[0][^1], System.Globalization.CultureInfo.InvariantCulture));
         Assert.All(rows, row => Assert.True(double.Parse(row[^2], System.Globalization.CultureInfo.InvariantCulture) > 0, string.Join(' ', row)));
         Assert.Contains("--tokens must be positive", (await Spa.RunAsync("bench", "persistence", "--tokens", "0")).Stderr);
+    }
+
+    [Fact]
+    public async Task LoadBenchmarkMeasuresEveryDtypeInItsOwnProcessAgainstReadingTheFile()
+    {
+        using var temp = new TempDir();
+        var file = temp["load.json"];
+
+        var run = await Spa.RunAsync("bench", "load", "--model", SharedData.Stories260KBin, "--dtypes", "float32", "bfloat16", "--repeats", "1", "--json", file);
+
+        Expect.Success(run);
+        Expect.NoStackTrace(run);
+        Assert.Equal("", run.Stdout);
+        using var json = JsonDocument.Parse(File.ReadAllText(file));
+        var root = json.RootElement;
+        long fileBytes = new FileInfo(SharedData.Stories260KBin).Length;
+        Assert.Equal(fileBytes, root.GetProperty("file_bytes").GetInt64());
+        var summary = root.GetProperty("summary").EnumerateArray().ToList();
+        Assert.Equal(["float32", "bfloat16"], summary.Select(s => s.GetProperty("d_type").GetString()));
+        long fp32 = summary[0].GetProperty("weight_bytes").GetInt64();
+        Assert.Equal(4 * root.GetProperty("parameters").GetInt64(), fp32);
+        Assert.Equal(fp32 / 2, summary[1].GetProperty("weight_bytes").GetInt64());
+        foreach (var s in summary)
+        {
+            Assert.True(s.GetProperty("warm_load_seconds").GetDouble() > 0, s.ToString());
+            // Each child's peak is its own: the runtime and libtorch, then the weights on top.
+            Assert.True(s.GetProperty("peak_rss_bytes").GetInt64() > s.GetProperty("weight_bytes").GetInt64(), s.ToString());
+            Assert.True(s.GetProperty("baseline_rss_gb").GetDouble() > 0, s.ToString());
+        }
+        var loads = root.GetProperty("loads").EnumerateArray().ToList();
+        // A warm load per dtype, and a cold one before it wherever the page cache can be evicted.
+        Assert.Contains(loads.Count, new[] { 2, 4 });
+        // The identity is hashed beside the load and awaited after it, on the same clock.
+        Assert.All(loads, l => Assert.True(l.GetProperty("identity_seconds").GetDouble() >= l.GetProperty("load_seconds").GetDouble(), l.ToString()));
+        var read = Assert.Single(root.GetProperty("reads").EnumerateArray());
+        Assert.True(read.GetProperty("warm_seconds").GetDouble() > 0, read.ToString());
+    }
+
+    [Theory]
+    [InlineData("load --dtype bfloat16", "--dtypes")]
+    [InlineData("load --dtypes int8", "int8")]
+    [InlineData("load --repeats 0", "must be positive")]
+    [InlineData("load --synthetic llama-9b", "llama-7b")]
+    [InlineData("decode --synthetic llama-9b", "llama-7b")]
+    [InlineData("decode --synthetic llama-7b --layers 0", "--layers must be positive")]
+    public async Task LoadAndSyntheticOptionsRejectBadArguments(string arguments, string phrase)
+    {
+        var run = await Spa.RunAsync(["bench", .. arguments.Split(' ')]);
+
+        Expect.OneLineError(run, phrase, exitCode: 2);
+    }
+
+    [Fact]
+    public async Task SyntheticAndModelCannotBothBeGiven()
+    {
+        using var temp = new TempDir();
+        var run = await Spa.RunAsync("bench", "decode", "--synthetic", "llama-7b", "--model", SharedData.Stories260K, "--cache", temp.Path);
+
+        Expect.OneLineError(run, "--synthetic and --model", exitCode: 2);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(temp.Path));
     }
 
     [Theory]

@@ -7,6 +7,8 @@ using System.Text.Json.Serialization;
 using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Sampling;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Spa.Cli.Commands;
 
@@ -17,6 +19,7 @@ public static class BenchCommand
     {
         var bench = new Command("bench", "Benchmarks.");
         bench.Subcommands.Add(Decode());
+        bench.Subcommands.Add(BenchLoadCommand.Create());
         bench.Subcommands.Add(BenchTrainCommand.Create());
         bench.Subcommands.Add(BenchClusterCommand.Create());
         bench.Subcommands.Add(BenchPersistenceCommand.Create());
@@ -28,28 +31,39 @@ public static class BenchCommand
     private static Command Decode()
     {
         var model = new ModelArguments();
-        var tokens = new Option<int>("--tokens") { Description = "Tokens each sequence decodes per measured run.", DefaultValueFactory = _ => 256 };
-        var batches = new Option<int[]>("--batches") { Description = "Batch sizes to measure.", DefaultValueFactory = _ => [8, 32, 64], AllowMultipleArgumentsPerToken = true };
+        var synthetic = new SyntheticModelArguments();
+        var tokens = new Option<int>("--tokens") { Description = $"Tokens each sequence decodes per measured run (default {SyntheticTokens} with --synthetic).", DefaultValueFactory = _ => 256 };
+        var batches = new Option<int[]>("--batches") { Description = "Batch sizes to measure (default none with --synthetic).", DefaultValueFactory = _ => [8, 32, 64], AllowMultipleArgumentsPerToken = true };
         var repeats = new Option<int>("--repeats") { Description = "Measured runs per setting; the median is reported.", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Write the figures to this JSON file." };
 
-        var command = new Command("decode", "Greedy decoding throughput: one sequence, then batches decoding together.");
+        var command = new Command("decode", "Greedy decoding throughput: one sequence, then batches decoding together; with a large model, against the memory-bandwidth bound.");
         model.AddTo(command);
+        synthetic.AddTo(command);
         command.Options.Add(tokens);
         command.Options.Add(batches);
         command.Options.Add(repeats);
         command.Options.Add(json);
         command.SetGuardedAction((result, cancellation) =>
         {
-            int length = result.GetValue(tokens);
+            bool isSynthetic = synthetic.IsSynthetic(result);
+            int length = isSynthetic && result.GetResult(tokens) is null or { Implicit: true } ? SyntheticTokens : result.GetValue(tokens);
             int runs = result.GetValue(repeats);
-            var sizes = result.GetValue(batches) ?? [];
+            var sizes = isSynthetic && result.GetResult(batches) is null or { Implicit: true } ? [] : result.GetValue(batches) ?? [];
             if (length <= 0 || runs <= 0 || sizes.Any(b => b <= 0)) throw new UsageException("--tokens, --repeats and every --batches value must be positive");
-            using var llama = model.LoadModel(result);
+            string path = synthetic.ResolvePath(result, model);
+            var loading = Stopwatch.StartNew();
+            using var llama = LlamaModel.Load(path, model.Options(result));
+            double loadSeconds = loading.Elapsed.TotalSeconds;
+            _ = llama.Identity; // hashed beside the load: finished before the measurement, so it does not share its cores
+            var bound = Bound.Measure(llama, loadSeconds);
+            if (bound is not null)
+                Console.Error.WriteLine($"loaded {bound.WeightGb:F2} GB of weights in {loadSeconds:F2} s (peak resident {bound.PeakRssGb:F2} GB); "
+                    + $"memory bandwidth {bound.TriadGbPerS:F1} GB/s on {torch.get_num_threads()} thread(s) bounds decoding at {bound.BoundTokensPerS:F1} tokens/s");
             if (length + BenchmarkPrompts.MaxTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
 
             double single = Measure(llama, 1, length, runs, cancellation);
-            Console.Error.WriteLine($"single stream: {single:F1} tokens/s");
+            Console.Error.WriteLine($"single stream: {single:F1} tokens/s" + (bound is null ? "" : $", {single / bound.BoundTokensPerS:P0} of the bandwidth bound"));
             var batched = new List<BatchFigure>();
             foreach (int size in sizes)
             {
@@ -59,12 +73,12 @@ public static class BenchCommand
             }
 
             var report = new DecodeReport(
-                Path.GetFileName(Path.TrimEndingDirectorySeparator(model.ResolvePath(result))),
-                Math.Round(single, 1), batched, length, runs, Machine(llama, TorchSharp.torch.get_num_threads()));
+                Path.GetFileName(Path.TrimEndingDirectorySeparator(path)),
+                Math.Round(single, 1), batched, length, runs, bound is null ? null : bound with { FractionOfBound = Math.Round(single / bound.BoundTokensPerS, 3) },
+                Machine(llama, torch.get_num_threads()));
             var text = JsonSerializer.Serialize(report, JsonOptions);
-            var path = result.GetValue(json);
-            if (path is null) Console.Out.WriteLine(text);
-            else File.WriteAllText(path, text + Environment.NewLine);
+            if (result.GetValue(json) is { } output) File.WriteAllText(output, text + Environment.NewLine);
+            else Console.Out.WriteLine(text);
             return Task.FromResult(0);
         });
         return command;
@@ -100,9 +114,11 @@ public static class BenchCommand
     }
 
     /// <summary>The machine facts every benchmark report carries; the load average tells how busy the machine was at the start.</summary>
-    internal static MachineInfo Machine(LlamaModel model, int torchThreads) =>
+    internal static MachineInfo Machine(LlamaModel model, int torchThreads) => Machine(model.Device.ToString(), model.DType.ToString(), torchThreads);
+
+    internal static MachineInfo Machine(string device, string dtype, int torchThreads) =>
         new(Environment.ProcessorCount, torchThreads, CpuName(), RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription,
-            LoadAverage(), model.Device.ToString(), model.DType.ToString());
+            LoadAverage(), device, dtype);
 
     internal static double? LoadAverage()
     {
@@ -137,5 +153,29 @@ public static class BenchCommand
 
     private sealed record BatchFigure(int Batch, double TokensPerS);
     internal sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Os, string Runtime, double? LoadAverage, string Device, string Dtype);
-    private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, IReadOnlyList<BatchFigure> Batched, int TokensPerSequence, int Repeats, MachineInfo Machine);
+    private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, IReadOnlyList<BatchFigure> Batched, int TokensPerSequence, int Repeats,
+        Bound? BandwidthBound, MachineInfo Machine);
+
+    private const int SyntheticTokens = 32;
+
+    /// <summary>
+    /// Decoding a token reads every weight once (the embedding table only by the row it looks up), so memory bandwidth
+    /// over those bytes bounds a single stream's tokens/s. Measured only when the weights are too large for any cache
+    /// (at least <see cref="MinimumBoundBytes"/>), on the threads torch decodes with.
+    /// </summary>
+    private sealed record Bound(double LoadSeconds, double WeightGb, double PeakRssGb, double BytesPerTokenGb, double TriadGbPerS, double BoundTokensPerS, double? FractionOfBound)
+    {
+        public static Bound? Measure(LlamaModel model, double loadSeconds)
+        {
+            long weights = model.Weights.Sum(w => w.NumberOfElements * w.ElementSize);
+            if (weights < MinimumBoundBytes || model.Device.type != DeviceType.CPU) return null;
+            long perToken = weights - (model.Config.TiedEmbedding ? 0 : model.Embedding.NumberOfElements * model.Embedding.ElementSize);
+            long loadedPeak = BenchProcess.ResidentBytes("VmHWM"); // before the bandwidth measurement's own arrays
+            double triad = MemoryBandwidth.TriadGigabytesPerSecond(torch.get_num_threads());
+            return new Bound(Math.Round(loadSeconds, 2), Math.Round(weights / 1e9, 3), Math.Round(loadedPeak / 1e9, 3),
+                Math.Round(perToken / 1e9, 3), Math.Round(triad, 2), Math.Round(triad / (perToken / 1e9), 2), null);
+        }
+    }
+
+    private const long MinimumBoundBytes = 256L << 20;
 }

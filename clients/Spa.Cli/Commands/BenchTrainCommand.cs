@@ -52,7 +52,9 @@ public static class BenchTrainCommand
                 return Task.FromResult(0);
             }
 
-            var figures = requested.Select(kind => RunChild(args: ChildArguments(result, kind), cancellation)).ToList();
+            var figures = requested.Select(kind => BenchProcess.Run<TrainFigure>(
+                BenchProcess.Arguments(result, ["bench", "train", "--in-process", "--kinds", kind], "--kinds", "--in-process", "--json"),
+                kind, PluginManifest.Json, cancellation)).ToList();
             var baseline = figures.FirstOrDefault(f => f.Kind == PluginNames.Name(PluginKind.Ladder)) ?? figures[0];
             foreach (var f in figures)
                 Console.Error.WriteLine($"{f.Kind,-8} {f.TokensPerS,10:F0} tokens/s  peak {f.PeakRssMb,7:F0} MB (model loaded: {f.LoadedRssMb:F0} MB)  " +
@@ -66,33 +68,6 @@ public static class BenchTrainCommand
     }
 
     public sealed record TrainFigure(string Kind, double TokensPerS, double PeakRssMb, double LoadedRssMb, long TrainableParameters, double FirstLoss, double LastLoss);
-
-    private static string[] ChildArguments(ParseResult result, string kind)
-    {
-        var forwarded = new List<string> { "bench", "train", "--in-process", "--kinds", kind };
-        foreach (var option in result.CommandResult.Command.Options)
-        {
-            if (option.Name is "--kinds" or "--in-process" or "--json") continue;
-            var value = result.GetResult(option);
-            if (value is null || value.Implicit) continue;
-            forwarded.Add(option.Name);
-            forwarded.AddRange(value.Tokens.Select(t => t.Value));
-        }
-        return forwarded.ToArray();
-    }
-
-    private static TrainFigure RunChild(string[] args, CancellationToken cancellation)
-    {
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync(cancellation);
-        var errors = process.StandardError.ReadToEndAsync(cancellation);
-        process.WaitForExit();
-        if (process.ExitCode != 0) throw new InvalidOperationException($"the {args[4]} measurement failed: {errors.Result.Trim()}");
-        return JsonSerializer.Deserialize<TrainFigure>(output.Result.Trim(), PluginManifest.Json)!;
-    }
 
     private static TrainFigure Measure(ModelArguments modelArguments, ParseResult result, string kind, int steps, int batchSize, int length, string taskName, CancellationToken cancellation)
     {
@@ -178,9 +153,5 @@ public static class BenchTrainCommand
         return (model.PadTokens(batch.Select(s => s.Tokens).ToArray(), length), tensor(targets, [batch.Count, length]), tensor(mask, [batch.Count, length]), counted);
     }
 
-    private static double ResidentMegabytes(string field)
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(field + ":"));
-        return long.Parse(line.Split(':')[1].Trim().Split(' ')[0]) / 1024.0;
-    }
+    private static double ResidentMegabytes(string field) => BenchProcess.ResidentBytes(field) / 1024.0 / 1024.0;
 }

@@ -1,7 +1,7 @@
 namespace Spa.Model.Checkpoints;
 
 /// <summary>
-/// Loads a checkpoint from whatever a model path points at: a llama2.c .bin file, a Hugging Face directory
+/// Opens a checkpoint from whatever a model path points at: a llama2.c .bin file, a Hugging Face directory
 /// (config.json), or a directory holding one llama2.c .bin beside its tokenizer.
 /// </summary>
 public static class CheckpointLoader
@@ -10,19 +10,23 @@ public static class CheckpointLoader
         "expected a llama2.c .bin checkpoint, a Hugging Face directory (config.json with safetensors weights), "
         + "or a directory holding one llama2.c .bin checkpoint";
 
-    public static Checkpoint Load(string path)
+    /// <summary>Every weight as fp32, in memory.</summary>
+    public static Checkpoint Load(string path) => Open(path).ReadAll();
+
+    /// <summary>The config and where each tensor lies, from the headers; no weight is read.</summary>
+    public static CheckpointLayout Open(string path)
     {
         if (Directory.Exists(path))
         {
             return File.Exists(Path.Combine(path, HuggingFaceConfig.FileName))
-                ? HuggingFaceCheckpointReader.Read(path)
-                : Llama2cCheckpointReader.Read(SingleLlama2cFile(path));
+                ? HuggingFaceCheckpointReader.Layout(path)
+                : Llama2cCheckpointReader.Layout(SingleLlama2cFile(path));
         }
         if (File.Exists(path))
         {
             if (!path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"model path {path} is a file but not a .bin; {Expectation}", nameof(path));
-            return Llama2cCheckpointReader.Read(path);
+            return Llama2cCheckpointReader.Layout(path);
         }
         throw new FileNotFoundException($"model path {path} does not exist; {Expectation}", path);
     }

@@ -13,13 +13,16 @@ public static class HuggingFaceCheckpointReader
     public const string SingleFile = "model.safetensors";
     public const string IndexFile = "model.safetensors.index.json";
 
-    public static Checkpoint Read(string dir)
+    /// <summary>Every weight as fp32, in memory.</summary>
+    public static Checkpoint Read(string dir) => Layout(dir).ReadAll();
+
+    /// <summary>The config and where each tensor lies, from config.json and the safetensors headers; no weight is read.</summary>
+    public static CheckpointLayout Layout(string dir)
     {
         string configPath = Path.Combine(dir, HuggingFaceConfig.FileName);
         var config = HuggingFaceConfig.Read(configPath);
 
         var files = OpenWeightFiles(dir);
-        var tensors = new Dictionary<string, torch.Tensor>();
         try
         {
             var location = Locate(files.Values, dir);
@@ -28,28 +31,19 @@ public static class HuggingFaceCheckpointReader
                     $"{configPath} sets tie_word_embeddings false but the checkpoint has no {WeightNames.LmHead}; "
                     + "set it to true if the output layer shares the embedding");
 
+            var tensors = new List<StoredTensor>();
             foreach (var (name, shape) in WeightNames.Expected(config))
             {
-                var entry = location.TryGetValue(name, out var file) ? file.Entries[name]
+                var file = location.TryGetValue(name, out var found) ? found
                     : throw new InvalidDataException($"{configPath} says {HuggingFaceConfig.Describe(config)}, which needs tensor {name}, but no weight file in {dir} has it");
+                var entry = file.Entries[name];
                 if (!entry.Shape.AsSpan().SequenceEqual(shape))
                     throw new InvalidDataException(
                         $"{configPath} says {HuggingFaceConfig.Describe(config)}, so tensor {name} should have shape "
                         + $"{TensorChecks.Format(shape)}, but it has shape {TensorChecks.Format(entry.Shape)}; the config does not match the weights");
+                tensors.Add(new StoredTensor(name, shape, file.ElementType(name), file.Path, file.DataStart + entry.Begin));
             }
-
-            foreach (var (name, _) in WeightNames.Expected(config))
-            {
-                var file = location[name];
-                tensors[name] = file.Read(name);
-                TensorChecks.RequireFinite(tensors[name], name, Path.GetFileName(file.Path));
-            }
-            return new Checkpoint(config, tensors, dir);
-        }
-        catch
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-            throw;
+            return new CheckpointLayout(config, tensors, dir);
         }
         finally
         {

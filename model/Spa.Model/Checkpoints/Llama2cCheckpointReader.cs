@@ -14,36 +14,43 @@ public static class Llama2cCheckpointReader
     // Later export.py versions start with this magic ("ak42") and a 256-byte header instead of the dimensions.
     private const uint VersionedExportMagic = 0x616b3432;
 
-    public static Checkpoint Read(string binPath)
+    /// <summary>Every weight as fp32, in memory.</summary>
+    public static Checkpoint Read(string binPath) => Layout(binPath).ReadAll();
+
+    /// <summary>The config and where each tensor lies, from the header and the file's size; no weight is read.</summary>
+    public static CheckpointLayout Layout(string binPath)
     {
         string file = Path.GetFileName(binPath);
-        using var stream = File.OpenRead(binPath);
-        var config = ReadHeader(stream, file);
+        LlamaConfig config;
+        long length;
+        using (var stream = File.OpenRead(binPath))
+        {
+            config = ReadHeader(stream, file);
+            length = stream.Length;
+        }
 
         long expected = ExpectedFileBytes(config, file);
-        if (stream.Length != expected)
+        if (length != expected)
             throw new InvalidDataException(
-                $"{file}: size {stream.Length} bytes does not match the {expected} bytes its header implies ({Describe(config)}); "
-                + (stream.Length < expected ? "the file is truncated or corrupted" : "the file has trailing bytes or is not a llama2.c checkpoint"));
+                $"{file}: size {length} bytes does not match the {expected} bytes its header implies ({Describe(config)}); "
+                + (length < expected ? "the file is truncated or corrupted" : "the file has trailing bytes or is not a llama2.c checkpoint"));
 
         var shapes = WeightNames.Expected(config).ToDictionary(e => e.Name, e => e.Shape);
-        var tensors = new Dictionary<string, torch.Tensor>();
-        try
+        var tensors = new List<StoredTensor>();
+        long offset = HeaderBytes;
+        void Add(string name)
         {
-            foreach (var name in LayerSectionOrder(config))
-                tensors[name] = ReadTensor(stream, name, shapes[name], file);
-            if (!config.TiedEmbedding)
-            {
-                stream.Seek((long)RopeTableFloats(config) * sizeof(float), SeekOrigin.Current);
-                tensors[WeightNames.LmHead] = ReadTensor(stream, WeightNames.LmHead, shapes[WeightNames.LmHead], file);
-            }
-            return new Checkpoint(config, tensors, binPath);
+            var stored = new StoredTensor(name, shapes[name], torch.ScalarType.Float32, binPath, offset);
+            tensors.Add(stored);
+            offset += stored.Bytes;
         }
-        catch
+        foreach (var name in LayerSectionOrder(config)) Add(name);
+        if (!config.TiedEmbedding)
         {
-            foreach (var t in tensors.Values) t.Dispose();
-            throw;
+            offset += (long)RopeTableFloats(config) * sizeof(float);
+            Add(WeightNames.LmHead);
         }
+        return new CheckpointLayout(config, tensors, binPath);
     }
 
     private static LlamaConfig ReadHeader(Stream stream, string file)
@@ -77,7 +84,7 @@ public static class Llama2cCheckpointReader
     }
 
     /// <summary>The file order: each kind of tensor for every layer before the next kind, w1, w2, w3 = gate, down, up.</summary>
-    private static IEnumerable<string> LayerSectionOrder(LlamaConfig config)
+    internal static IEnumerable<string> LayerSectionOrder(LlamaConfig config)
     {
         Func<int, string>[] kinds =
         [
@@ -91,24 +98,8 @@ public static class Llama2cCheckpointReader
         yield return WeightNames.FinalNorm;
     }
 
-    private static torch.Tensor ReadTensor(Stream stream, string name, long[] shape, string file)
-    {
-        var tensor = torch.empty(shape, torch.ScalarType.Float32);
-        try
-        {
-            TensorStreams.ReadExactly(stream, tensor);
-            TensorChecks.RequireFinite(tensor, name, file);
-            return tensor;
-        }
-        catch
-        {
-            tensor.Dispose();
-            throw;
-        }
-    }
-
     // freq_cis_real and freq_cis_imag, [seq, headDim / 2] each: the model recomputes them, but they sit before the classifier.
-    private static Int128 RopeTableFloats(LlamaConfig c) => 2 * (Int128)c.MaxSeqLen * (c.HeadDim / 2);
+    internal static Int128 RopeTableFloats(LlamaConfig c) => 2 * (Int128)c.MaxSeqLen * (c.HeadDim / 2);
 
     /// <summary>
     /// Computed from the format rather than by walking <see cref="WeightNames.Expected"/>, whose length grows with a

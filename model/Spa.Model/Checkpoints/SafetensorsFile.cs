@@ -70,15 +70,25 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    /// <summary>Reads one tensor as an fp32 CPU tensor.</summary>
-    public torch.Tensor Read(string name)
+    /// <summary>Where the data section starts in the file; an entry's offsets count from here.</summary>
+    public long DataStart => _dataStart;
+
+    /// <summary>The element type a tensor is stored in; refused unless F32, F16 or BF16.</summary>
+    public torch.ScalarType ElementType(string name)
     {
         if (!Entries.TryGetValue(name, out var entry))
             throw new KeyNotFoundException($"{FileName}: no tensor named {name}");
         var dtype = ParseDtype(entry.Dtype)
             ?? throw new InvalidDataException($"{FileName}: tensor {name} has dtype {entry.Dtype}; only F32, F16 and BF16 can be loaded");
+        return ScalarType(dtype);
+    }
 
-        var stored = torch.empty(entry.Shape, ScalarType(dtype));
+    /// <summary>Reads one tensor as an fp32 CPU tensor.</summary>
+    public torch.Tensor Read(string name)
+    {
+        var type = ElementType(name);
+        var entry = Entries[name];
+        var stored = torch.empty(entry.Shape, type);
         try
         {
             _stream.Position = _dataStart + entry.Begin;
@@ -89,7 +99,7 @@ public sealed class SafetensorsFile : IDisposable
             stored.Dispose();
             throw;
         }
-        if (dtype == SafetensorsDtype.F32) return stored;
+        if (stored.dtype == torch.ScalarType.Float32) return stored;
         using (stored) return stored.to_type(torch.ScalarType.Float32);
     }
 

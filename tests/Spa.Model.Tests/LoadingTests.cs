@@ -1,0 +1,187 @@
+using System.Buffers.Binary;
+using Spa.Model.Checkpoints;
+using Spa.Testing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Spa.Model.Tests;
+
+/// <summary>
+/// Loading reads each weight straight into the model's own tensor of the serving dtype (q, k and v into their rows of
+/// the fused projection), computes the weights' identity from the files beside it, and refuses non-finite values in
+/// every stored type; synthetic checkpoints are llama2.c files of real shapes with seeded random weights.
+/// </summary>
+public sealed class LoadingTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("spa-loading-tests-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    private string Temp(string name) => Path.Combine(_temp, name);
+
+    [Theory]
+    [InlineData("float32")]
+    [InlineData("bfloat16")]
+    [InlineData("float16")]
+    public void EveryWeightLandsInItsPlaceConvertedToTheServingDtype(string dtype)
+    {
+        using var checkpoint = Stories260K.ReadCheckpoint();
+        var w = checkpoint.Tensors;
+        using var model = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: dtype));
+        var type = model.DType;
+        using var scope = NewDisposeScope();
+
+        AssertSame(w[WeightNames.Embedding].to(type), model.Embedding, WeightNames.Embedding);
+        Assert.Same(model.Embedding, model.LmHead); // stories260K ties its output layer to the embedding
+        AssertSame(w[WeightNames.FinalNorm].to(type), model.FinalNorm.Weight, WeightNames.FinalNorm);
+        for (int l = 0; l < model.Config.Layers; l++)
+        {
+            var block = model.Blocks[l];
+            AssertSame(cat([w[WeightNames.Query(l)], w[WeightNames.Key(l)], w[WeightNames.Value(l)]], 0).to(type), block.Attention.QkvWeight, $"layer {l} qkv");
+            AssertSame(w[WeightNames.Output(l)].to(type), block.Attention.OutputWeight, $"layer {l} output");
+            AssertSame(cat([w[WeightNames.Gate(l)], w[WeightNames.Up(l)]], 0).to(type), block.Mlp.GateUpWeight, $"layer {l} gate and up");
+            AssertSame(w[WeightNames.Down(l)].to(type), block.Mlp.DownWeight, $"layer {l} down");
+            AssertSame(w[WeightNames.AttentionNorm(l)].to(type), block.AttentionNorm.Weight, $"layer {l} attention norm");
+            AssertSame(w[WeightNames.MlpNorm(l)].to(type), block.MlpNorm.Weight, $"layer {l} mlp norm");
+        }
+        Assert.Equal(checkpoint.Tensors.Values.Sum(t => t.NumberOfElements), model.ParameterCount);
+    }
+
+    [Fact]
+    public void TheIdentityIsTheOneEveryEarlierPluginRecordedWhereverTheWeightsComeFrom()
+    {
+        // The SHA-256 of the config line and every weight but q and k, as fp32, in WeightNames order, computed
+        // independently of this code from stories260K.bin; plugins trained before this loader carry it.
+        const string stories260K = "sha256:95069c28650f4401314185c57f12a6aac2ac48578937db78d8371c572235b380";
+
+        using var fromFile = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: "bfloat16"));
+        using var checkpoint = Stories260K.ReadCheckpoint();
+        using var fromMemory = new LlamaModel(checkpoint, new ModelOptions());
+        string converted = Temp("hf");
+        HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, converted);
+        using var fromConversion = LlamaModel.Load(converted, new ModelOptions());
+
+        Assert.Equal(stories260K, fromFile.Identity);
+        Assert.Equal(stories260K, fromMemory.Identity);
+        Assert.Equal(stories260K, fromConversion.Identity);
+    }
+
+    [Fact]
+    public void SixteenBitWeightsAreIdentifiedByTheirFloat32ValuesAndLoadedWithoutChange()
+    {
+        string dir = Temp("hf-bf16");
+        HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, dir);
+        RewriteWeights(dir, SafetensorsDtype.BF16);
+        using var checkpoint = HuggingFaceCheckpointReader.Read(dir); // fp32, widened from the file's bf16
+
+        using var model = LlamaModel.Load(dir, new ModelOptions(DType: "bfloat16"));
+
+        Assert.Equal(WeightIdentity.Of(checkpoint), model.Identity);
+        Assert.NotEqual(Stories260K.Model.Identity, model.Identity); // rounding to bf16 changed the weights
+        using var scope = NewDisposeScope();
+        AssertSame(checkpoint.Tensors[WeightNames.Embedding].to(ScalarType.BFloat16), model.Embedding, WeightNames.Embedding);
+    }
+
+    [Theory]
+    [InlineData(SafetensorsDtype.BF16, (ushort)0x7FC0)] // NaN
+    [InlineData(SafetensorsDtype.BF16, (ushort)0xFF80)] // -infinity
+    [InlineData(SafetensorsDtype.F16, (ushort)0x7C00)]  // infinity
+    [InlineData(SafetensorsDtype.F16, (ushort)0x7E00)]  // NaN
+    public void ANonFiniteSixteenBitWeightIsRefusedNamingTheTensor(SafetensorsDtype dtype, ushort bits)
+    {
+        string dir = Temp($"hf-{dtype}-{bits}");
+        HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, dir);
+        RewriteWeights(dir, dtype);
+        string weights = Path.Combine(dir, "model.safetensors");
+        long offset;
+        using (var file = SafetensorsFile.Open(weights))
+            offset = file.DataStart + file.Entries[WeightNames.FinalNorm].End - 2; // its last element
+        using (var stream = File.OpenWrite(weights))
+        {
+            stream.Position = offset;
+            Span<byte> value = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16LittleEndian(value, bits);
+            stream.Write(value);
+        }
+
+        var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(dir, new ModelOptions()));
+        Assert.Contains("non-finite", e.Message);
+        Assert.Contains(WeightNames.FinalNorm, e.Message);
+    }
+
+    [Fact]
+    public void ATruncatedSafetensorsFileIsRefusedBeforeAnyWeightIsRead()
+    {
+        string dir = Temp("hf-truncated");
+        HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, dir);
+        string weights = Path.Combine(dir, "model.safetensors");
+        using (var stream = File.OpenWrite(weights)) stream.SetLength(stream.Length - 4);
+
+        var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(dir, new ModelOptions()));
+        Assert.Contains("truncated", e.Message);
+    }
+
+    [Fact]
+    public void ASyntheticCheckpointIsALlama2cFileWithSeededRandomWeightsOfTheShape()
+    {
+        var config = new LlamaConfig(Dim: 64, HiddenDim: 172, Layers: 2, Heads: 8, KvHeads: 4, VocabSize: 300, MaxSeqLen: 32,
+            TiedEmbedding: false, Rope: RopeStyle.Interleaved);
+        string first = Temp("a.bin"), again = Temp("b.bin"), other = Temp("c.bin");
+        SyntheticCheckpoint.Write(first, config, seed: 5);
+        SyntheticCheckpoint.Write(again, config, seed: 5);
+        SyntheticCheckpoint.Write(other, config, seed: 6);
+
+        Assert.Equal(File.ReadAllBytes(first), File.ReadAllBytes(again));
+        Assert.NotEqual(File.ReadAllBytes(first), File.ReadAllBytes(other));
+        using var checkpoint = Llama2cCheckpointReader.Read(first); // the reader checks the size the header implies
+        Assert.Equal(config, checkpoint.Config);
+        foreach (var (name, tensor) in checkpoint.Tensors)
+        {
+            if (tensor.dim() == 1)
+            {
+                Assert.True(tensor.eq(1).all().item<bool>(), $"{name} is a norm's gain, 1 everywhere");
+                continue;
+            }
+            Assert.InRange(tensor.std().item<float>(), 0.018, 0.022);
+            Assert.InRange(tensor.mean().item<float>(), -0.002, 0.002);
+        }
+
+        // freq_cis_real[pos, i] = cos(pos * theta^(-2i / headDim)), where llama2.c's export puts it: after the final norm.
+        long realTable = 28 + 4 * checkpoint.Tensors.Where(t => t.Key != WeightNames.LmHead).Sum(t => t.Value.NumberOfElements);
+        var bytes = File.ReadAllBytes(first);
+        float cosine = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan((int)(realTable + 4 * (3 * config.HeadDim / 2 + 1))));
+        Assert.Equal((float)Math.Cos(3 * Math.Pow(10000, -2.0 / config.HeadDim)), cosine);
+
+        using var model = LlamaModel.Load(first, new ModelOptions());
+        using var cache = model.CreateCache(1);
+        using var logits = model.Step(cache, [0], [[1, 2, 3]]);
+        Assert.True(logits.isfinite().all().item<bool>());
+    }
+
+    [Fact]
+    public void SyntheticShapesAreThePublishedOnesAndAnUnknownNameListsTheKnown()
+    {
+        var llama = SyntheticCheckpoint.Shape("llama-7b", 2);
+        Assert.Equal((4096, 11008, 2, 32, 32, 32000, false), (llama.Dim, llama.HiddenDim, llama.Layers, llama.Heads, llama.KvHeads, llama.VocabSize, llama.TiedEmbedding));
+        var e = Assert.Throws<ArgumentException>(() => SyntheticCheckpoint.Shape("llama-9b", 2));
+        Assert.Contains("llama-7b", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => SyntheticCheckpoint.Shape("llama-7b", 0));
+    }
+
+    /// <summary>Rewrites a converted checkpoint's weights in <paramref name="dtype"/>.</summary>
+    private static void RewriteWeights(string dir, SafetensorsDtype dtype)
+    {
+        string weights = Path.Combine(dir, "model.safetensors");
+        var tensors = new Dictionary<string, Tensor>();
+        using (var file = SafetensorsFile.Open(weights))
+            foreach (var name in file.Entries.Keys) tensors[name] = file.Read(name);
+        SafetensorsFile.Write(weights, tensors, dtype);
+        foreach (var t in tensors.Values) t.Dispose();
+    }
+
+    private static void AssertSame(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(expected.dtype, actual.dtype);
+        Assert.True(expected.equal(actual).all().item<bool>(), $"{what} differs from the checkpoint");
+    }
+}
