@@ -48,6 +48,23 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Fact]
+    public void Float32RoundsToBFloat16AsTorchRoundsTiesIncluded()
+    {
+        // Halfway cases round to the even neighbour: up from an odd one, down from an even one, either sign, subnormals too.
+        uint[] ties = [0x3F80_8000, 0x3F81_8000, 0xBF80_8000, 0xBF81_8000, 0x0000_8000, 0x0001_8000, 0x7F7F_8000, 0x3F80_7FFF, 0x3F80_8001];
+        var bytes = File.ReadAllBytes(SharedData.Stories260KBin);
+        for (int i = 0; i < ties.Length; i++) BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(28 + 4 * i), ties[i]);
+        string path = Temp("ties.bin");
+        File.WriteAllBytes(path, bytes);
+        using var checkpoint = Llama2cCheckpointReader.Read(path);
+
+        using var model = LlamaModel.Load(path, new ModelOptions(DType: "bfloat16"));
+
+        using var scope = NewDisposeScope();
+        AssertSame(checkpoint.Tensors[WeightNames.Embedding].to(ScalarType.BFloat16), model.Embedding, WeightNames.Embedding);
+    }
+
+    [Fact]
     public void TheIdentityIsTheOneEveryEarlierPluginRecordedWhereverTheWeightsComeFrom()
     {
         // The SHA-256 of the config line and every weight but q and k, as fp32, in WeightNames order, computed

@@ -139,7 +139,11 @@ public sealed class CheckpointLayout
             ReadExactly(handle, bytes, stored.Offset + start * StoredBytes.ElementSize(stored.Type), stored);
             if (!StoredBytes.AllFinite(bytes, stored.Type))
                 throw new InvalidDataException($"{Path.GetFileName(stored.File)}: tensor {stored.Name} contains non-finite values (NaN or infinity); the checkpoint is corrupted");
-            if (staged is not null) target.copy_(staged);
+            if (staged is null) continue;
+            if (target.device_type == DeviceType.CPU && stored.Type == torch.ScalarType.Float32 && target.dtype == torch.ScalarType.BFloat16)
+                StoredBytes.RoundToBFloat16(bytes, target.bytes);
+            else
+                target.copy_(staged);
         }
     }
 

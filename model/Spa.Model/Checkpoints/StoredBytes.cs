@@ -42,6 +42,27 @@ internal static class StoredBytes
         return widened[..(bytes.Length * 2)];
     }
 
+    /// <summary>
+    /// float32 elements rounded to bfloat16 (to nearest, ties to even, as torch rounds), written to
+    /// <paramref name="bfloat16"/>, which holds half their bytes. Finite inputs only: loading refuses the others first.
+    /// libtorch's own conversion, one chunk at a time, was the largest part of a bfloat16 load.
+    /// </summary>
+    public static void RoundToBFloat16(ReadOnlySpan<byte> float32, Span<byte> bfloat16)
+    {
+        var source = MemoryMarshal.Cast<byte, uint>(float32);
+        var target = MemoryMarshal.Cast<byte, ushort>(bfloat16);
+        var sourceVectors = MemoryMarshal.Cast<uint, Vector<uint>>(source);
+        var targetVectors = MemoryMarshal.Cast<ushort, Vector<ushort>>(target);
+        int whole = Math.Min(sourceVectors.Length / 2, targetVectors.Length);
+        for (int v = 0; v < whole; v++)
+            targetVectors[v] = Vector.Narrow(RoundedHigh(sourceVectors[2 * v]), RoundedHigh(sourceVectors[2 * v + 1]));
+        for (int i = whole * Vector<ushort>.Count; i < source.Length; i++)
+            target[i] = (ushort)((source[i] + 0x7FFF + ((source[i] >> 16) & 1)) >> 16);
+    }
+
+    private static Vector<uint> RoundedHigh(Vector<uint> bits) =>
+        (bits + new Vector<uint>(0x7FFF) + ((bits >> 16) & Vector<uint>.One)) >> 16;
+
     private static bool NoneMatch<T>(ReadOnlySpan<byte> bytes, T exponent) where T : unmanaged, IBinaryInteger<T>
     {
         var elements = MemoryMarshal.Cast<byte, T>(bytes);
