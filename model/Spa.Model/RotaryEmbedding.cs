@@ -11,7 +11,7 @@ namespace Spa.Model;
 /// </summary>
 public sealed class RotaryEmbedding : IDisposable
 {
-    private readonly Tensor _cos;      // [maxSeq, headDim], each frequency's cosine where its pair lives
+    private readonly Tensor _cos;      // [maxSeq, 1, headDim], each frequency's cosine where its pair lives; the 1 broadcasts over heads
     private readonly Tensor _sin;
     private readonly Tensor _rotation; // [headDim, headDim]
 
@@ -25,8 +25,8 @@ public sealed class RotaryEmbedding : IDisposable
         var spread = Style == RopeStyle.Interleaved
             ? angles.repeat_interleave(2, dim: 1)   // f0 f0 f1 f1 ...
             : cat([angles, angles], dim: 1);        // f0 f1 ... f0 f1 ...
-        _cos = spread.cos().to(dtype, device).DetachFromDisposeScope();
-        _sin = spread.sin().to(dtype, device).DetachFromDisposeScope();
+        _cos = spread.cos().unsqueeze(1).to(dtype, device).DetachFromDisposeScope();
+        _sin = spread.sin().unsqueeze(1).to(dtype, device).DetachFromDisposeScope();
 
         var rotation = new float[headDim * headDim];
         for (int i = 0; i < half; i++)
@@ -41,13 +41,13 @@ public sealed class RotaryEmbedding : IDisposable
     public RopeStyle Style { get; }
 
     /// <summary>positions: [B, T] int64. Returns cos and sin, each [B, T, 1, headDim], for <see cref="Apply"/>.</summary>
-    public (Tensor Cos, Tensor Sin) At(Tensor positions) => (_cos[positions].unsqueeze(2), _sin[positions].unsqueeze(2));
+    public (Tensor Cos, Tensor Sin) At(Tensor positions) => (_cos[positions], _sin[positions]);
 
     /// <summary>x: [B, T, heads, headDim]; cos, sin from <see cref="At"/>. Returns the rotated x.</summary>
     public Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
-        return (x * cos).add_(x.matmul(_rotation).mul_(sin), Held.One).MoveToOuterDisposeScope();
+        return x.mul(cos).addcmul_(x.matmul(_rotation), sin, Held.One).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

@@ -95,7 +95,7 @@ public static class BenchCommand
                 var beforeStep = TensorCount.OnThisThread();
                 using var logits = model.Step(cache, slots, inputs);
                 if (step > 0) createdByDecodeSteps += (TensorCount.OnThisThread() - beforeStep).Created;
-                var rows = logits.cpu().data<float>().ToArray();
+                var rows = HostCopy.Floats(logits);
                 int vocab = model.Config.VocabSize;
                 inputs = slots.Select(b => (IReadOnlyList<int>)[Sampler.ArgMax(rows.AsSpan(b * vocab, vocab))]).ToArray();
             }
