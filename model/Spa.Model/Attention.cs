@@ -23,7 +23,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
         if (hook?.AttentionDelta(layer, x) is var (queryDelta, valueDelta))
             projected = projected.add(cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1), Held.One);
         var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);
-        var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeCos, batch.RopeSin); // q and k rotate together
+        var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeRotations); // q and k rotate together
         var q = rotated.narrow(2, 0, _heads);
         var k = rotated.narrow(2, _heads, _kvHeads);
         var v = qkv.narrow(2, _heads + _kvHeads, _kvHeads);

@@ -24,9 +24,7 @@ public sealed class AttentionBatch : IDisposable
     private AttentionBatch(RotaryEmbedding rope, KvCache? cache, int[] slots, int[] newCounts, Tensor positions, Tensor? mask,
         Tensor? slotIndex, Tensor? storeSlot, Tensor? storePosition, Tensor? realTokens, int keyLength)
     {
-        var (cos, sin) = rope.At(positions);
-        RopeCos = cos.DetachFromDisposeScope();
-        RopeSin = sin.DetachFromDisposeScope();
+        RopeRotations = rope.At(positions).DetachFromDisposeScope();
         _cache = cache;
         _slots = slots;
         _newCounts = newCounts;
@@ -43,9 +41,8 @@ public sealed class AttentionBatch : IDisposable
     /// <summary>[B, T] int64 position of every (padded) new token.</summary>
     public Tensor Positions { get; }
 
-    /// <summary>[B, T, 1, headDim] rotary cosines and sines at each new token's position, shared by every layer.</summary>
-    public Tensor RopeCos { get; }
-    public Tensor RopeSin { get; }
+    /// <summary>[B, T, headDim, headDim] rotary rotation at each new token's position, shared by every layer.</summary>
+    public Tensor RopeRotations { get; }
 
     /// <summary>
     /// [B, 1, groups*T, keyLength] bool: true where a query may attend to a key; null when every query sees every key
@@ -176,8 +173,7 @@ public sealed class AttentionBatch : IDisposable
     public void Dispose()
     {
         Positions.Dispose();
-        RopeCos.Dispose();
-        RopeSin.Dispose();
+        RopeRotations.Dispose();
         Mask?.Dispose();
         _slotIndex?.Dispose();
         _storeSlot?.Dispose();
