@@ -31,7 +31,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
         var (keys, values) = batch.KeysAndValues(layer, k, v);                 // [B, kvHeads, L, headDim]
         int groups = _heads / _kvHeads;
         // Query head h uses kv head h / groups. With one new token per row (decoding) the heads are already in that
-        // order, so the transposes that move T next to headDim are skipped: two calls fewer on the per-token path.
+        // order, so the transposes that move T next to headDim are skipped: three calls fewer per layer and token.
         var grouped = t == 1 ? q.reshape(b, _kvHeads, groups, _headDim) : q.transpose(1, 2).reshape(b, _kvHeads, groups * t, _headDim);
         var attended = F.scaled_dot_product_attention(grouped, keys, values, batch.Mask);
         var merged = t == 1 ? attended.view(b, 1, _heads * _headDim) : attended.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
