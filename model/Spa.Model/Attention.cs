@@ -14,7 +14,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
     public Tensor QkvWeight { get; } = qkvWeight;
     public Tensor OutputWeight { get; } = outputWeight;
 
-    /// <summary>x: [B, T, dim] (already normalised). Returns [B, T, dim].</summary>
+    /// <summary>x: [B, T, dim] (already normalised). Returns [B, T, dim], a new tensor the caller may add to in place.</summary>
     public Tensor Forward(Tensor x, AttentionBatch batch, ILayerHook? hook = null)
     {
         using var scope = NewDisposeScope();
@@ -23,16 +23,18 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
         if (hook?.AttentionDelta(layer, x) is var (queryDelta, valueDelta))
             projected = projected.add(cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1), Held.One);
         var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);
-        var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeCos, batch.RopeSin); // q and k rotate together
+        var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeRotations); // q and k rotate together
         var q = rotated.narrow(2, 0, _heads);
         var k = rotated.narrow(2, _heads, _kvHeads);
         var v = qkv.narrow(2, _heads + _kvHeads, _kvHeads);
 
         var (keys, values) = batch.KeysAndValues(layer, k, v);                 // [B, kvHeads, L, headDim]
         int groups = _heads / _kvHeads;
-        var grouped = q.transpose(1, 2).reshape(b, _kvHeads, groups * t, _headDim); // query head h uses kv head h / groups
+        // Query head h uses kv head h / groups. With one new token per row (decoding) the heads are already in that
+        // order, so the transposes that move T next to headDim are skipped: three calls fewer per layer and token.
+        var grouped = t == 1 ? q.reshape(b, _kvHeads, groups, _headDim) : q.transpose(1, 2).reshape(b, _kvHeads, groups * t, _headDim);
         var attended = F.scaled_dot_product_attention(grouped, keys, values, batch.Mask);
-        var merged = attended.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
+        var merged = t == 1 ? attended.view(b, 1, _heads * _headDim) : attended.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
         var output = F.linear(merged, OutputWeight);
         return (hook is null ? output : hook.AfterAttention(layer, output)).MoveToOuterDisposeScope();
     }

@@ -15,25 +15,25 @@ public sealed class AttentionBatch : IDisposable
     private readonly int[] _slots;
     private readonly int[] _newCounts;
     private readonly Tensor? _slotIndex;     // [B] slots to gather keys from; null when the batch is every slot in order
-    private readonly Tensor? _storeSlot;     // [N] slot of each real new token
-    private readonly Tensor? _storePosition; // [N] position of each real new token
+    private readonly Tensor? _storeSlot;     // slot of each real new token: [N], or [B, T] when none is padding
+    private readonly Tensor? _storePosition; // position of each real new token, shaped as _storeSlot
+    private readonly TensorIndex[]? _storeIndex; // cache[slot, :, position] for each real new token
     private readonly Tensor? _realTokens;    // [N] flat index into B*T of each real token; null when none is padding
     private readonly int _keyLength;
 
-    private AttentionBatch(RotaryEmbedding rope, KvCache? cache, int[] slots, int[] newCounts, Tensor positions, Tensor mask,
+    private AttentionBatch(RotaryEmbedding rope, KvCache? cache, int[] slots, int[] newCounts, Tensor positions, Tensor? mask,
         Tensor? slotIndex, Tensor? storeSlot, Tensor? storePosition, Tensor? realTokens, int keyLength)
     {
-        var (cos, sin) = rope.At(positions);
-        RopeCos = cos.DetachFromDisposeScope();
-        RopeSin = sin.DetachFromDisposeScope();
+        RopeRotations = rope.At(positions).DetachFromDisposeScope();
         _cache = cache;
         _slots = slots;
         _newCounts = newCounts;
         Positions = positions.DetachFromDisposeScope();
-        Mask = mask.DetachFromDisposeScope();
+        Mask = mask?.DetachFromDisposeScope();
         _slotIndex = slotIndex?.DetachFromDisposeScope();
         _storeSlot = storeSlot?.DetachFromDisposeScope();
         _storePosition = storePosition?.DetachFromDisposeScope();
+        if (_storeSlot is not null) _storeIndex = [TensorIndex.Tensor(_storeSlot), TensorIndex.Colon, TensorIndex.Tensor(_storePosition!)];
         _realTokens = realTokens?.DetachFromDisposeScope();
         _keyLength = keyLength;
     }
@@ -41,12 +41,14 @@ public sealed class AttentionBatch : IDisposable
     /// <summary>[B, T] int64 position of every (padded) new token.</summary>
     public Tensor Positions { get; }
 
-    /// <summary>[B, T, 1, headDim] rotary cosines and sines at each new token's position, shared by every layer.</summary>
-    public Tensor RopeCos { get; }
-    public Tensor RopeSin { get; }
+    /// <summary>[B, T, headDim, headDim] rotary rotation at each new token's position, shared by every layer.</summary>
+    public Tensor RopeRotations { get; }
 
-    /// <summary>[B, 1, groups*T, keyLength] bool: true where a query may attend to a key.</summary>
-    public Tensor Mask { get; }
+    /// <summary>
+    /// [B, 1, groups*T, keyLength] bool: true where a query may attend to a key; null when every query sees every key
+    /// (one new token per row and every row as long as the longest), as when a single sequence decodes.
+    /// </summary>
+    public Tensor? Mask { get; }
 
     public int BatchSize => _newCounts.Length;
     public int NewLength => (int)Positions.shape[1];
@@ -85,13 +87,16 @@ public sealed class AttentionBatch : IDisposable
             }
         bool padded = n != batch * newLength;
         bool everySlotInOrder = batch == cache.Slots && slots.Select((s, i) => s == i).All(x => x);
+        // Without padding the store indices take the new tokens' own [B, T] shape, so that keys and values are stored
+        // as the projection made them, without a reshape per layer.
+        long[] storeShape = padded ? [n] : [batch, newLength];
 
         var (positions, mask) = Layout(config, past, newCounts, newLength, keyLength, device);
         return new AttentionBatch(
             rope, cache, [.. slots], [.. newCounts], positions, mask,
             everySlotInOrder ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
-            tensor(storeSlot, device: device),
-            tensor(storePosition, device: device),
+            tensor(storeSlot, storeShape, device: device),
+            tensor(storePosition, storeShape, device: device),
             padded ? tensor(realTokens, device: device) : null,
             keyLength);
     }
@@ -111,24 +116,26 @@ public sealed class AttentionBatch : IDisposable
     /// A query sees every key up to its own position, and never a padding position. Queries are grouped as
     /// [B, kvHeads, groups*T, headDim] so that each key/value head serves its query heads without being copied; the
     /// mask follows that layout. Built on the CPU side in one pass: a handful of tensor operations would cost more.
+    /// No mask when every query sees every key (see <see cref="Mask"/>).
     /// </summary>
-    private static (Tensor Positions, Tensor Mask) Layout(LlamaConfig config, long[] past, IReadOnlyList<int> counts, int newLength, int keyLength, Device device)
+    private static (Tensor Positions, Tensor? Mask) Layout(LlamaConfig config, long[] past, IReadOnlyList<int> counts, int newLength, int keyLength, Device device)
     {
         int batch = past.Length, groups = config.Heads / config.KvHeads;
         var positions = new long[batch * newLength];
-        var mask = new bool[(long)batch * groups * newLength * keyLength];
+        bool everyKeyVisible = newLength == 1 && past.All(p => p + 1 == keyLength);
+        var mask = everyKeyVisible ? null : new bool[(long)batch * groups * newLength * keyLength];
         for (int b = 0; b < batch; b++)
         {
             for (int t = 0; t < newLength; t++)
             {
                 positions[b * newLength + t] = past[b] + t;
                 int visible = (int)Math.Min(past[b] + t, past[b] + counts[b] - 1) + 1;
-                for (int g = 0; g < groups; g++)
+                for (int g = 0; g < groups && mask is not null; g++)
                     mask.AsSpan((int)(((long)(b * groups + g) * newLength + t) * keyLength), visible).Fill(true);
             }
         }
         return (tensor(positions, [batch, newLength], device: device),
-                tensor(mask, [batch, 1, groups * newLength, keyLength], device: device));
+                mask is null ? null : tensor(mask, [batch, 1, groups * newLength, keyLength], device: device));
     }
 
     /// <summary>
@@ -141,20 +148,18 @@ public sealed class AttentionBatch : IDisposable
 
         var keys = _cache.Keys(layer);
         var values = _cache.Values(layer);
-        keys.index_put_(RealTokens(newKeys), [_storeSlot!, _storePosition!]);
-        values.index_put_(RealTokens(newValues), [_storeSlot!, _storePosition!]);
-        return (Gather(keys).transpose(1, 2), Gather(values).transpose(1, 2));
+        keys.index_put_(RealTokens(newKeys), _storeIndex!);
+        values.index_put_(RealTokens(newValues), _storeIndex!);
+        return (Gather(keys), Gather(values));
     }
 
-    private Tensor RealTokens(Tensor perToken)
-    {
-        var flat = perToken.reshape(-1, perToken.shape[2], perToken.shape[3]); // [B*T, kvHeads, headDim]
-        return _realTokens is null ? flat : flat.index_select(0, _realTokens);
-    }
+    /// <summary>perToken: [B, T, kvHeads, headDim]. Returns the real tokens' rows, shaped as the store indices.</summary>
+    private Tensor RealTokens(Tensor perToken) =>
+        _realTokens is null ? perToken : perToken.reshape(-1, perToken.shape[2], perToken.shape[3]).index_select(0, _realTokens); // [N, kvHeads, headDim]
 
     private Tensor Gather(Tensor stored)
     {
-        var prefix = stored.narrow(1, 0, _keyLength);
+        var prefix = stored.narrow(2, 0, _keyLength);
         return _slotIndex is null ? prefix : prefix.index_select(0, _slotIndex);
     }
 
@@ -168,9 +173,8 @@ public sealed class AttentionBatch : IDisposable
     public void Dispose()
     {
         Positions.Dispose();
-        RopeCos.Dispose();
-        RopeSin.Dispose();
-        Mask.Dispose();
+        RopeRotations.Dispose();
+        Mask?.Dispose();
         _slotIndex?.Dispose();
         _storeSlot?.Dispose();
         _storePosition?.Dispose();

@@ -14,10 +14,17 @@ public sealed class DecoderBlock(int layer, RmsNorm attentionNorm, Attention att
     public Tensor Forward(Tensor h, AttentionBatch batch, ILayerHook? hook = null)
     {
         using var scope = NewDisposeScope();
-        var afterAttention = h.add(Attention.Forward(AttentionNorm.Forward(h), batch, hook), Held.One);
+        var afterAttention = Residual(h, Attention.Forward(AttentionNorm.Forward(h), batch, hook), hook);
         var mlpOutput = Mlp.Forward(MlpNorm.Forward(afterAttention));
         if (hook is not null) mlpOutput = hook.AfterMlp(layer, mlpOutput);
-        // Not in place: with a hook the residual stream may carry gradients to a plugin.
-        return afterAttention.add(mlpOutput, Held.One).MoveToOuterDisposeScope();
+        return Residual(afterAttention, mlpOutput, hook).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// h + output. Without a hook the output is a sublayer's fresh projection, which nothing else holds and whose
+    /// backward does not need it, so the residual is added into it (no new tensor); a hook's output may be a tensor
+    /// autograd still needs, so it gets a new one. The residual stream h itself is never written: it may be a tap.
+    /// </summary>
+    private static Tensor Residual(Tensor h, Tensor output, ILayerHook? hook) =>
+        hook is null ? output.add_(h, Held.One) : h.add(output, Held.One);
 }

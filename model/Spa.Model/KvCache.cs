@@ -5,8 +5,8 @@ namespace Spa.Model;
 /// <summary>
 /// Keys and values of past positions for a fixed number of sequence slots. Each slot holds one sequence; slots fill to
 /// different lengths, so one forward can decode some sequences while it prefills others.
-/// Layout per layer: [slots, capacity, kvHeads, headDim], so that the new positions of many sequences are written with
-/// one indexed store.
+/// Layout per layer: [slots, kvHeads, capacity, headDim]: the new positions of many sequences are written with one
+/// indexed store, and a prefix of positions is already the [B, kvHeads, L, headDim] attention reads.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
@@ -28,8 +28,8 @@ public sealed class KvCache : IDisposable
         _values = new Tensor[LayerCount];
         for (int l = 0; l < LayerCount; l++)
         {
-            _keys[l] = zeros([slots, capacity, config.KvHeads, config.HeadDim], dtype, device).DetachFromDisposeScope();
-            _values[l] = zeros([slots, capacity, config.KvHeads, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            _keys[l] = zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            _values[l] = zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
         }
         Bytes = 2L * LayerCount * _keys[0].NumberOfElements * _keys[0].ElementSize;
     }
@@ -66,8 +66,8 @@ public sealed class KvCache : IDisposable
         {
             for (int l = 0; l < LayerCount; l++)
             {
-                _keys[l][to].narrow(0, 0, length).copy_(_keys[l][from].narrow(0, 0, length));
-                _values[l][to].narrow(0, 0, length).copy_(_values[l][from].narrow(0, 0, length));
+                _keys[l][to].narrow(1, 0, length).copy_(_keys[l][from].narrow(1, 0, length));
+                _values[l][to].narrow(1, 0, length).copy_(_values[l][from].narrow(1, 0, length));
             }
         }
         _lengths[to] = length;

@@ -152,15 +152,22 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     }
 
     /// <summary>normed: [..., dim], already through the final norm (n, or n + a plugin's out). Returns fp32 logits [..., vocab].</summary>
-    public Tensor HeadLogits(Tensor normed) => F.linear(normed, LmHead).to(ScalarType.Float32);
+    public Tensor HeadLogits(Tensor normed)
+    {
+        var logits = F.linear(normed, LmHead);
+        return DType == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+    }
 
     /// <summary>
     /// Appends newTokens[i] to the sequence in cache slot slots[i] (decode when one token, prefill when many) and
     /// returns the fp32 logits after each sequence's last new token: [B, vocab].
+    /// Without a hook this runs in inference mode, which skips libtorch's autograd bookkeeping on every call; the
+    /// logits it returns are then inference tensors, which can be read but not recorded for a backward pass. A hook
+    /// (a plugin inside the base) may keep tensors of its own across steps, so it gets plain no-grad.
     /// </summary>
     public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook = null)
     {
-        using var noGrad = no_grad();
+        using var mode = hook is null ? inference_mode() : no_grad();
         using var scope = NewDisposeScope();
         return Logits(StepHidden(cache, slots, newTokens, hook, null)).MoveToOuterDisposeScope();
     }
@@ -188,7 +195,7 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
-        var embedded = Embed(PadTokens(newTokens, batch.NewLength));
+        var embedded = EmbedPadded(newTokens, batch.NewLength);
         var taps = new List<Tensor> { embedded };
         RunLayers(embedded, batch, 0, Config.Layers, hook, taps);
         batch.Commit();
@@ -198,10 +205,11 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     private Tensor StepHidden(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook, List<Tensor>? taps)
     {
         using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
-        var last = tensor(newTokens.Select((t, b) => (long)b * batch.NewLength + t.Count - 1).ToArray(), device: Device);
-        Tensor AtLast(Tensor x) => x.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]
+        // With one new token per row (decoding) every row's last token is its only one: no index to build or apply.
+        var last = batch.NewLength == 1 ? null : tensor(newTokens.Select((t, b) => (long)b * batch.NewLength + t.Count - 1).ToArray(), device: Device);
+        Tensor AtLast(Tensor x) => last is null ? x.view(-1, Config.Dim) : x.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]
 
-        var embedded = Embed(PadTokens(newTokens, batch.NewLength));
+        var embedded = EmbedPadded(newTokens, batch.NewLength);
         var layerTaps = taps is null ? null : new List<Tensor>();
         var h = RunLayers(embedded, batch, 0, Config.Layers, hook, layerTaps);
         batch.Commit();
@@ -245,6 +253,9 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
         RunLayers(embedded, batch, 0, Config.Layers, hook, taps);
         return stack(taps).MoveToOuterDisposeScope();
     }
+
+    /// <summary>As <see cref="Embed"/> for <see cref="PadTokens"/>, which already builds the tokens on the model's device.</summary>
+    private Tensor EmbedPadded(IReadOnlyList<IReadOnlyList<int>> sequences, int length) => Embedding[PadTokens(sequences, length)];
 
     /// <summary>[B, T] int64 tokens, right-padded with 0.</summary>
     public Tensor PadTokens(IReadOnlyList<IReadOnlyList<int>> sequences, int length)

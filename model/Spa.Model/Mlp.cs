@@ -14,6 +14,8 @@ public sealed class Mlp(Tensor gateUpWeight, Tensor downWeight)
     {
         using var scope = NewDisposeScope();
         var gateUp = F.linear(x, GateUpWeight).chunk(2, dim: -1);
-        return F.linear(F.silu(gateUp[0]).mul_(gateUp[1]), DownWeight).MoveToOuterDisposeScope();
+        // In place when nothing records a backward pass (silu's needs its input): one tensor fewer per layer and token.
+        var gate = is_grad_enabled() ? F.silu(gateUp[0]) : gateUp[0].silu_();
+        return F.linear(gate.mul_(gateUp[1]), DownWeight).MoveToOuterDisposeScope();
     }
 }

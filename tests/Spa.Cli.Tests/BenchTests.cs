@@ -30,6 +30,11 @@ public sealed class BenchTests
         Assert.Equal(2, only.GetProperty("batch").GetInt32());
         Assert.True(only.GetProperty("tokens_per_s").GetDouble() > 0, "batched rate\n" + root);
         Assert.Equal(16, root.GetProperty("tokens_per_sequence").GetInt32());
+        foreach (var tensors in new[] { root.GetProperty("single_stream_tensors"), only.GetProperty("tensors") })
+        {
+            Assert.True(tensors.GetProperty("created_per_step").GetDouble() > 0, "tensors per step\n" + root);
+            Assert.Equal(0, tensors.GetProperty("left_alive").GetInt64());
+        }
     }
 
     [Fact]

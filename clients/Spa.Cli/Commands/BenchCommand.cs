@@ -62,19 +62,20 @@ public static class BenchCommand
                     + $"memory bandwidth {bound.TriadGbPerS:F1} GB/s on {torch.get_num_threads()} thread(s) bounds decoding at {bound.BoundTokensPerS:F1} tokens/s");
             if (length + BenchmarkPrompts.MaxTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
 
-            double single = Measure(llama, 1, length, runs, cancellation);
-            Console.Error.WriteLine($"single stream: {single:F1} tokens/s" + (bound is null ? "" : $", {single / bound.BoundTokensPerS:P0} of the bandwidth bound"));
+            var (single, singleTensors) = Measure(llama, 1, length, runs, cancellation);
+            Console.Error.WriteLine($"single stream: {single:F1} tokens/s, " + (bound is null ? "" : $"{single / bound.BoundTokensPerS:P0} of the bandwidth bound, ") + singleTensors);
             var batched = new List<BatchFigure>();
             foreach (int size in sizes)
             {
-                double rate = Measure(llama, size, length, runs, cancellation);
-                batched.Add(new BatchFigure(size, Math.Round(rate, 1)));
-                Console.Error.WriteLine($"batch {size}: {rate:F1} tokens/s ({rate / single:F2}x single stream)");
+                var (rate, tensors) = Measure(llama, size, length, runs, cancellation);
+                batched.Add(new BatchFigure(size, Math.Round(rate, 1), tensors));
+                Console.Error.WriteLine($"batch {size}: {rate:F1} tokens/s ({rate / single:F2}x single stream), {tensors}");
             }
 
             var report = new DecodeReport(
                 Path.GetFileName(Path.TrimEndingDirectorySeparator(path)),
-                Math.Round(single, 1), batched, length, runs, bound is null ? null : bound with { FractionOfBound = Math.Round(single / bound.BoundTokensPerS, 3) },
+                Math.Round(single, 1), singleTensors, batched, length, runs,
+                bound is null ? null : bound with { FractionOfBound = Math.Round(single / bound.BoundTokensPerS, 3) },
                 Machine(llama, torch.get_num_threads()));
             var text = JsonSerializer.Serialize(report, JsonOptions);
             if (result.GetValue(json) is { } output) File.WriteAllText(output, text + Environment.NewLine);
@@ -87,12 +88,16 @@ public static class BenchCommand
     /// <summary>
     /// Aggregate tokens/s of <paramref name="batch"/> sequences decoding <paramref name="length"/> tokens each, one forward
     /// per step for all of them. Every sequence runs its full length (end-of-sequence tokens are ignored) so that each
-    /// step has the same batch. One warm-up run, then the median of the measured runs.
+    /// step has the same batch. One warm-up run, then the median of the measured runs. Also counts the tensors the
+    /// model's decoding steps create (the first step of a run prefills and is left out) and the tensors left alive
+    /// once every run has ended, which must be none.
     /// </summary>
-    private static double Measure(LlamaModel model, int batch, int length, int runs, CancellationToken cancellation)
+    private static (double TokensPerS, TensorFigure Tensors) Measure(LlamaModel model, int batch, int length, int runs, CancellationToken cancellation)
     {
         var prompts = BenchmarkPrompts.Random(model.Config, batch, seed: batch);
         var rates = new List<double>();
+        long createdByDecodeSteps = 0;
+        var atStart = TensorCount.OnThisThread();
         for (int run = 0; run <= runs; run++)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -102,15 +107,18 @@ public static class BenchCommand
             var clock = Stopwatch.StartNew();
             for (int step = 0; step < length; step++)
             {
+                var beforeStep = TensorCount.OnThisThread();
                 using var logits = model.Step(cache, slots, inputs);
-                var rows = logits.cpu().data<float>().ToArray();
+                if (step > 0) createdByDecodeSteps += (TensorCount.OnThisThread() - beforeStep).Created;
+                var rows = HostCopy.Floats(logits);
                 int vocab = model.Config.VocabSize;
                 inputs = slots.Select(b => (IReadOnlyList<int>)[Sampler.ArgMax(rows.AsSpan(b * vocab, vocab))]).ToArray();
             }
             if (run > 0) rates.Add(batch * length / clock.Elapsed.TotalSeconds);
         }
+        var tensors = new TensorFigure((double)createdByDecodeSteps / ((runs + 1) * (length - 1)), (TensorCount.OnThisThread() - atStart).Live);
         rates.Sort();
-        return rates[rates.Count / 2];
+        return (rates[rates.Count / 2], tensors);
     }
 
     /// <summary>The machine facts every benchmark report carries; the load average tells how busy the machine was at the start.</summary>
@@ -151,10 +159,16 @@ public static class BenchCommand
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    private sealed record BatchFigure(int Batch, double TokensPerS);
+    private sealed record BatchFigure(int Batch, double TokensPerS, TensorFigure Tensors);
+
+    /// <summary>Tensors created per decoding step (one step decodes a token of every sequence in the batch) and tensors left alive after the runs.</summary>
+    private sealed record TensorFigure(double CreatedPerStep, long LeftAlive)
+    {
+        public override string ToString() => $"{CreatedPerStep:F1} tensors created per step, {LeftAlive} left alive";
+    }
     internal sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Os, string Runtime, double? LoadAverage, string Device, string Dtype);
-    private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, IReadOnlyList<BatchFigure> Batched, int TokensPerSequence, int Repeats,
-        Bound? BandwidthBound, MachineInfo Machine);
+    private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, TensorFigure SingleStreamTensors, IReadOnlyList<BatchFigure> Batched,
+        int TokensPerSequence, int Repeats, Bound? BandwidthBound, MachineInfo Machine);
 
     private const int SyntheticTokens = 32;
 

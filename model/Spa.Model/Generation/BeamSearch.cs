@@ -87,7 +87,7 @@ public sealed class BeamSearch(Generator generator)
     private static float[] StepAll(ITokenStepper stepper, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> tokens)
     {
         using var logits = stepper.Step(cache, slots, tokens);
-        return logits.cpu().data<float>().ToArray();
+        return HostCopy.Floats(logits);
     }
 
     private static IEnumerable<int> TopIndices(float[] values, int count) =>

@@ -76,7 +76,7 @@ public sealed class Generator(ITokenStepper stepper)
             cancellation.ThrowIfCancellationRequested();
             float[] logits;
             using (var rows = Stepper.Step(cache, active, active.Select(s => inputs[s]).ToArray()))
-                logits = rows.cpu().data<float>().ToArray();
+                logits = HostCopy.Floats(rows);
             int vocab = Model.Config.VocabSize;
             var stillActive = new List<int>();
             for (int b = 0; b < active.Count; b++)
@@ -97,6 +97,6 @@ public sealed class Generator(ITokenStepper stepper)
     private float[] StepOne(KvCache cache, IReadOnlyList<int> tokens)
     {
         using var logits = Stepper.Step(cache, [0], [tokens]);
-        return logits.cpu().data<float>().ToArray();
+        return HostCopy.Floats(logits);
     }
 }
