@@ -33,6 +33,12 @@ public sealed class SpaModelOptions
     /// </summary>
     public bool PublishTokens { get; set; } = true;
 
+    /// <summary>
+    /// Sum where each token's time goes on its way through the session and the shards (<see cref="Sessions.TokenPathProfile"/>,
+    /// read by <c>spa bench cluster</c>): a few timestamps a token, and the shards' timings on each step's answer.
+    /// </summary>
+    public bool ProfileTokenPath { get; set; }
+
     public string Device { get; set; } = "cpu";
     public string DType { get; set; } = "float32";
 
