@@ -2,9 +2,10 @@ namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// A block of residual-stream activations passed from one shard to the next: row-major fp32 values of shape
-/// [tokens, dim] for one session. Plain arrays, so that no TorchSharp type crosses a grain boundary.
+/// [tokens, dim] for one session. Plain arrays, so that no TorchSharp type crosses a grain boundary. Immutable: each
+/// block is made for one call and nobody writes to it afterwards, so a call within a silo passes it without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.Activations")]
+[GenerateSerializer, Immutable, Alias("spa.Activations")]
 public sealed record Activations([property: Id(0)] float[] Data, [property: Id(1)] int[] Shape);
 
 /// <summary>
@@ -14,9 +15,11 @@ public sealed record Activations([property: Id(0)] float[] Data, [property: Id(1
 /// previous shard's output for those positions). StartPosition 0 means "the sequence from its start": the shard
 /// drops whatever it held for the session, which is how a session replays its whole history.
 /// <see cref="SentAt"/>: the <see cref="System.Diagnostics.Stopwatch"/> timestamp at which the session sent the step
-/// when it profiles its token path (0 otherwise); the shard then returns its <see cref="ShardTimings"/>.
+/// when it profiles its token path (0 otherwise); the shard then returns its <see cref="ShardTimings"/>. Immutable, as
+/// every part of it: the session makes it for one call and the shard only reads it, so a call within a silo passes it
+/// without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.ShardStepRequest")]
+[GenerateSerializer, Immutable, Alias("spa.ShardStepRequest")]
 public sealed record ShardStepRequest(
     [property: Id(0)] string SessionId,
     [property: Id(1)] int StartPosition,
@@ -74,9 +77,11 @@ public sealed record EdgeRoundTrip(
 /// When the request set <see cref="ShardStepRequest.WantTaps"/>, <see cref="Taps"/> holds the residual stream at the last
 /// new position after each of the shard's layers (shard 0: h_0 first), shape [rows, dim], and the last shard also returns
 /// <see cref="Normed"/>, the final norm's output n there (dim values). <see cref="Timings"/>: where the step's time went
-/// in the shard, when the request carried <see cref="ShardStepRequest.SentAt"/>.
+/// in the shard, when the request carried <see cref="ShardStepRequest.SentAt"/>. Immutable, as every part of it: the
+/// shard keeps nothing of it and the session only reads it (the sampler works on a copy of the logits), so the answer
+/// within a silo comes without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.ShardStepResult")]
+[GenerateSerializer, Immutable, Alias("spa.ShardStepResult")]
 public sealed record ShardStepResult(
     [property: Id(0)] bool NeedsReplay,
     [property: Id(1)] Activations? Hidden,
