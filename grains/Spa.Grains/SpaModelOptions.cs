@@ -27,9 +27,9 @@ public sealed class SpaModelOptions
     public int MaxBatch { get; set; } = 64;
 
     /// <summary>
-    /// Publish every token on the Orleans stream spa-tokens/{sessionId}. It costs a stream message per token (about
-    /// 0.4 ms of a 2-core machine's time with stories260K, see BENCHMARKS.md); a deployment whose clients only read
-    /// the HTTP responses may turn it off.
+    /// Publish every token on the Orleans stream spa-tokens/{sessionId}. It costs a stream message per token, sent
+    /// while the next token is in the shards, but on the same Orleans threads (BENCHMARKS.md, where the cluster's
+    /// per-token time goes); a deployment whose clients only read the HTTP responses may turn it off.
     /// </summary>
     public bool PublishTokens { get; set; } = true;
 
