@@ -2,9 +2,10 @@ namespace Spa.Grains.Abstractions;
 
 /// <summary>
 /// A block of residual-stream activations passed from one shard to the next: row-major fp32 values of shape
-/// [tokens, dim] for one session. Plain arrays, so that no TorchSharp type crosses a grain boundary.
+/// [tokens, dim] for one session. Plain arrays, so that no TorchSharp type crosses a grain boundary. Immutable: each
+/// block is made for one call and nobody writes to it afterwards, so a call within a silo passes it without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.Activations")]
+[GenerateSerializer, Immutable, Alias("spa.Activations")]
 public sealed record Activations([property: Id(0)] float[] Data, [property: Id(1)] int[] Shape);
 
 /// <summary>
@@ -13,8 +14,12 @@ public sealed record Activations([property: Id(0)] float[] Data, [property: Id(1
 /// <see cref="Tokens"/> (the tokens at exactly those positions); the other shards read <see cref="Hidden"/> (the
 /// previous shard's output for those positions). StartPosition 0 means "the sequence from its start": the shard
 /// drops whatever it held for the session, which is how a session replays its whole history.
+/// <see cref="SentAt"/>: the <see cref="System.Diagnostics.Stopwatch"/> timestamp at which the session sent the step
+/// when it profiles its token path (0 otherwise); the shard then returns its <see cref="ShardTimings"/>. Immutable, as
+/// every part of it: the session makes it for one call and the shard only reads it, so a call within a silo passes it
+/// without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.ShardStepRequest")]
+[GenerateSerializer, Immutable, Alias("spa.ShardStepRequest")]
 public sealed record ShardStepRequest(
     [property: Id(0)] string SessionId,
     [property: Id(1)] int StartPosition,
@@ -23,7 +28,8 @@ public sealed record ShardStepRequest(
     [property: Id(4)] Activations? Hidden,
     [property: Id(5)] bool WantTaps = false,
     [property: Id(6)] SplitEdge? Edge = null,
-    [property: Id(7)] bool RecordRoundTrips = false);
+    [property: Id(7)] bool RecordRoundTrips = false,
+    [property: Id(8)] long SentAt = 0);
 
 /// <summary>
 /// A session whose plugin sits inside the base (<see cref="SessionMode.Lora"/>, <see cref="SessionMode.Adapter"/>): the
@@ -70,16 +76,37 @@ public sealed record EdgeRoundTrip(
 /// positions for the next shard, and the last shard returns instead the fp32 <see cref="Logits"/> after the last one.
 /// When the request set <see cref="ShardStepRequest.WantTaps"/>, <see cref="Taps"/> holds the residual stream at the last
 /// new position after each of the shard's layers (shard 0: h_0 first), shape [rows, dim], and the last shard also returns
-/// <see cref="Normed"/>, the final norm's output n there (dim values).
+/// <see cref="Normed"/>, the final norm's output n there (dim values). <see cref="Timings"/>: where the step's time went
+/// in the shard, when the request carried <see cref="ShardStepRequest.SentAt"/>. Immutable, as every part of it: the
+/// shard keeps nothing of it and the session only reads it (the sampler works on a copy of the logits), so the answer
+/// within a silo comes without a copy.
 /// </summary>
-[GenerateSerializer, Alias("spa.ShardStepResult")]
+[GenerateSerializer, Immutable, Alias("spa.ShardStepResult")]
 public sealed record ShardStepResult(
     [property: Id(0)] bool NeedsReplay,
     [property: Id(1)] Activations? Hidden,
     [property: Id(2)] float[]? Logits,
     [property: Id(3)] Activations? Taps = null,
     [property: Id(4)] float[]? Normed = null,
-    [property: Id(5)] EdgeUsage? Edge = null);
+    [property: Id(5)] EdgeUsage? Edge = null,
+    [property: Id(6)] ShardTimings? Timings = null);
+
+/// <summary>
+/// <see cref="System.Diagnostics.Stopwatch"/> timestamps of one step in a shard: its call began to run in the shard
+/// grain (<see cref="Received"/>), joined a batch (<see cref="Batched"/>), was handed to the torch worker with its batch
+/// (<see cref="HandedToWorker"/>), whose forward ran from <see cref="ForwardStarted"/> to <see cref="ForwardEnded"/>,
+/// the batch's turn resumed in the grain (<see cref="WorkerReturned"/>), and the call returned (<see cref="Returned"/>).
+/// Comparable with the session's timestamps only within one machine, which is where the token path is profiled.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("spa.ShardTimings")]
+public sealed record ShardTimings(
+    [property: Id(0)] long Received,
+    [property: Id(1)] long Batched,
+    [property: Id(2)] long HandedToWorker,
+    [property: Id(3)] long ForwardStarted,
+    [property: Id(4)] long ForwardEnded,
+    [property: Id(5)] long WorkerReturned,
+    [property: Id(6)] long Returned);
 
 /// <summary>
 /// What a shard serves and the model facts a session needs to drive a generation; where it runs: the silo (its address

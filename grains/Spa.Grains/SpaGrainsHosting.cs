@@ -91,7 +91,7 @@ public static class SpaGrainsHosting
     private static IServiceCollection AddSpaServices(this IServiceCollection services)
     {
         services.AddOptions<SpaSessionOptions>().Validate(o => { o.Validate(); return true; }).ValidateOnStart();
-        return services.AddGrainMetrics().AddSingleton<ModelHost>();
+        return services.AddGrainMetrics().AddSingleton<ModelHost>().AddSingleton<TokenPathProfile>();
     }
 
     /// <summary>The meter, once, whether the model or the memory storage registers it first.</summary>

@@ -27,11 +27,17 @@ public sealed class SpaModelOptions
     public int MaxBatch { get; set; } = 64;
 
     /// <summary>
-    /// Publish every token on the Orleans stream spa-tokens/{sessionId}. It costs a stream message per token (about
-    /// 0.4 ms of a 2-core machine's time with stories260K, see BENCHMARKS.md); a deployment whose clients only read
-    /// the HTTP responses may turn it off.
+    /// Publish every token on the Orleans stream spa-tokens/{sessionId}. It costs a stream message per token, sent
+    /// while the next token is in the shards, but on the same Orleans threads (BENCHMARKS.md, where the cluster's
+    /// per-token time goes); a deployment whose clients only read the HTTP responses may turn it off.
     /// </summary>
     public bool PublishTokens { get; set; } = true;
+
+    /// <summary>
+    /// Sum where each token's time goes on its way through the session and the shards (<see cref="Sessions.TokenPathProfile"/>,
+    /// read by <c>spa bench cluster</c>): a few timestamps a token, and the shards' timings on each step's answer.
+    /// </summary>
+    public bool ProfileTokenPath { get; set; }
 
     public string Device { get; set; } = "cpu";
     public string DType { get; set; } = "float32";

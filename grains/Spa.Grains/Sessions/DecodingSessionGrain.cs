@@ -24,7 +24,8 @@ public sealed class DecodingSessionGrain(
     IOptions<SpaSessionOptions> sessionOptions,
     ModelHost host,
     GrainMetrics metrics,
-    TokenStreamSubscriptions subscriptions) : Grain, IDecodingSessionGrain, IRemindable
+    TokenStreamSubscriptions subscriptions,
+    TokenPathProfile profile) : Grain, IDecodingSessionGrain, IRemindable
 {
     private const string RetentionReminder = "retention";
 
@@ -257,7 +258,9 @@ public sealed class DecodingSessionGrain(
         var mode = S.Mode;
         using var trace = SpaTracing.StartToken(_generation, mode, Request.Shards, S.Generated);
         var computed = await Pipeline.ComputeAsync(S.History, trace);
+        long computedAt = Stopwatch.GetTimestamp();
         await Writes.InFlight; // the state changes from here on
+        long written = Stopwatch.GetTimestamp();
         var usage = computed.Usage;
         if (usage.Degraded) await FallBack(usage.Failure);
         int next = Pipeline.Pick(computed, S.History, S.PromptLength);
@@ -271,8 +274,11 @@ public sealed class DecodingSessionGrain(
         }
         metrics.Token(mode, edge, cloudMs);
         SpaTracing.TokenMade(trace, next, usage);
+        long sampled = Stopwatch.GetTimestamp();
         Writes.TokenAdded();
+        long publishing = Stopwatch.GetTimestamp();
         if (options.Value.PublishTokens) await Publisher.PublishAsync(token);
+        Profile?.Token(started, computedAt, written, sampled, publishing, Stopwatch.GetTimestamp());
         return token;
     }
 
@@ -303,7 +309,9 @@ public sealed class DecodingSessionGrain(
 
     private Task Exclusively(Func<Task> work) => Exclusively(async () => { await work(); return true; });
 
-    private ShardChain Chain() => new(Id, Request.Shards, k => Shard(Request.Model!, k, Request.Shards), sessionOptions.Value.Retry);
+    private ShardChain Chain() => new(Id, Request.Shards, k => Shard(Request.Model!, k, Request.Shards), sessionOptions.Value.Retry, Profile);
+
+    private TokenPathProfile? Profile => options.Value.ProfileTokenPath ? profile : null;
 
     private PluginCombiner Combiner() => new(Id, Request.Model!, Request.Plugin, Device(Request.Plugin), host, metrics);
 

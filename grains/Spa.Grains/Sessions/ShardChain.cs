@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Spa.Grains.Abstractions;
 
 namespace Spa.Grains.Sessions;
@@ -10,7 +11,8 @@ namespace Spa.Grains.Sessions;
 /// shard re-activates elsewhere and asks for a replay).
 /// </summary>
 /// <param name="shard">Shard k of the chain.</param>
-public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseModelShardGrain> shard, TimeSpan retry)
+/// <param name="profile">Where the shard calls' timings go when the token path is profiled; null otherwise.</param>
+public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseModelShardGrain> shard, TimeSpan retry, TokenPathProfile? profile = null)
 {
     /// <summary>How many steps had to be replayed.</summary>
     public int Replays { get; private set; }
@@ -51,9 +53,15 @@ public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseMode
         var usage = new EdgeCounter(recordRoundTrips);
         for (int k = 0; k < shards; k++)
         {
-            var request = new ShardStepRequest(sessionId, start, history.Length, k == 0 ? history[start..] : null, hidden, wantTaps, split, recordRoundTrips);
+            var tokens = k == 0 ? history[start..] : null;
             var grain = shard(k);
-            var result = await SiloLoss.RetryAsync(() => grain.Step(request).AsTask(), $"step of session '{sessionId}' on shard {k}", retry);
+            long sent = 0;
+            var result = await SiloLoss.RetryAsync(() =>
+            {
+                sent = profile is null ? 0 : Stopwatch.GetTimestamp();
+                return grain.Step(new ShardStepRequest(sessionId, start, history.Length, tokens, hidden, wantTaps, split, recordRoundTrips, sent)).AsTask();
+            }, $"step of session '{sessionId}' on shard {k}", retry);
+            if (result.Timings is { } timings) profile?.ShardCall(sent, timings, Stopwatch.GetTimestamp());
             if (result.NeedsReplay) return new ChainStep(null, taps, null, usage);
             if (result.Edge is { } edge) usage.Add(edge);
             if (wantTaps) taps.Add(result.Taps ?? throw new InvalidOperationException($"shard {k} returned no taps"));

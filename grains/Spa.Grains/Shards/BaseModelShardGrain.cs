@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Orleans.Placement;
@@ -82,6 +83,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
 
     public async ValueTask<ShardStepResult> Step(ShardStepRequest request)
     {
+        long received = Stopwatch.GetTimestamp();
         int start = request.StartPosition, count = request.TotalLength - request.StartPosition;
         if (start < 0 || count <= 0) throw new ArgumentException($"a step needs new positions: start {start}, total {request.TotalLength}");
         if (request.TotalLength > _cache.Capacity)
@@ -103,7 +105,11 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
                 return new ShardStepResult(true, null, null);
             }
             int slot = _slots.Acquire(session);
-            if (slot >= 0) return await _batcher.Submit(new SlottedStep(request, slot, count));
+            if (slot >= 0)
+            {
+                var result = await _batcher.Submit(new SlottedStep(request, slot, count));
+                return result.Timings is { } timings ? result with { Timings = timings with { Received = received, Returned = Stopwatch.GetTimestamp() } } : result;
+            }
             // Every slot belongs to a session in a batch being formed or run: send the forming batch on and wait.
             await _batcher.FlushAndWaitForAForward();
             ThrowIfStepping(session);

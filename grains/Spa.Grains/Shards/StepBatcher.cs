@@ -145,14 +145,22 @@ internal sealed class StepBatcher(TorchWorker worker, SpaModelOptions options, K
         SlottedStep[] steps = [.. group.Select(p => p.Step)];
         ShardStepResult[]? results = null;
         Exception? failure = null;
+        long handedOver = Stopwatch.GetTimestamp(), forwardStarted = 0, forwardEnded = 0;
         try
         {
-            results = await worker.Run(() => forward(steps));
+            results = await worker.Run(() =>
+            {
+                forwardStarted = Stopwatch.GetTimestamp();
+                var answers = forward(steps);
+                forwardEnded = Stopwatch.GetTimestamp();
+                return answers;
+            });
         }
         catch (Exception e)
         {
             failure = e;
         }
+        long returned = Stopwatch.GetTimestamp();
         _inForward -= group.Length;
         foreach (var p in group) slots.Unpin(p.Step.Request.SessionId);
         var ended = _batchEnded;
@@ -160,7 +168,8 @@ internal sealed class StepBatcher(TorchWorker worker, SpaModelOptions options, K
         ended.SetResult();
         for (int i = 0; i < group.Length; i++)
         {
-            if (results is not null) group[i].Done.TrySetResult(results[i]);
+            if (results is not null) group[i].Done.TrySetResult(group[i].Step.Request.SentAt == 0 ? results[i]
+                : results[i] with { Timings = new ShardTimings(0, group[i].QueuedAt, handedOver, forwardStarted, forwardEnded, returned, 0) });
             else group[i].Done.TrySetException(failure!);
         }
     }
