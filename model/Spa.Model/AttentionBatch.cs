@@ -14,7 +14,8 @@ public sealed class AttentionBatch : IDisposable
     private readonly KvCache? _cache;
     private readonly int[] _slots;
     private readonly int[] _newCounts;
-    private readonly Tensor? _slotIndex;     // [B] slots to gather keys from; null when the batch is every slot in order
+    private readonly Tensor? _slotIndex;     // [B] slots to gather keys from; null when they are one run of consecutive slots
+    private readonly int _firstSlot;         // the run's first slot, read in place: a lone sequence's keys are not copied out
     private readonly Tensor? _storeSlot;     // slot of each real new token: [N], or [B, T] when none is padding
     private readonly Tensor? _storePosition; // position of each real new token, shaped as _storeSlot
     private readonly TensorIndex[]? _storeIndex; // cache[slot, :, position] for each real new token
@@ -31,6 +32,7 @@ public sealed class AttentionBatch : IDisposable
         Positions = positions.DetachFromDisposeScope();
         Mask = mask?.DetachFromDisposeScope();
         _slotIndex = slotIndex?.DetachFromDisposeScope();
+        _firstSlot = slots.Length > 0 ? slots[0] : 0;
         _storeSlot = storeSlot?.DetachFromDisposeScope();
         _storePosition = storePosition?.DetachFromDisposeScope();
         if (_storeSlot is not null) _storeIndex = [TensorIndex.Tensor(_storeSlot), TensorIndex.Colon, TensorIndex.Tensor(_storePosition!)];
@@ -86,7 +88,7 @@ public sealed class AttentionBatch : IDisposable
                 realTokens[n] = (long)b * newLength + t;
             }
         bool padded = n != batch * newLength;
-        bool everySlotInOrder = batch == cache.Slots && slots.Select((s, i) => s == i).All(x => x);
+        bool consecutive = slots.Select((s, i) => s == slots[0] + i).All(x => x);
         // Without padding the store indices take the new tokens' own [B, T] shape, so that keys and values are stored
         // as the projection made them, without a reshape per layer.
         long[] storeShape = padded ? [n] : [batch, newLength];
@@ -94,7 +96,7 @@ public sealed class AttentionBatch : IDisposable
         var (positions, mask) = Layout(config, past, newCounts, newLength, keyLength, device);
         return new AttentionBatch(
             rope, cache, [.. slots], [.. newCounts], positions, mask,
-            everySlotInOrder ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
+            consecutive ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
             tensor(storeSlot, storeShape, device: device),
             tensor(storePosition, storeShape, device: device),
             padded ? tensor(realTokens, device: device) : null,
@@ -160,7 +162,7 @@ public sealed class AttentionBatch : IDisposable
     private Tensor Gather(Tensor stored)
     {
         var prefix = stored.narrow(2, 0, _keyLength);
-        return _slotIndex is null ? prefix : prefix.index_select(0, _slotIndex);
+        return _slotIndex is null ? prefix.narrow(0, _firstSlot, _slots.Length) : prefix.index_select(0, _slotIndex);
     }
 
     /// <summary>Records the new tokens as part of their sequences once every layer of this cache has stored them.</summary>
