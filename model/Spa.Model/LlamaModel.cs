@@ -255,7 +255,7 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     }
 
     /// <summary>As <see cref="Embed"/> for <see cref="PadTokens"/>, which already builds the tokens on the model's device.</summary>
-    private Tensor EmbedPadded(IReadOnlyList<IReadOnlyList<int>> sequences, int length) => Embedding[PadTokens(sequences, length)];
+    public Tensor EmbedPadded(IReadOnlyList<IReadOnlyList<int>> sequences, int length) => Embedding[PadTokens(sequences, length)];
 
     /// <summary>[B, T] int64 tokens, right-padded with 0.</summary>
     public Tensor PadTokens(IReadOnlyList<IReadOnlyList<int>> sequences, int length)

@@ -16,7 +16,8 @@ internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, in
     public ShardStepResult[] Run(SlottedStep[] group)
     {
         if (!TorchWorker.OnWorkerThread) throw new InvalidOperationException("tensor work must run on the torch worker, not on the Orleans scheduler");
-        using var noGrad = no_grad();
+        // As the engine steps: inference mode unless a device's plugin inside the base takes part, as the engine's hooks do.
+        using var mode = group[0].Request.Edge is null ? inference_mode() : no_grad();
         using var scope = NewDisposeScope();
         int dim = model.Config.Dim, count = group[0].Count, rows = group.Length;
         var slots = new int[rows];
@@ -31,7 +32,7 @@ internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, in
         Tensor h;
         if (first)
         {
-            h = model.Embed(model.PadTokens(group.Select(p => (IReadOnlyList<int>)p.Request.Tokens!).ToArray(), count));
+            h = model.EmbedPadded(group.Select(p => (IReadOnlyList<int>)p.Request.Tokens!).ToArray(), count);
             layerTaps?.Add(h); // h_0
         }
         else
@@ -44,8 +45,9 @@ internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, in
         h = model.RunLayers(h, batch, from, to, hook, layerTaps);
         batch.Commit();
 
-        var lastRows = tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
-        Tensor AtLast(Tensor x) => x.reshape(-1, dim).index_select(0, lastRows); // [rows, dim]
+        // With one new position per row (decoding) it is the last one: no index to build or apply.
+        var lastRows = count == 1 ? null : tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
+        Tensor AtLast(Tensor x) => lastRows is null ? x.view(-1, dim) : x.reshape(-1, dim).index_select(0, lastRows); // [rows, dim]
         float[]? taps = null;
         int tapRows = layerTaps?.Count ?? 0;
         if (layerTaps is not null) // [rows, taps, dim]: each row's residual stream after each layer, at its last position
@@ -58,7 +60,7 @@ internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, in
         if (last)
         {
             var normed = model.FinalNorm.Forward(AtLast(h)); // n: what the LM head reads, and the gate
-            var logits = model.HeadLogits(normed).cpu().contiguous().data<float>().ToArray();
+            var logits = HostCopy.Floats(model.HeadLogits(normed));
             var normedData = wantTaps ? normed.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray() : null;
             int vocab = model.Config.VocabSize;
             for (int b = 0; b < rows; b++)
