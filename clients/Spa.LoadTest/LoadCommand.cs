@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
@@ -329,12 +328,8 @@ public static class LoadCommand
     /// <summary>This process's peak resident memory (VmHWM), the embedded cluster's included.</summary>
     private static double PeakRssMb()
     {
-        const string file = "/proc/self/status";
-        if (File.Exists(file))
-            foreach (var line in File.ReadLines(file))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return Math.Round(double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024, 1);
-        return Math.Round(Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0, 1);
+        long peak = File.Exists("/proc/self/status") ? ProcessStatus.Bytes("VmHWM") : Process.GetCurrentProcess().PeakWorkingSet64;
+        return Math.Round(peak / 1048576.0, 1);
     }
 
     private static string Machine()

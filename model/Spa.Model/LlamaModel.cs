@@ -105,6 +105,9 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
 
     /// <summary>Parameters in the checkpoint (the tied LM head counted once).</summary>
     public long ParameterCount { get; }
+
+    /// <summary>Bytes the weights take in the serving dtype.</summary>
+    public long WeightBytes => _owned.Sum(w => w.NumberOfElements * w.ElementSize);
     public Device Device { get; }
     public ScalarType DType { get; }
     public Tensor Embedding { get; }

@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using Spa.Model.Checkpoints;
 using Spa.Testing;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Spa.Model.Tests;

@@ -232,8 +232,8 @@ public static class BenchClusterCommand
     private sealed record Breakdown(double ShardCallsPerToken, Dictionary<string, double> MsPerToken)
     {
         /// <summary>Each part's median over <paramref name="runs"/>.</summary>
-        public static Breakdown Median(IReadOnlyList<Breakdown> runs) => new(BenchClusterCommand.Median(runs.Select(r => r.ShardCallsPerToken)),
-            runs[0].MsPerToken.Keys.ToDictionary(part => part, part => Math.Round(BenchClusterCommand.Median(runs.Select(r => r.MsPerToken[part])), 4)));
+        public static Breakdown Median(IReadOnlyList<Breakdown> runs) => new(BenchCommand.Median(runs.Select(r => r.ShardCallsPerToken)),
+            runs[0].MsPerToken.Keys.ToDictionary(part => part, part => Math.Round(BenchCommand.Median(runs.Select(r => r.MsPerToken[part])), 4)));
     }
 
     /// <summary>What each part of <see cref="Breakdown"/> measures, in the order of a token's way.</summary>
@@ -344,16 +344,16 @@ public static class BenchClusterCommand
             foreach (int shards in settings.ShardCounts)
             {
                 var r = runs[shards];
-                double latency = Median(r.Select(x => x.LatencyRatio)), throughput = Median(r.Select(x => x.ThroughputRatio));
+                double latency = BenchCommand.Median(r.Select(x => x.LatencyRatio)), throughput = BenchCommand.Median(r.Select(x => x.ThroughputRatio));
                 var targets = TargetsAt(shards);
                 figures.Add(new ShardFigure(shards,
-                    Median(r.Select(x => x.EngineMsPerToken)), Median(r.Select(x => x.ClusterMsPerToken)), latency, latency <= targets.LatencyRatioAtMost,
-                    Median(r.Select(x => x.ClusterOneTokensPerS)), Median(r.Select(x => x.ClusterManyTokensPerS)), throughput, throughput >= targets.ThroughputRatioAtLeast, targets,
-                    Median(r.Select(x => x.EngineOneTokensPerS)), Median(r.Select(x => x.EngineBatchTokensPerS)),
-                    Math.Round(Median(r.Select(x => x.ClusterManyTokensPerS / x.EngineBatchTokensPerS)), 2),
-                    Median(r.Select(x => x.MeanBatch)), (await Counters(shards)).LargestBatch,
-                    settings.Tracing ? Median(r.Select(x => x.Traced!.LatencyRatio)) : null,
-                    settings.Tracing ? Median(r.Select(x => x.Traced!.ThroughputRatio)) : null,
+                    BenchCommand.Median(r.Select(x => x.EngineMsPerToken)), BenchCommand.Median(r.Select(x => x.ClusterMsPerToken)), latency, latency <= targets.LatencyRatioAtMost,
+                    BenchCommand.Median(r.Select(x => x.ClusterOneTokensPerS)), BenchCommand.Median(r.Select(x => x.ClusterManyTokensPerS)), throughput, throughput >= targets.ThroughputRatioAtLeast, targets,
+                    BenchCommand.Median(r.Select(x => x.EngineOneTokensPerS)), BenchCommand.Median(r.Select(x => x.EngineBatchTokensPerS)),
+                    Math.Round(BenchCommand.Median(r.Select(x => x.ClusterManyTokensPerS / x.EngineBatchTokensPerS)), 2),
+                    BenchCommand.Median(r.Select(x => x.MeanBatch)), (await Counters(shards)).LargestBatch,
+                    settings.Tracing ? BenchCommand.Median(r.Select(x => x.Traced!.LatencyRatio)) : null,
+                    settings.Tracing ? BenchCommand.Median(r.Select(x => x.Traced!.ThroughputRatio)) : null,
                     Breakdown.Median([.. r.Select(x => x.OneSession)]), Breakdown.Median([.. r.Select(x => x.ManySessions)]), r));
             }
             return figures;
@@ -409,12 +409,6 @@ public static class BenchClusterCommand
                 _tokensChecked += want.Length;
             }
         }
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static string Table(ClusterReport report)

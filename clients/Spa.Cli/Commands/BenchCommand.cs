@@ -8,7 +8,6 @@ using Spa.CommandLine;
 using Spa.Model;
 using Spa.Model.Sampling;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Spa.Cli.Commands;
 
@@ -117,8 +116,14 @@ public static class BenchCommand
             if (run > 0) rates.Add(batch * length / clock.Elapsed.TotalSeconds);
         }
         var tensors = new TensorFigure((double)createdByDecodeSteps / ((runs + 1) * (length - 1)), (TensorCount.OnThisThread() - atStart).Live);
-        rates.Sort();
-        return (rates[rates.Count / 2], tensors);
+        return (Median(rates), tensors);
+    }
+
+    /// <summary>The middle value; the mean of the two middle ones for an even count. Every benchmark reports its repeats so.</summary>
+    internal static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     /// <summary>The machine facts every benchmark report carries; the load average tells how busy the machine was at the start.</summary>
@@ -181,10 +186,10 @@ public static class BenchCommand
     {
         public static Bound? Measure(LlamaModel model, double loadSeconds)
         {
-            long weights = model.Weights.Sum(w => w.NumberOfElements * w.ElementSize);
+            long weights = model.WeightBytes;
             if (weights < MinimumBoundBytes || model.Device.type != DeviceType.CPU) return null;
             long perToken = weights - (model.Config.TiedEmbedding ? 0 : model.Embedding.NumberOfElements * model.Embedding.ElementSize);
-            long loadedPeak = BenchProcess.ResidentBytes("VmHWM"); // before the bandwidth measurement's own arrays
+            long loadedPeak = ProcessStatus.Bytes("VmHWM"); // before the bandwidth measurement's own arrays
             double triad = MemoryBandwidth.TriadGigabytesPerSecond(torch.get_num_threads());
             return new Bound(Math.Round(loadSeconds, 2), Math.Round(weights / 1e9, 3), Math.Round(loadedPeak / 1e9, 3),
                 Math.Round(perToken / 1e9, 3), Math.Round(triad, 2), Math.Round(triad / (perToken / 1e9), 2), null);

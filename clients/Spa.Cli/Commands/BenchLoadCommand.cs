@@ -101,34 +101,31 @@ public static class BenchLoadCommand
     private static async Task<LoadFigure> MeasureLoad(string path, ModelOptions options)
     {
         _ = TorchSharp.torch.get_num_threads(); // libtorch is loaded before the baseline, which then counts it
-        long baseline = BenchProcess.ResidentBytes("VmRSS");
+        long baseline = ProcessStatus.Bytes("VmRSS");
         var clock = Stopwatch.StartNew();
         using var model = LlamaModel.Load(path, options);
         double load = clock.Elapsed.TotalSeconds;
         await model.IdentityAsync();
         double identity = clock.Elapsed.TotalSeconds;
-        long weights = model.Weights.Sum(w => w.NumberOfElements * w.ElementSize);
-        return new LoadFigure(0, "", options.DType, load, identity, weights, baseline, BenchProcess.ResidentBytes("VmHWM"));
+        return new LoadFigure(0, "", options.DType, load, identity, model.WeightBytes, baseline, ProcessStatus.Bytes("VmHWM"));
     }
 
     private static LoadSummary Summarise(string dtype, List<LoadFigure> loads, List<ReadFigure> reads, long fileBytes)
     {
-        double? Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToList();
-            return sorted.Count == 0 ? null : sorted[sorted.Count / 2];
-        }
-        double? OverRead(string cache, Func<ReadFigure, double?> read) => Median(loads.Where(l => l.Cache == cache)
-            .Select(l => l.LoadSeconds / read(reads.Single(r => r.Round == l.Round))!.Value));
+        // Cold loads exist only where the page cache can be evicted; warm ones always.
+        var cold = loads.Where(l => l.Cache == "cold").ToList();
         var warm = loads.Where(l => l.Cache == "warm").ToList();
-        long peak = (long)Median(loads.Select(l => (double)l.PeakRssBytes))!.Value;
+        double OverRead(List<LoadFigure> measured, Func<ReadFigure, double?> read) =>
+            BenchCommand.Median(measured.Select(l => l.LoadSeconds / read(reads.Single(r => r.Round == l.Round))!.Value));
+        double warmSeconds = BenchCommand.Median(warm.Select(l => l.LoadSeconds));
+        long peak = (long)BenchCommand.Median(loads.Select(l => (double)l.PeakRssBytes));
         long weights = loads[0].WeightBytes;
         return new LoadSummary(dtype, weights,
-            Median(loads.Where(l => l.Cache == "cold").Select(l => l.LoadSeconds)), OverRead("cold", r => r.ColdSeconds),
-            Median(warm.Select(l => l.LoadSeconds))!.Value, OverRead("warm", r => r.WarmSeconds)!.Value, OverRead("warm", r => r.WarmIntoNewMemorySeconds)!.Value,
-            fileBytes / 1e9 / Median(warm.Select(l => l.LoadSeconds))!.Value,
-            Median(loads.Select(l => l.IdentitySeconds))!.Value, peak, (double)peak / weights,
-            Median(loads.Select(l => (double)l.BaselineRssBytes))!.Value / 1e9);
+            cold.Count == 0 ? null : BenchCommand.Median(cold.Select(l => l.LoadSeconds)), cold.Count == 0 ? null : OverRead(cold, r => r.ColdSeconds),
+            warmSeconds, OverRead(warm, r => r.WarmSeconds), OverRead(warm, r => r.WarmIntoNewMemorySeconds),
+            fileBytes / 1e9 / warmSeconds,
+            BenchCommand.Median(loads.Select(l => l.IdentitySeconds)), peak, (double)peak / weights,
+            BenchCommand.Median(loads.Select(l => (double)l.BaselineRssBytes)) / 1e9);
     }
 
     /// <summary>Seconds to read the files from start to end once, as a loader that only reads would.</summary>

@@ -81,7 +81,7 @@ public static class BenchPersistenceCommand
                         }
                         if (!tokensOf[0].SequenceEqual(tokensOf[1])) throw new InvalidOperationException("the two settings generated different tokens");
                     }
-                    double end = Median(perToken[0]), every = Median(perToken[1]);
+                    double end = BenchCommand.Median(perToken[0]), every = BenchCommand.Median(perToken[1]);
                     table.AppendLine(CultureInfo.InvariantCulture, $"{storage,-8} {"end of call",-14} {end,9:F3} {1.0,6:F2}");
                     table.AppendLine(CultureInfo.InvariantCulture, $"{storage,-8} {"every token",-14} {every,9:F3} {every / end,6:F2}");
                 }
@@ -104,12 +104,6 @@ public static class BenchPersistenceCommand
         var result = await session.Generate(new GenerationRequest(prompt, tokens) { Shards = shards });
         await session.End();
         return result.Tokens;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     /// <summary>A one-process silo whose sessions are kept in memory, or in Redis, and written every <paramref name="persistEveryTokens"/> tokens.</summary>

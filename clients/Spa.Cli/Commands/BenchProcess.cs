@@ -44,11 +44,4 @@ public static class BenchProcess
         return JsonSerializer.Deserialize<T>(output.Result.Trim(), json)
             ?? throw new InvalidOperationException($"the {what} measurement printed no figures");
     }
-
-    /// <summary>A field of /proc/self/status in bytes: VmRSS (resident now) or VmHWM (the peak so far).</summary>
-    public static long ResidentBytes(string field)
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(field + ":"));
-        return long.Parse(line.Split(':')[1].Trim().Split(' ')[0]) * 1024;
-    }
 }

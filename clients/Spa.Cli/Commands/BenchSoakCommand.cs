@@ -65,20 +65,19 @@ public static class BenchSoakCommand
         /// <summary>VmRSS and VmHWM (the peak resident set since the process started), in bytes.</summary>
         public (long Rss, long Peak) Read()
         {
-            string[] lines;
             try
             {
-                lines = File.ReadAllLines($"/proc/{pid}/status");
+                string process = pid.ToString(CultureInfo.InvariantCulture);
+                return (ProcessStatus.Bytes("VmRSS", process), ProcessStatus.Bytes("VmHWM", process));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new UsageException($"--pid: cannot read /proc/{pid}/status ({e.Message})");
             }
-            long Field(string name) =>
-                lines.FirstOrDefault(l => l.StartsWith(name + ":", StringComparison.Ordinal)) is { } line
-                    ? long.Parse(line[(name.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024
-                    : throw new UsageException($"--pid: /proc/{pid}/status has no {name}");
-            return (Field("VmRSS"), Field("VmHWM"));
+            catch (InvalidDataException e)
+            {
+                throw new UsageException($"--pid: {e.Message}");
+            }
         }
     }
 

@@ -2,7 +2,6 @@ using Spa.CommandLine;
 using Spa.Model.Checkpoints;
 using System.CommandLine;
 using System.Diagnostics;
-using System.Reflection;
 using System.Text.Json;
 using Spa.Model;
 using Spa.Model.Plugins;
@@ -153,5 +152,5 @@ public static class BenchTrainCommand
         return (model.PadTokens(batch.Select(s => s.Tokens).ToArray(), length), tensor(targets, [batch.Count, length]), tensor(mask, [batch.Count, length]), counted);
     }
 
-    private static double ResidentMegabytes(string field) => BenchProcess.ResidentBytes(field) / 1024.0 / 1024.0;
+    private static double ResidentMegabytes(string field) => ProcessStatus.Bytes(field) / 1024.0 / 1024.0;
 }
