@@ -115,24 +115,29 @@ public static class SpaGrainsHosting
     /// <summary>The grain storage <paramref name="name"/> in Redis, deleting a cleared state's key.</summary>
     public static ISiloBuilder AddSpaRedisStorage(this ISiloBuilder silo, string name, ConfigurationOptions redis)
     {
-        silo.Services.AddStoredStateReading();
+        silo.Services.AddStoredStateFormat(name);
         return silo.AddRedisGrainStorage(name, storage => (storage.ConfigurationOptions, storage.DeleteStateOnClear) = (redis, true));
     }
 
     /// <summary>The grain storage <paramref name="name"/> in the cluster's memory, which forgets cleared entries (<see cref="MemoryStateStorage"/>).</summary>
     public static ISiloBuilder AddSpaMemoryStorage(this ISiloBuilder silo, string name)
     {
-        silo.Services.AddStoredStateReading().AddGrainMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
+        silo.Services.AddStoredStateFormat(name).AddGrainMetrics().AddKeyedSingleton<IGrainStorage>(name, (services, _) => MemoryStateStorage.Create(services, name));
         return silo;
     }
 
     /// <summary>
-    /// Stored state is read into new objects. Json.NET's default fills a property's existing object instead, and a
-    /// property whose default is a shared instance (<see cref="EdgeTotals.None"/>, <see cref="SamplingSettings.Greedy"/>)
-    /// would then be overwritten for every reader in the process.
+    /// The grain storage <paramref name="name"/> writes the format of <see cref="SpaSessionOptions.StateFormat"/> and reads
+    /// Orleans' binary format or the JSON of the silo's default serializer (<see cref="StoredStateSerializer"/>). JSON is
+    /// read into new objects: Json.NET's default fills a property's existing object instead, and a property whose default is a shared
+    /// instance (<see cref="EdgeTotals.None"/>, <see cref="SamplingSettings.Greedy"/>) would then be overwritten for every
+    /// reader in the process.
     /// </summary>
-    private static IServiceCollection AddStoredStateReading(this IServiceCollection services) =>
-        services.Configure<OrleansJsonSerializerOptions>(json => json.JsonSerializerSettings.ObjectCreationHandling = ObjectCreationHandling.Replace);
+    private static IServiceCollection AddStoredStateFormat(this IServiceCollection services, string name) =>
+        services.Configure<OrleansJsonSerializerOptions>(json => json.JsonSerializerSettings.ObjectCreationHandling = ObjectCreationHandling.Replace)
+            .AddKeyedSingleton<IGrainStorageSerializer>(name, (provider, _) =>
+                new StoredStateSerializer(provider.GetRequiredService<Serializer>(), provider.GetRequiredService<IGrainStorageSerializer>(),
+                    provider.GetRequiredService<IOptions<SpaSessionOptions>>().Value.StateFormat));
 
     /// <summary>
     /// Places shard grains on accelerators: advertises this silo's accelerators (<see cref="AcceleratorOptions"/>, from

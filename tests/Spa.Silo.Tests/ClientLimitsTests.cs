@@ -164,7 +164,7 @@ public sealed class ClientLimitsTests(ServerFixture server, ITestOutputHelper ou
             return stored.RecordExists && stored.State is { ExpiresAt: not null }; // released: its final state is written
         }, TimeSpan.FromSeconds(10), "the completion's session to be stored as released");
         var state = stored.State!;
-        int bytes = server.App.Services.GetRequiredService<IGrainStorageSerializer>().Serialize(state).ToArray().Length;
+        int bytes = server.App.Services.GetRequiredKeyedService<IGrainStorageSerializer>(SpaGrainsHosting.SessionStorage).Serialize(state).ToArray().Length;
         output.WriteLine($"stored session: {bytes} bytes for {state.History.Count} tokens, 4 stop strings of {CompletionRequest.MaxStopLength} characters and a logit bias of {state.Request!.Sampling.LogitBias!.Count} tokens");
         Assert.True(state.History.Count > served.ContextLength - 40);
         Assert.InRange(bytes, 1, LargestStoredSessionBytes);
