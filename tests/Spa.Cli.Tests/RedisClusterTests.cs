@@ -2,7 +2,10 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Serialization;
 using Spa.Grains.Abstractions;
+using Spa.Grains.Sessions;
+using Spa.Grains.Storage;
 using Spa.Testing;
 using StackExchange.Redis;
 
@@ -102,10 +105,10 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
             Assert.Equal(12, result.Tokens.Length);
 
             var key = Assert.Single(await StateKeys(connection, "decodingsession/redis-session"));
-            var data = (string?)await db.HashGetAsync(key, "data");
-            Assert.False(string.IsNullOrEmpty(data), $"no session state under {key}");
-            var history = JsonDocument.Parse(data).RootElement.GetProperty("History").GetProperty("$values").EnumerateArray().Select(t => t.GetInt32());
-            Assert.Equal([.. prompt, .. result.Tokens], history);
+            var data = (byte[]?)await db.HashGetAsync(key, "data");
+            Assert.False(data is null or [], $"no session state under {key}");
+            Assert.Equal(StoredStateSerializer.BinaryMark, data[0]);
+            Assert.Equal([.. prompt, .. result.Tokens], StoredSession(data[1..]).History);
 
             await session.End();
             Assert.False(await db.KeyExistsAsync(key), $"{key} is still there after the session ended");
@@ -114,6 +117,13 @@ public sealed class RedisClusterTests(RedisServer redis) : IClassFixture<RedisSe
         {
             await host.StopAsync();
         }
+    }
+
+    /// <summary>A session's state in Orleans' binary format, read by a serializer that knows the state types.</summary>
+    private static SessionState StoredSession(byte[] binary)
+    {
+        using var services = new ServiceCollection().AddSerializer(types => types.AddAssembly(typeof(SessionState).Assembly)).BuildServiceProvider();
+        return services.GetRequiredService<Serializer>().Deserialize<SessionState>(binary)!;
     }
 
     private static async Task<string> Complete(ServeProcess silo)

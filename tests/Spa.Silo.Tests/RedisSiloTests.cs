@@ -1,6 +1,10 @@
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Storage;
+using Spa.Grains;
 using Spa.Grains.Abstractions;
+using Spa.Grains.Sessions;
+using Spa.Grains.Storage;
 using Spa.Testing;
 
 namespace Spa.Silo.Tests;
@@ -39,11 +43,11 @@ public sealed class RedisSiloTests(RedisServer redis) : IClassFixture<RedisServe
                 var session = app.Services.GetRequiredService<IGrainFactory>().GetGrain<IDecodingSessionGrain>("in-redis");
                 var result = await session.Generate(new GenerationRequest([1], 8) { Shards = 1, Model = "stories260K" });
                 var key = "spa/state/decodingsession/in-redis/session";
-                var data = (string?)await db.HashGetAsync(key, "data");
-                Assert.False(string.IsNullOrEmpty(data), $"no state under {key}");
-                // The storage keeps Json.NET's form of the state, with the list's items under "$values".
-                var history = JsonDocument.Parse(data).RootElement.GetProperty("History").GetProperty("$values").EnumerateArray().Select(t => t.GetInt32());
-                Assert.Equal([1, .. result.Tokens], history);
+                var data = (byte[]?)await db.HashGetAsync(key, "data");
+                Assert.False(data is null or [], $"no state under {key}");
+                Assert.Equal(StoredStateSerializer.BinaryMark, data[0]);
+                var stored = app.Services.GetRequiredKeyedService<IGrainStorageSerializer>(SpaGrainsHosting.SessionStorage).Deserialize<SessionState>(new BinaryData(data));
+                Assert.Equal([1, .. result.Tokens], stored!.History);
 
                 await session.End();
                 Assert.False(await db.KeyExistsAsync(key), "an ended session left its state behind");
