@@ -129,9 +129,9 @@ public static class SpaGrainsHosting
     /// <summary>
     /// The grain storage <paramref name="name"/> writes the format of <see cref="SpaSessionOptions.StateFormat"/> and reads
     /// Orleans' binary format or the JSON of the silo's default serializer (<see cref="StoredStateSerializer"/>). JSON is
-    /// read into new objects: Json.NET's default fills a property's existing object instead, and a property whose default is a shared
-    /// instance (<see cref="EdgeTotals.None"/>, <see cref="SamplingSettings.Greedy"/>) would then be overwritten for every
-    /// reader in the process.
+    /// read into new objects: Json.NET's default fills a property's existing object instead, and a property whose
+    /// default is a shared instance (<see cref="EdgeTotals.None"/>, <see cref="SamplingSettings.Greedy"/>) would then be
+    /// overwritten for every reader in the process.
     /// </summary>
     private static IServiceCollection AddStoredStateFormat(this IServiceCollection services, string name) =>
         services.Configure<OrleansJsonSerializerOptions>(json => json.JsonSerializerSettings.ObjectCreationHandling = ObjectCreationHandling.Replace)

@@ -55,8 +55,8 @@ public sealed class SpaSessionOptions
     /// <summary>
     /// The format sessions, devices and stream subscriptions are written in; both are always read
     /// (<see cref="StoredStateSerializer"/>). Binary, the default, costs a fraction of JSON's CPU on every token's write.
-    /// Json is for a rolling upgrade from a version that wrote only JSON, whose silos cannot read the binary format: the
-    /// new version runs with Json until no silo of the old one is left, then with Binary.
+    /// Json is for versions that wrote only JSON, which cannot read the binary format: while silos of one still run in the
+    /// cluster (a rolling upgrade), and for as long as the cluster may roll back to one.
     /// </summary>
     public StoredStateFormat StateFormat { get; set; } = StoredStateFormat.Binary;
 
