@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Storage;
 using Spa.Grains.Abstractions;
+using Spa.Grains.Sessions;
 
 namespace Spa.Grains.Tests;
 
@@ -92,6 +93,23 @@ public sealed class MemoryStateStorageTests(DefaultBudgetCluster fixture) : ICla
         Assert.Equal(0, counts.Entries);
         Assert.Equal(0, counts.Bytes);
         foreach (var session in sessions) Assert.Empty(await session.GetHistory());
+    }
+
+    [Fact]
+    public async Task StoresASessionInTheSessionStoragesFormat()
+    {
+        using var counts = new StorageCounts(Silo, SpaGrainsHosting.SessionStorage);
+        var session = new GrainState<SessionState>(new SessionState { History = [.. Enumerable.Range(0, 64)] });
+        var id = GrainId.Create("storage-test", "format");
+        await Storage.WriteStateAsync(StateName, id, session);
+
+        var stored = Silo.GetRequiredKeyedService<IGrainStorageSerializer>(SpaGrainsHosting.SessionStorage).Serialize(session.State);
+        var json = Silo.GetRequiredService<IGrainStorageSerializer>().Serialize(session.State);
+        Assert.Equal(stored.ToMemory().Length, counts.Bytes);
+        Assert.NotEqual(json.ToMemory().Length, counts.Bytes);
+
+        await Storage.ClearStateAsync(StateName, id, session);
+        Assert.Equal(0, counts.Bytes);
     }
 
     private Task<GrainState<int[]>> Read(GrainId id) => Read(Storage, id);
