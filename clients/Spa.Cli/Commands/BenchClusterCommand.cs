@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Runtime;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -33,8 +34,12 @@ public static class BenchClusterCommand
     /// </summary>
     public static Targets TargetsAt(int shards) => new(shards == 1 ? 1.15 : 1.3, shards <= 2 ? 10 : 8);
 
-    /// <summary>Tokens per session of the warm-up rounds (JIT, grain activations, cache allocation), which are not measured.</summary>
-    private const int WarmUpTokens = 16;
+    /// <summary>
+    /// The share of a warm-up round's time the JIT may spend compiling for the process to count as warm. The tiered JIT
+    /// recompiles the hot methods of the serving path on a background thread for the first seconds of a process; on a
+    /// small machine that thread takes a core from the runs, so measuring before it is quiet measures start-up.
+    /// </summary>
+    private const double WarmJitShare = 0.01;
 
     public static Command Create()
     {
@@ -43,6 +48,11 @@ public static class BenchClusterCommand
         var sessions = new Option<int>("--sessions") { Description = "Concurrent sessions of the throughput measurement.", DefaultValueFactory = _ => 64 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens each session generates per measured run (fewer if it ends its story).", DefaultValueFactory = _ => 128 };
         var repeats = new Option<int>("--repeats") { Description = "Measured runs per shard count; the median is reported.", DefaultValueFactory = _ => 3 };
+        var warmUp = new Option<int>("--warm-up-rounds")
+        {
+            Description = $"Most unmeasured rounds (every shard count, as a measured run) before the measured ones; they stop once the JIT compiled for less than {WarmJitShare:P0} of a round's time.",
+            DefaultValueFactory = _ => 8,
+        };
         var json = new Option<string?>("--json") { Description = "Write every figure to this JSON file." };
 
         var command = new Command("cluster", "Greedy decoding through the one-process cluster against the in-process engine: latency at one session, throughput of many.");
@@ -53,14 +63,14 @@ public static class BenchClusterCommand
         {
             Description = "Measure every cluster run a second time with the traces recorded (a listener on the Spa and Orleans activity sources, as an exporter attaches) and report the ratios.",
         };
-        foreach (var option in new Option[] { shards, sessions, tokens, repeats, window, noStream, tracing, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { shards, sessions, tokens, repeats, warmUp, window, noStream, tracing, json }) command.Options.Add(option);
         command.SetGuardedAction(async (result, cancellation) =>
         {
             var settings = new Settings(
-                [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats), result.GetValue(tracing));
+                [.. (result.GetValue(shards) ?? []).Distinct()], result.GetValue(sessions), result.GetValue(tokens), result.GetValue(repeats), result.GetValue(warmUp), result.GetValue(tracing));
             if (result.GetValue(window) is var w && !(w is >= 0 and <= 1000)) throw new UsageException($"--batch-window-ms must be in [0, 1000], got {w}");
             if (settings.ShardCounts.Length == 0 || settings.ShardCounts.Any(s => s <= 0)) throw new UsageException("--shards needs one or more positive shard counts");
-            foreach (var (option, value) in new[] { (sessions, settings.Sessions), (tokens, settings.Tokens), (repeats, settings.Repeats) })
+            foreach (var (option, value) in new[] { (sessions, settings.Sessions), (tokens, settings.Tokens), (repeats, settings.Repeats), (warmUp, settings.WarmUpRounds) })
                 if (value <= 0) throw new UsageException($"{option.Name} must be positive, got {value}");
             // A run takes minutes: a JSON file that cannot be written is reported before it, not after.
             var jsonPath = result.GetValue(json);
@@ -103,7 +113,7 @@ public static class BenchClusterCommand
                         silo.Services.GetRequiredService<TokenPathProfile>(), engine, BenchmarkPrompts.Random(config, settings.Sessions, seed: 1), settings);
                     var figures = await bench.Run(cancellation);
                     var report = new ClusterReport(bench.ModelName, settings.Sessions, settings.Tokens, settings.Repeats,
-                        bench.SelfCheck, figures,
+                        bench.SelfCheck, bench.WarmUp, figures,
                         bench.Options.BatchWindowMs, bench.Options.MaxBatch, bench.Options.PublishTokens, bytesPerSession * settings.Sessions, machine);
                     Console.Out.Write(Table(report));
                     Console.Error.Write(BreakdownTable(report));
@@ -158,7 +168,7 @@ public static class BenchClusterCommand
     }
 
 
-    private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats, bool Tracing);
+    private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats, int WarmUpRounds, bool Tracing);
 
     /// <summary>Records every activity of the serving path while it lives, as a tracing exporter's listener would.</summary>
     private sealed class TraceRecorder : IDisposable
@@ -268,40 +278,52 @@ public static class BenchClusterCommand
     {
         private readonly Generator _generator = new(engine);
         private int _run;
+        private readonly List<WarmUpRound> _warmUp = [];
         private int _sequencesChecked;
         private long _tokensChecked;
 
         public SpaModelOptions Options => host.Options;
         public string ModelName => host.ModelName;
         public SelfCheck SelfCheck => new(true, _sequencesChecked, _tokensChecked);
+        public IReadOnlyList<WarmUpRound> WarmUp => _warmUp;
 
         public async Task<IReadOnlyList<ShardFigure>> Run(CancellationToken cancellation)
         {
             int many = settings.Sessions;
             var runs = settings.ShardCounts.ToDictionary(s => s, _ => new List<RunFigure>());
-            int steps = settings.ShardCounts.Length * (1 + settings.Repeats), step = 0;
+            int steps = 1 + settings.ShardCounts.Length * settings.Repeats, step = 0;
             var clock = Stopwatch.StartNew();
             using var progress = new ProgressLine();
             void Report(string what) =>
                 progress.Update($"{ProgressLine.Bar((double)step / steps)} {what}  {ProgressLine.Duration(clock.Elapsed)}", force: true);
 
-            Report("warming up the engine");
-            await Engine(1, WarmUpTokens);
-            await Engine(many, WarmUpTokens);
-            foreach (int shards in settings.ShardCounts)
+            while (_warmUp.Count < settings.WarmUpRounds && (_warmUp.Count == 0 || !_warmUp[^1].Warm))
             {
-                cancellation.ThrowIfCancellationRequested();
-                Report($"{shards} shard(s): warming up");
-                await Cluster(shards, 1, WarmUpTokens);
-                await Cluster(shards, many, WarmUpTokens);
-                step++;
+                Report(_warmUp.Count == 0 ? "warming up" : $"warming up, round {_warmUp.Count + 1} (the JIT compiled for {_warmUp[^1].JitShare:P1} of the last)");
+                var jit = JitInfo.GetCompilationTime();
+                var round = Stopwatch.StartNew();
+                await Engine(1, settings.Tokens);
+                await Engine(many, settings.Tokens);
+                foreach (int shards in settings.ShardCounts)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    await Cluster(shards, 1, settings.Tokens);
+                    await Cluster(shards, many, settings.Tokens);
+                    if (!settings.Tracing) continue;
+                    using var recorder = new TraceRecorder();
+                    await Cluster(shards, 1, settings.Tokens);
+                    await Cluster(shards, many, settings.Tokens);
+                }
+                _warmUp.Add(new WarmUpRound(Math.Round(round.Elapsed.TotalSeconds, 3), Math.Round((JitInfo.GetCompilationTime() - jit).TotalMilliseconds, 1)));
             }
+            step++;
             for (int repeat = 1; repeat <= settings.Repeats; repeat++)
             {
                 foreach (int shards in settings.ShardCounts)
                 {
                     string where = $"run {repeat}/{settings.Repeats}, {shards} shard(s)";
                     cancellation.ThrowIfCancellationRequested();
+                    var jit = JitInfo.GetCompilationTime();
                     Report($"{where}: engine, 1 sequence");
                     var engineOne = await Engine(1, settings.Tokens);
                     Report($"{where}: cluster, 1 session");
@@ -333,7 +355,8 @@ public static class BenchClusterCommand
                         Math.Round(engineOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken, 3), Math.Round(clusterOne.MsPerToken / engineOne.MsPerToken, 3),
                         Math.Round(engineOne.TokensPerS, 1), Math.Round(engineMany.TokensPerS, 1),
                         Math.Round(clusterOne.TokensPerS, 1), Math.Round(clusterMany.TokensPerS, 1), Math.Round(clusterMany.TokensPerS / clusterOne.TokensPerS, 2),
-                        Math.Round(after.MeanBatchSince(before), 2), after.Evictions - before.Evictions, after.Replays - before.Replays, clusterMany.Count, traced,
+                        Math.Round(after.MeanBatchSince(before), 2), after.Evictions - before.Evictions, after.Replays - before.Replays, clusterMany.Count,
+                        Math.Round((JitInfo.GetCompilationTime() - jit).TotalMilliseconds, 1), traced,
                         clusterOne.Breakdown(), clusterMany.Breakdown()));
                     step++;
                 }
@@ -419,6 +442,9 @@ public static class BenchClusterCommand
         text.AppendLine($"{report.Model}, {many} sessions x {report.TokensPerSession} tokens, greedy, median of {report.Repeats} run(s); " +
             $"{m.Cores} cores, load {m.LoadAverage?.ToString("F1") ?? "?"} at start, {m.Runtime}");
         text.AppendLine($"self-check passed: {report.SelfCheck.Sequences} sequences, {report.SelfCheck.Tokens} tokens equal to the engine's");
+        var (first, last) = (report.WarmUp[0], report.WarmUp[^1]);
+        text.AppendLine($"warm-up: {report.WarmUp.Count} round(s); the JIT compiled for {first.JitShare:P1} of the first, {last.JitShare:P1} of the last" +
+            (last.Warm ? "" : $": NOT WARM (the measured runs include JIT work above {WarmJitShare:P0} of their time; raise --warm-up-rounds)"));
         var header = new[] { "shards", "engine ms/token", "cluster ms/token", "latency ratio (target)",
             "cluster 1 session tokens/s", $"{many} sessions tokens/s", $"{many} vs 1 (target)", $"engine batch {many} tokens/s", "mean batch" };
         var rows = report.Shards.Select(f => new[]
@@ -462,7 +488,14 @@ public static class BenchClusterCommand
         double EngineMsPerToken, double ClusterMsPerToken, double LatencyRatio,
         double EngineOneTokensPerS, double EngineBatchTokensPerS,
         double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio,
-        double MeanBatch, long Evictions, long Replays, int ClusterManyTokens, Traced? Traced, Breakdown OneSession, Breakdown ManySessions);
+        double MeanBatch, long Evictions, long Replays, int ClusterManyTokens, double JitMs, Traced? Traced, Breakdown OneSession, Breakdown ManySessions);
+
+    /// <summary>An unmeasured round of every shard count, and the time the JIT spent compiling during it.</summary>
+    private sealed record WarmUpRound(double Seconds, double JitMs)
+    {
+        public double JitShare => JitMs / (1000 * Seconds);
+        public bool Warm => JitShare < WarmJitShare;
+    }
 
     /// <summary>The same run measured again with its traces recorded; the ratios are traced / untraced.</summary>
     private sealed record Traced(double ClusterMsPerToken, double LatencyRatio, double ClusterManyTokensPerS, double ThroughputRatio, long Activities);
@@ -476,6 +509,6 @@ public static class BenchClusterCommand
         Breakdown OneSession, Breakdown ManySessions, IReadOnlyList<RunFigure> Runs);
 
     private sealed record ClusterReport(string Model, int Sessions, int TokensPerSession, int Repeats,
-        SelfCheck SelfCheck, IReadOnlyList<ShardFigure> Shards,
+        SelfCheck SelfCheck, IReadOnlyList<WarmUpRound> WarmUp, IReadOnlyList<ShardFigure> Shards,
         double BatchWindowMs, int MaxBatch, bool PublishTokens, long KvCacheBytesPerShard, BenchCommand.MachineInfo Machine);
 }

@@ -14,6 +14,9 @@ namespace Spa.Grains.Sessions;
 /// <param name="profile">Where the shard calls' timings go when the token path is profiled; null otherwise.</param>
 public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseModelShardGrain> shard, TimeSpan retry, TokenPathProfile? profile = null)
 {
+    // Resolved once: a grain reference from a string key resolves the interface's type on every call, a share of every token.
+    private readonly IBaseModelShardGrain?[] _grains = new IBaseModelShardGrain?[shards];
+
     /// <summary>How many steps had to be replayed.</summary>
     public int Replays { get; private set; }
 
@@ -39,7 +42,7 @@ public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseMode
     {
         try
         {
-            await shard(k).Release(sessionId);
+            await Shard(k).Release(sessionId);
         }
         catch (Exception e) when (SiloLoss.IsSiloLoss(e))
         {
@@ -54,7 +57,7 @@ public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseMode
         for (int k = 0; k < shards; k++)
         {
             var tokens = k == 0 ? history[start..] : null;
-            var grain = shard(k);
+            var grain = Shard(k);
             long sent = 0;
             var result = await SiloLoss.RetryAsync(() =>
             {
@@ -71,6 +74,8 @@ public sealed class ShardChain(string sessionId, int shards, Func<int, IBaseMode
         }
         throw new InvalidOperationException("a session needs at least one shard");
     }
+
+    private IBaseModelShardGrain Shard(int k) => _grains[k] ??= shard(k);
 }
 
 /// <summary>

@@ -20,6 +20,9 @@ public sealed class MemoryStateStorage(string name, IGrainFactory grains, IGrain
     /// <summary>A partition grain serves one call at a time; the entries are spread over several so that storage calls run side by side.</summary>
     public const int Partitions = 16;
 
+    // Resolved once: a grain reference from a string key resolves the interface's type on every call, and a session writes every token.
+    private readonly IMemoryStatePartitionGrain?[] _partitions = new IMemoryStatePartitionGrain?[Partitions];
+
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (await PartitionOf(grainId).Read(KeyOf(stateName, grainId)) is not { } entry) return;
@@ -53,8 +56,11 @@ public sealed class MemoryStateStorage(string name, IGrainFactory grains, IGrain
     private static string KeyOf(string stateName, GrainId grainId) => $"{stateName}/{grainId}";
 
     // The grain id's uniform hash is the same in every process, unlike a string's.
-    private IMemoryStatePartitionGrain PartitionOf(GrainId grainId) =>
-        grains.GetGrain<IMemoryStatePartitionGrain>(MemoryStatePartitionGrain.Key(name, (int)(grainId.GetUniformHashCode() % Partitions)));
+    private IMemoryStatePartitionGrain PartitionOf(GrainId grainId)
+    {
+        int partition = (int)(grainId.GetUniformHashCode() % Partitions);
+        return _partitions[partition] ??= grains.GetGrain<IMemoryStatePartitionGrain>(MemoryStatePartitionGrain.Key(name, partition));
+    }
 
     /// <summary>The storage registered under <paramref name="name"/>, with the serializer registered under that name or else the silo's.</summary>
     public static IGrainStorage Create(IServiceProvider services, string name) => new MemoryStateStorage(
