@@ -38,7 +38,7 @@ public static class BenchClusterCommand
     /// The share of a warm-up round's time the JIT may spend compiling for the process to count as warm. The tiered JIT
     /// recompiles the hot methods of the serving path on a background thread for the first seconds of a process; on a
     /// small machine that thread takes a core from the runs, so measuring before it is quiet measures start-up. Measured
-    /// on stories260K: the first rounds compile for 9-80% of their time, a warm process still for 0.5-3% (methods that
+    /// on stories260K: the first rounds compile for 9-84% of their time, a warm process still for 0.5-3% (methods that
     /// reach their call counts late), so 5% tells the two apart.
     /// </summary>
     private const double WarmJitShare = 0.05;
