@@ -146,8 +146,9 @@ public static class BenchClusterCommand
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         // Problems only, on stderr: stdout carries the table. Orleans' warnings are advice for production silos (server
         // GC and the like), not problems of this run.
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning)
-            .AddFilter("Orleans", LogLevel.Error);
+        var log = new StoppingSiloLog(LoggerFactory.Create(console => console.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .SetMinimumLevel(LogLevel.Trace)));
+        builder.Logging.AddProvider(log).SetMinimumLevel(LogLevel.Warning).AddFilter("Orleans", LogLevel.Error);
         var (siloPort, gatewayPort) = LoopbackPorts.FreePair();
         builder.UseOrleans(silo =>
         {
@@ -166,9 +167,10 @@ public static class BenchClusterCommand
             // Many sessions of many tokens can take longer than Orleans' default 30 s response timeout for one Generate.
             silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromHours(1));
         });
-        return builder.Build();
+        var host = builder.Build();
+        log.StopsWith(host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+        return host;
     }
-
 
     private sealed record Settings(int[] ShardCounts, int Sessions, int Tokens, int Repeats, int WarmUpRounds, bool Tracing);
 
