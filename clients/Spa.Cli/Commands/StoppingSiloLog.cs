@@ -10,7 +10,7 @@ namespace Spa.Cli.Commands;
 /// </summary>
 public sealed class StoppingSiloLog(ILoggerFactory inner) : ILoggerProvider
 {
-    private CancellationToken _stopping = new(canceled: false);
+    private CancellationToken _stopping = CancellationToken.None;
 
     /// <summary>From when <paramref name="stopping"/> is cancelled (the host's ApplicationStopping), cancellations are dropped.</summary>
     public void StopsWith(CancellationToken stopping) => _stopping = stopping;
