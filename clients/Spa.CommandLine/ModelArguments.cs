@@ -33,6 +33,11 @@ public sealed class ModelArguments
         DefaultValueFactory = _ => 0,
     };
 
+    public Option<bool?> MapWeights { get; } = new("--map-weights")
+    {
+        Description = "Map the checkpoint file into memory instead of reading it (true or false). Only where the file stores the serving dtype, on the CPU. Default: for models of 50M parameters or more.",
+    };
+
     public Option<string?> Tokenizer { get; } = new("--tokenizer")
     {
         Description = "Tokenizer file (llama2.c tokenizer .bin or SentencePiece tokenizer.model). Default: the one beside the model.",
@@ -45,10 +50,11 @@ public sealed class ModelArguments
         command.Options.Add(Device);
         command.Options.Add(DType);
         command.Options.Add(Threads);
+        command.Options.Add(MapWeights);
     }
 
     public ModelOptions Options(ParseResult result) =>
-        new(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads));
+        new(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads), result.GetValue(MapWeights));
 
     public LlamaModel LoadModel(ParseResult result) => LlamaModel.Load(ResolvePath(result), Options(result));
 

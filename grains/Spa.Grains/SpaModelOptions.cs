@@ -45,6 +45,12 @@ public sealed class SpaModelOptions
     /// <summary>Torch intra-op threads (0: automatic, see <see cref="Spa.Model.ModelOptions"/>).</summary>
     public int Threads { get; set; }
 
+    /// <summary>
+    /// Map the checkpoint file into memory instead of reading it; null: for models of 50M parameters or more
+    /// (<see cref="Spa.Model.ModelOptions.MapsWeights"/>). Silos of one node that map the same file share its pages.
+    /// </summary>
+    public bool? MapWeights { get; set; }
+
     public string EffectiveModelName =>
         !string.IsNullOrWhiteSpace(ModelName) ? ModelName
         : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(ModelPath));

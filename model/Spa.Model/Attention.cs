@@ -3,15 +3,15 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Spa.Model;
 
-/// <summary>Grouped-query self-attention with rotary positions. q, k and v are one fused projection.</summary>
-public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, Tensor outputWeight, RotaryEmbedding rope)
+/// <summary>Grouped-query self-attention with rotary positions. q, k and v are one stacked projection.</summary>
+public sealed class Attention(LlamaConfig config, int layer, StackedProjection qkv, Tensor outputWeight, RotaryEmbedding rope)
 {
     private readonly int _heads = config.Heads;
     private readonly int _kvHeads = config.KvHeads;
     private readonly int _headDim = config.HeadDim;
 
-    /// <summary>[heads*headDim + 2*kvHeads*headDim, dim]: the q, k and v projections stacked by rows.</summary>
-    public Tensor QkvWeight { get; } = qkvWeight;
+    /// <summary>x -> [..., heads*headDim + 2*kvHeads*headDim]: q, then k, then v.</summary>
+    public StackedProjection Qkv { get; } = qkv;
     public Tensor OutputWeight { get; } = outputWeight;
 
     /// <summary>x: [B, T, dim] (already normalised). Returns [B, T, dim], a new tensor the caller may add to in place.</summary>
@@ -19,7 +19,7 @@ public sealed class Attention(LlamaConfig config, int layer, Tensor qkvWeight, T
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var projected = F.linear(x, QkvWeight);
+        var projected = Qkv.Forward(x);
         if (hook?.AttentionDelta(layer, x) is var (queryDelta, valueDelta))
             projected = projected.add(cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1), Held.One);
         var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);

@@ -27,35 +27,49 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     }
 
     /// <summary>
-    /// Allocates every weight in the serving dtype and device, then has <paramref name="fill"/> write each one, by its
-    /// checkpoint name, into its place (q, k and v into their rows of the fused projection, gate and up likewise), so no
-    /// weight is ever held twice. The identity may be computed beside the load, on another thread.
+    /// Builds the model on its weights. Without <paramref name="mapped"/>, every weight is allocated in the serving dtype
+    /// and device, and <paramref name="fill"/> writes each one, by its checkpoint name, into its place (q, k and v into
+    /// their rows of the stacked projection, gate and up likewise), so no weight is ever held twice. With it, the model
+    /// takes the mapped views as they are, q, k and v (gate and up) as separate blocks. The identity may be computed
+    /// beside the load, on another thread.
     /// </summary>
     private LlamaModel(LlamaConfig config, long parameterCount, ModelOptions options,
-        Action<Func<string, Tensor>, CancellationToken> fill, Func<CancellationToken, Task<string>> identity)
+        Action<Func<string, Tensor>, CancellationToken> fill, Func<CancellationToken, Task<string>> identity, Checkpoint? mapped = null)
     {
+        if (mapped is not null) _owned.AddRange(mapped.Tensors.Values); // disposed with the model, or below if building fails
         Config = config;
-        Config.Validate();
-        ParameterCount = parameterCount;
-        options.Apply(ParameterCount);
-        Device = options.TorchDevice;
-        DType = options.ScalarType;
+        Mapped = mapped is not null;
         _stopReading = new CancellationTokenSource();
         var stop = _stopReading.Token;
-        _identity = identity(stop);
         try
         {
+            Config.Validate();
+            ParameterCount = parameterCount;
+            options.Apply(ParameterCount);
+            Device = options.TorchDevice;
+            DType = options.ScalarType;
+            _identity = identity(stop);
             using var scope = NewDisposeScope(); // frees the row views handed to fill
             var destinations = new Dictionary<string, Tensor>();
-            Tensor Weight(string name, params long[] shape) => destinations[name] = Allocate(shape);
-            void Rows(Tensor fused, params (string Name, long Count)[] parts)
+            Tensor Weight(string name, params long[] shape)
             {
+                if (mapped is null) return destinations[name] = Allocate(shape);
+                var view = mapped.Tensors[name];
+                if (!view.shape.SequenceEqual(shape))
+                    throw new InvalidDataException($"{mapped.Source}: tensor {name} is [{string.Join(", ", view.shape)}], the model needs [{string.Join(", ", shape)}]");
+                return view;
+            }
+            StackedProjection Stacked(long columns, params (string Name, long Rows)[] blocks)
+            {
+                if (mapped is not null) return new StackedProjection([.. blocks.Select(b => Weight(b.Name, b.Rows, columns))]);
+                var stacked = Allocate(blocks.Sum(b => b.Rows), columns);
                 long start = 0;
-                foreach (var (name, count) in parts)
+                foreach (var (name, rows) in blocks)
                 {
-                    destinations[name] = fused.narrow(0, start, count);
-                    start += count;
+                    destinations[name] = stacked.narrow(0, start, rows);
+                    start += rows;
                 }
+                return new StackedProjection(stacked);
             }
 
             long dim = Config.Dim, kv = (long)Config.KvHeads * Config.HeadDim, hidden = Config.HiddenDim;
@@ -64,15 +78,12 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
             var blocks = new DecoderBlock[Config.Layers];
             for (int l = 0; l < Config.Layers; l++)
             {
-                var qkv = Allocate(dim + 2 * kv, dim);
-                Rows(qkv, (WeightNames.Query(l), dim), (WeightNames.Key(l), kv), (WeightNames.Value(l), kv));
-                var gateUp = Allocate(2 * hidden, dim);
-                Rows(gateUp, (WeightNames.Gate(l), hidden), (WeightNames.Up(l), hidden));
                 blocks[l] = new DecoderBlock(l,
                     new RmsNorm(Weight(WeightNames.AttentionNorm(l), dim), Config.NormEps),
-                    new Attention(Config, l, qkv, Weight(WeightNames.Output(l), dim, dim), Rope),
+                    new Attention(Config, l, Stacked(dim, (WeightNames.Query(l), dim), (WeightNames.Key(l), kv), (WeightNames.Value(l), kv)),
+                        Weight(WeightNames.Output(l), dim, dim), Rope),
                     new RmsNorm(Weight(WeightNames.MlpNorm(l), dim), Config.NormEps),
-                    new Mlp(gateUp, Weight(WeightNames.Down(l), dim, hidden)));
+                    new Mlp(Stacked(dim, (WeightNames.Gate(l), hidden), (WeightNames.Up(l), hidden)), Weight(WeightNames.Down(l), dim, hidden)));
             }
             Blocks = blocks;
             FinalNorm = new RmsNorm(Weight(WeightNames.FinalNorm, dim), Config.NormEps);
@@ -88,7 +99,7 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
 
     public LlamaConfig Config { get; }
 
-    /// <summary>Every weight tensor the model holds (fused as it runs them); frozen unless a caller fine-tunes them.</summary>
+    /// <summary>Every weight tensor the model holds (stacked or mapped as it runs them); frozen unless a caller fine-tunes them.</summary>
     public IReadOnlyList<Tensor> Weights => _owned;
 
     LlamaModel ITokenStepper.Model => this;
@@ -116,13 +127,23 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     public RmsNorm FinalNorm { get; }
     public Tensor LmHead { get; }
 
-    /// <summary>Reads a checkpoint (see <see cref="CheckpointLoader"/>) straight into the model's weights.</summary>
+    /// <summary>
+    /// Loads a checkpoint (see <see cref="CheckpointLoader"/>): mapped into memory where the options ask for it
+    /// (<see cref="ModelOptions.MapsWeights"/>) and the file stores the serving dtype (<see cref="CheckpointLayout.Map"/>),
+    /// else read straight into the model's weights.
+    /// </summary>
     public static LlamaModel Load(string path, ModelOptions options)
     {
         var layout = CheckpointLoader.Open(path);
-        return new LlamaModel(layout.Config, layout.ParameterCount, options, layout.ReadInto,
-            stop => Task.Run(() => layout.ComputeIdentity(stop), stop));
+        Func<CancellationToken, Task<string>> identity = stop => Task.Run(() => layout.ComputeIdentity(stop), stop);
+        var mapped = options.MapsWeights(layout.ParameterCount) ? layout.Map(options.ScalarType) : null;
+        return mapped is null
+            ? new LlamaModel(layout.Config, layout.ParameterCount, options, layout.ReadInto, identity)
+            : new LlamaModel(layout.Config, layout.ParameterCount, options, (_, _) => { }, identity, mapped);
     }
+
+    /// <summary>Whether the weights are views of the checkpoint file mapped into memory (see <see cref="Load"/>).</summary>
+    public bool Mapped { get; }
 
     /// <summary>A cache for this model's layers, sized for <paramref name="slots"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
     public KvCache CreateCache(int slots, int? capacity = null) =>

@@ -130,7 +130,8 @@ public sealed class BenchTests
         using var temp = new TempDir();
         var file = temp["load.json"];
 
-        var run = await Spa.RunAsync("bench", "load", "--model", SharedData.Stories260KBin, "--dtypes", "float32", "bfloat16", "--repeats", "1", "--json", file);
+        var run = await Spa.RunAsync("bench", "load", "--model", SharedData.Stories260KBin, "--dtypes", "float32", "bfloat16", "--repeats", "1",
+            "--map-weights", "true", "--json", file);
 
         Expect.Success(run);
         Expect.NoStackTrace(run);
@@ -144,6 +145,8 @@ public sealed class BenchTests
         long fp32 = summary[0].GetProperty("weight_bytes").GetInt64();
         Assert.Equal(4 * root.GetProperty("parameters").GetInt64(), fp32);
         Assert.Equal(fp32 / 2, summary[1].GetProperty("weight_bytes").GetInt64());
+        // The file stores float32: mapped where that is the serving dtype, read and rounded for bfloat16.
+        Assert.Equal([true, false], summary.Select(s => s.GetProperty("mapped").GetBoolean()));
         foreach (var s in summary)
         {
             Assert.True(s.GetProperty("warm_load_seconds").GetDouble() > 0, s.ToString());
@@ -154,6 +157,7 @@ public sealed class BenchTests
         var loads = root.GetProperty("loads").EnumerateArray().ToList();
         // A warm load per dtype, and a cold one before it wherever the page cache can be evicted.
         Assert.Contains(loads.Count, new[] { 2, 4 });
+        Assert.All(loads, l => Assert.Equal(l.GetProperty("d_type").GetString() == "float32", l.GetProperty("mapped").GetBoolean()));
         // The identity is hashed beside the load and awaited after it, on the same clock.
         Assert.All(loads, l => Assert.True(l.GetProperty("identity_seconds").GetDouble() >= l.GetProperty("load_seconds").GetDouble(), l.ToString()));
         var read = Assert.Single(root.GetProperty("reads").EnumerateArray());

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Spa.Model.Checkpoints;
 using Spa.Testing;
 
 namespace Spa.Cli.Tests;
@@ -44,6 +45,37 @@ public sealed class ConvertTests
         // An empty prompt starts from BOS and echoes nothing, so stdout is exactly llama2.c's 140 greedy steps.
         Assert.Equal(SharedData.ExpectedGreedyFromBos.TrimEnd('\n'), run.Stdout.TrimEnd('\n'));
         Assert.StartsWith("140 tokens in ", Expect.GenerateSummary(run));
+    }
+
+    [Fact]
+    public async Task ABFloat16ConversionServedFromItsMappedFileGeneratesWhatTheBFloat16ModelOfTheOriginalDoes()
+    {
+        using var temp = new TempDir();
+        var converted = temp["hf-bf16"];
+
+        Expect.Success(await Spa.RunAsync("convert", "--model", SharedData.Stories260K, "--out", converted, "--dtype", "bfloat16"));
+
+        using (var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(converted, "config.json"))))
+            Assert.Equal("bfloat16", config.RootElement.GetProperty("torch_dtype").GetString());
+        using (var weights = SafetensorsFile.Open(Path.Combine(converted, "model.safetensors")))
+            Assert.All(weights.Entries.Values, e => Assert.Equal("BF16", e.Dtype));
+        string[] generate = ["generate", "--max-tokens", "100", "--prompt", "", "--dtype", "bfloat16"];
+        var original = await Spa.RunAsync([.. generate, "--model", SharedData.Stories260K]);
+        var mapped = await Spa.RunAsync([.. generate, "--model", converted, "--map-weights", "true"]);
+        Expect.Success(original);
+        Expect.Success(mapped);
+        Assert.Equal(original.Stdout, mapped.Stdout);
+    }
+
+    [Fact]
+    public async Task ConvertRefusesAnUnknownDtype()
+    {
+        using var temp = new TempDir();
+
+        var run = await Spa.RunAsync("convert", "--model", SharedData.Stories260K, "--out", temp["out"], "--dtype", "int8");
+
+        Expect.OneLineError(run, "int8", exitCode: 2);
+        Assert.False(Directory.Exists(temp["out"]));
     }
 
     [Fact]

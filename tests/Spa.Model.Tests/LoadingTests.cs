@@ -1,14 +1,17 @@
 using System.Buffers.Binary;
 using Spa.Model.Checkpoints;
+using Spa.Model.Generation;
+using Spa.Model.Sampling;
 using Spa.Testing;
 using static TorchSharp.torch;
+using Generator = Spa.Model.Generation.Generator;
 
 namespace Spa.Model.Tests;
 
 /// <summary>
 /// Loading reads each weight straight into the model's own tensor of the serving dtype (q, k and v into their rows of
-/// the fused projection), computes the weights' identity from the files beside it, and refuses non-finite values in
-/// every stored type; synthetic checkpoints are llama2.c files of real shapes with seeded random weights.
+/// the stacked projection), or maps the file and takes its tensors as they are stored; it computes the weights'
+/// identity from the files beside it, and refuses non-finite values in every stored type; synthetic checkpoints are llama2.c files of real shapes with seeded random weights.
 /// </summary>
 public sealed class LoadingTests : IDisposable
 {
@@ -19,16 +22,24 @@ public sealed class LoadingTests : IDisposable
     private string Temp(string name) => Path.Combine(_temp, name);
 
     [Theory]
-    [InlineData("float32")]
-    [InlineData("bfloat16")]
-    [InlineData("float16")]
-    public void EveryWeightLandsInItsPlaceConvertedToTheServingDtype(string dtype)
+    [InlineData("float32", false)]
+    [InlineData("float32", true)]
+    [InlineData("bfloat16", false)]
+    [InlineData("bfloat16", true)] // the file stores float32: read and rounded, though mapping was asked for
+    [InlineData("float16", false)]
+    public void EveryWeightLandsInItsPlaceConvertedToTheServingDtype(string dtype, bool mapWeights)
     {
         using var checkpoint = Stories260K.ReadCheckpoint();
         var w = checkpoint.Tensors;
-        using var model = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: dtype));
+        using var model = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(DType: dtype, MapWeights: mapWeights));
         var type = model.DType;
         using var scope = NewDisposeScope();
+
+        bool mapped = mapWeights && dtype == "float32";
+        Assert.Equal(mapped, model.Mapped);
+        Assert.Equal(mapped ? 3 : 1, model.Blocks[0].Attention.Qkv.Blocks.Count);
+        Assert.Equal(mapped ? 2 : 1, model.Blocks[0].Mlp.GateUp.Blocks.Count);
+        Assert.Equal(checkpoint.Tensors.Values.Sum(t => t.NumberOfElements) * model.Embedding.ElementSize, model.WeightBytes);
 
         AssertSame(w[WeightNames.Embedding].to(type), model.Embedding, WeightNames.Embedding);
         Assert.Same(model.Embedding, model.LmHead); // stories260K ties its output layer to the embedding
@@ -36,9 +47,9 @@ public sealed class LoadingTests : IDisposable
         for (int l = 0; l < model.Config.Layers; l++)
         {
             var block = model.Blocks[l];
-            AssertSame(cat([w[WeightNames.Query(l)], w[WeightNames.Key(l)], w[WeightNames.Value(l)]], 0).to(type), block.Attention.QkvWeight, $"layer {l} qkv");
+            AssertSame(cat([w[WeightNames.Query(l)], w[WeightNames.Key(l)], w[WeightNames.Value(l)]], 0).to(type), cat([.. block.Attention.Qkv.Blocks], 0), $"layer {l} qkv");
             AssertSame(w[WeightNames.Output(l)].to(type), block.Attention.OutputWeight, $"layer {l} output");
-            AssertSame(cat([w[WeightNames.Gate(l)], w[WeightNames.Up(l)]], 0).to(type), block.Mlp.GateUpWeight, $"layer {l} gate and up");
+            AssertSame(cat([w[WeightNames.Gate(l)], w[WeightNames.Up(l)]], 0).to(type), cat([.. block.Mlp.GateUp.Blocks], 0), $"layer {l} gate and up");
             AssertSame(w[WeightNames.Down(l)].to(type), block.Mlp.DownWeight, $"layer {l} down");
             AssertSame(w[WeightNames.AttentionNorm(l)].to(type), block.AttentionNorm.Weight, $"layer {l} attention norm");
             AssertSame(w[WeightNames.MlpNorm(l)].to(type), block.MlpNorm.Weight, $"layer {l} mlp norm");
@@ -99,11 +110,13 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Theory]
-    [InlineData(SafetensorsDtype.BF16, (ushort)0x7FC0)] // NaN
-    [InlineData(SafetensorsDtype.BF16, (ushort)0xFF80)] // -infinity
-    [InlineData(SafetensorsDtype.F16, (ushort)0x7C00)]  // infinity
-    [InlineData(SafetensorsDtype.F16, (ushort)0x7E00)]  // NaN
-    public void ANonFiniteSixteenBitWeightIsRefusedNamingTheTensor(SafetensorsDtype dtype, ushort bits)
+    [InlineData(SafetensorsDtype.BF16, (ushort)0x7FC0, false)] // NaN
+    [InlineData(SafetensorsDtype.BF16, (ushort)0xFF80, false)] // -infinity
+    [InlineData(SafetensorsDtype.F16, (ushort)0x7C00, false)]  // infinity
+    [InlineData(SafetensorsDtype.F16, (ushort)0x7E00, false)]  // NaN
+    [InlineData(SafetensorsDtype.BF16, (ushort)0x7FC0, true)]
+    [InlineData(SafetensorsDtype.F16, (ushort)0x7C00, true)]
+    public void ANonFiniteSixteenBitWeightIsRefusedNamingTheTensor(SafetensorsDtype dtype, ushort bits, bool mapped)
     {
         string dir = Temp($"hf-{dtype}-{bits}");
         HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, dir);
@@ -120,9 +133,64 @@ public sealed class LoadingTests : IDisposable
             stream.Write(value);
         }
 
-        var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(dir, new ModelOptions()));
+        // Mapped: served in the stored dtype, so that the views are the weights.
+        var options = mapped ? new ModelOptions(DType: DTypeOf(dtype), MapWeights: true) : new ModelOptions();
+        var e = Assert.Throws<InvalidDataException>(() => LlamaModel.Load(dir, options));
         Assert.Contains("non-finite", e.Message);
         Assert.Contains(WeightNames.FinalNorm, e.Message);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(SafetensorsDtype.BF16)]
+    [InlineData(SafetensorsDtype.F16)]
+    public void AMappedModelDecodesTheTokensOfAReadOne(SafetensorsDtype? stored)
+    {
+        string path = SharedData.Stories260KBin, dtype = "float32";
+        if (stored is { } sixteenBits)
+        {
+            path = Temp($"hf-{sixteenBits}");
+            HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, path);
+            RewriteWeights(path, sixteenBits);
+            dtype = DTypeOf(sixteenBits);
+        }
+        using var read = LlamaModel.Load(path, new ModelOptions(DType: dtype, MapWeights: false));
+        using var mapped = LlamaModel.Load(path, new ModelOptions(DType: dtype, MapWeights: true));
+
+        Assert.False(read.Mapped);
+        Assert.True(mapped.Mapped);
+        Assert.Equal(read.WeightBytes, mapped.WeightBytes);
+        Assert.Equal(read.Identity, mapped.Identity);
+        int[] prompt = [1, 403, 407, 261];
+        Assert.Equal(Greedy(read, prompt, 48), Greedy(mapped, prompt, 48));
+    }
+
+    [Fact]
+    public void AWriteToAMappedWeightNeverReachesTheFile()
+    {
+        string path = Temp("mapped.bin");
+        File.Copy(SharedData.Stories260KBin, path);
+        byte[] before = File.ReadAllBytes(path);
+        using var first = LlamaModel.Load(path, new ModelOptions(MapWeights: true));
+        using (no_grad()) first.Embedding.fill_(7f);
+
+        using var second = LlamaModel.Load(path, new ModelOptions(MapWeights: true));
+        Assert.Equal(before, File.ReadAllBytes(path));
+        using var checkpoint = Stories260K.ReadCheckpoint();
+        using var scope = NewDisposeScope();
+        AssertSame(checkpoint.Tensors[WeightNames.Embedding], second.Embedding, "the embedding mapped again");
+        Assert.True(first.Embedding.eq(7f).all().item<bool>());
+    }
+
+    [Fact]
+    public void LargeModelsOnTheCpuAreMappedUnlessTheOptionsSayOtherwise()
+    {
+        const long small = ModelOptions.SmallModelParameters - 1, large = ModelOptions.SmallModelParameters;
+        Assert.False(new ModelOptions().MapsWeights(small));
+        Assert.True(new ModelOptions().MapsWeights(large));
+        Assert.True(new ModelOptions(MapWeights: true).MapsWeights(small));
+        Assert.False(new ModelOptions(MapWeights: false).MapsWeights(large));
+        Assert.False(new ModelOptions(Device: "cuda", MapWeights: true).MapsWeights(large)); // copied to the device anyway
     }
 
     [Fact]
@@ -194,6 +262,11 @@ public sealed class LoadingTests : IDisposable
         SafetensorsFile.Write(weights, tensors, dtype);
         foreach (var t in tensors.Values) t.Dispose();
     }
+
+    private static string DTypeOf(SafetensorsDtype sixteenBits) => sixteenBits == SafetensorsDtype.BF16 ? "bfloat16" : "float16";
+
+    private static List<int> Greedy(LlamaModel model, int[] prompt, int tokens) =>
+        new Generator(model).Decode(prompt, tokens, SamplingOptions.Greedy).Select(t => t.Id).ToList();
 
     private static void AssertSame(Tensor expected, Tensor actual, string what)
     {

@@ -73,7 +73,7 @@ public static class BenchLoadCommand
                         var figure = BenchProcess.Run<LoadFigure>(args, $"{dtype} load", Compact, cancellation) with { Round = round, Cache = cold ? "cold" : "warm" };
                         loads.Add(figure);
                         double read = cold ? coldRead!.Value : warmRead;
-                        Console.Error.WriteLine($"  {dtype,-9} {figure.Cache}: loaded in {figure.LoadSeconds:F2} s ({fileBytes / 1e9 / figure.LoadSeconds:F2} GB/s, "
+                        Console.Error.WriteLine($"  {dtype,-9} {figure.Cache}: {How(figure.Mapped)} in {figure.LoadSeconds:F2} s ({fileBytes / 1e9 / figure.LoadSeconds:F2} GB/s, "
                             + $"{figure.LoadSeconds / read:F2}x the read), identity after {figure.IdentitySeconds:F2} s, peak {figure.PeakRssBytes / 1e9:F2} GB "
                             + $"= {(double)figure.PeakRssBytes / figure.WeightBytes:F2}x the weights ({figure.WeightBytes / 1e9:F2} GB)");
                     }
@@ -83,7 +83,7 @@ public static class BenchLoadCommand
             var summary = types.Select(dtype => Summarise(dtype, loads.Where(l => l.DType == dtype).ToList(), reads, fileBytes)).ToList();
             var baseline = summary[0];
             foreach (var s in summary)
-                Console.Error.WriteLine($"{s.DType,-9} median load {Seconds(s.ColdLoadSeconds)} cold ({Ratio(s.ColdLoadOverRead)} the read), {s.WarmLoadSeconds:F2} s warm ({s.WarmLoadOverRead:F2}x the read, "
+                Console.Error.WriteLine($"{s.DType,-9} {How(s.Mapped)}, median {Seconds(s.ColdLoadSeconds)} cold ({Ratio(s.ColdLoadOverRead)} the read), {s.WarmLoadSeconds:F2} s warm ({s.WarmLoadOverRead:F2}x the read, "
                     + $"{s.WarmLoadOverNewMemoryRead:F2}x the read into new memory), "
                     + $"peak {s.PeakRssBytes / 1e9:F2} GB = {s.PeakOverWeights:F2}x the weights, {(double)s.PeakRssBytes / baseline.PeakRssBytes:F2}x {baseline.DType}'s peak");
 
@@ -107,7 +107,7 @@ public static class BenchLoadCommand
         double load = clock.Elapsed.TotalSeconds;
         await model.IdentityAsync();
         double identity = clock.Elapsed.TotalSeconds;
-        return new LoadFigure(0, "", options.DType, load, identity, model.WeightBytes, baseline, ProcessStatus.Bytes("VmHWM"));
+        return new LoadFigure(0, "", options.DType, model.Mapped, load, identity, model.WeightBytes, baseline, ProcessStatus.Bytes("VmHWM"));
     }
 
     private static LoadSummary Summarise(string dtype, List<LoadFigure> loads, List<ReadFigure> reads, long fileBytes)
@@ -120,7 +120,7 @@ public static class BenchLoadCommand
         double warmSeconds = BenchCommand.Median(warm.Select(l => l.LoadSeconds));
         long peak = (long)BenchCommand.Median(loads.Select(l => (double)l.PeakRssBytes));
         long weights = loads[0].WeightBytes;
-        return new LoadSummary(dtype, weights,
+        return new LoadSummary(dtype, loads[0].Mapped, weights,
             cold.Count == 0 ? null : BenchCommand.Median(cold.Select(l => l.LoadSeconds)), cold.Count == 0 ? null : OverRead(cold, r => r.ColdSeconds),
             warmSeconds, OverRead(warm, r => r.WarmSeconds), OverRead(warm, r => r.WarmIntoNewMemorySeconds),
             fileBytes / 1e9 / warmSeconds,
@@ -179,6 +179,8 @@ public static class BenchLoadCommand
         }
     }
 
+    private static string How(bool mapped) => mapped ? "mapped" : "read";
+
     private static string Seconds(double? s) => s is { } v ? $"{v:F2} s" : "n/a";
     private static string Ratio(double? r) => r is { } v ? $"{v:F2}x" : "n/a";
 
@@ -209,8 +211,8 @@ public static class BenchLoadCommand
     }
 
     private sealed record ReadFigure(int Round, double? ColdSeconds, double WarmSeconds, double WarmIntoNewMemorySeconds);
-    internal sealed record LoadFigure(int Round, string Cache, string DType, double LoadSeconds, double IdentitySeconds, long WeightBytes, long BaselineRssBytes, long PeakRssBytes);
-    private sealed record LoadSummary(string DType, long WeightBytes, double? ColdLoadSeconds, double? ColdLoadOverRead, double WarmLoadSeconds, double WarmLoadOverRead, double WarmLoadOverNewMemoryRead,
+    internal sealed record LoadFigure(int Round, string Cache, string DType, bool Mapped, double LoadSeconds, double IdentitySeconds, long WeightBytes, long BaselineRssBytes, long PeakRssBytes);
+    private sealed record LoadSummary(string DType, bool Mapped, long WeightBytes, double? ColdLoadSeconds, double? ColdLoadOverRead, double WarmLoadSeconds, double WarmLoadOverRead, double WarmLoadOverNewMemoryRead,
         double WarmGigabytesPerS, double IdentitySeconds, long PeakRssBytes, double PeakOverWeights, double BaselineRssGb);
     private sealed record LoadReport(string Model, long FileBytes, long Parameters, IReadOnlyList<LoadSummary> Summary, IReadOnlyList<ReadFigure> Reads,
         IReadOnlyList<LoadFigure> Loads, BenchCommand.MachineInfo Machine);

@@ -2,7 +2,10 @@ using TorchSharp;
 
 namespace Spa.Model.Checkpoints;
 
-/// <summary>A loaded checkpoint: its config and its fp32 CPU tensors named as in <see cref="WeightNames"/>.</summary>
+/// <summary>
+/// A loaded checkpoint: its config and its CPU tensors named as in <see cref="WeightNames"/>, fp32 when read
+/// (<see cref="CheckpointLayout.ReadAll"/>), in the stored type when mapped (<see cref="CheckpointLayout.Map"/>).
+/// </summary>
 public sealed class Checkpoint(LlamaConfig config, IReadOnlyDictionary<string, torch.Tensor> tensors, string source) : IDisposable
 {
     public LlamaConfig Config { get; } = config;

@@ -48,7 +48,7 @@ public sealed class CheckpointLayout
 
     /// <summary>
     /// Reads every weight into the tensor <paramref name="destinationOf"/> gives for its name: contiguous, of the
-    /// checkpoint's shape, of any floating type, on any device (a row range of a fused tensor is such a tensor). A
+    /// checkpoint's shape, of any floating type, on any device (a row range of a stacked projection is such a tensor). A
     /// non-finite weight stops the load, naming the tensor.
     /// </summary>
     public void ReadInto(Func<string, torch.Tensor> destinationOf, CancellationToken cancellation = default)
@@ -80,6 +80,39 @@ public sealed class CheckpointLayout
         {
             staging?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Every weight as a view of its file mapped into memory, in its stored type, as llama2.c's run.c and llama.cpp
+    /// load: no weight is copied, the pages are the page cache's, shared with every process that maps the same file,
+    /// and loading costs about one read of the cached file. Each view is read once here, to refuse non-finite weights,
+    /// which also brings its pages in before the first token needs them. The mapping is private: a write to a weight
+    /// copies its page and never reaches the file. A file changed in place while it is mapped changes the weights (or,
+    /// cut short, ends the process), as with any mapped file; a checkpoint replaced by a new file is safe.
+    /// Null when the weights cannot be viewed so: one is stored in another type than <paramref name="type"/>, or at an
+    /// offset that is not a multiple of its element size.
+    /// </summary>
+    public Checkpoint? Map(torch.ScalarType type, CancellationToken cancellation = default)
+    {
+        long size = StoredBytes.ElementSize(type);
+        if (Tensors.Values.Any(t => t.Type != type || t.Offset % size != 0)) return null;
+        using var scope = torch.NewDisposeScope(); // frees the whole-file tensors, and every view if a check fails
+        var files = Tensors.Values.Select(t => t.File).Distinct()
+            .ToDictionary(f => f, f => torch.from_file(f, shared: false, size: new FileInfo(f).Length / size, dtype: type));
+        var views = new Dictionary<string, torch.Tensor>();
+        foreach (var stored in Tensors.Values.OrderBy(t => t.File, StringComparer.Ordinal).ThenBy(t => t.Offset))
+        {
+            var flat = files[stored.File].narrow(0, stored.Offset / size, stored.Elements);
+            for (long start = 0; start < stored.Elements; start += ChunkBytes / size)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                using var chunk = flat.narrow(0, start, Math.Min(ChunkBytes / size, stored.Elements - start));
+                if (!StoredBytes.AllFinite(chunk.bytes, type)) throw NonFinite(stored);
+            }
+            views[stored.Name] = flat.view(stored.Shape);
+        }
+        foreach (var view in views.Values) view.DetachFromDisposeScope();
+        return new Checkpoint(Config, views, Source);
     }
 
     /// <summary>Every weight as an fp32 CPU tensor, for the tools that work on a whole checkpoint (conversion, merging).</summary>
@@ -137,8 +170,7 @@ public sealed class CheckpointLayout
             var landing = staged ?? target;
             var bytes = landing.bytes;
             ReadExactly(handle, bytes, stored.Offset + start * StoredBytes.ElementSize(stored.Type), stored);
-            if (!StoredBytes.AllFinite(bytes, stored.Type))
-                throw new InvalidDataException($"{Path.GetFileName(stored.File)}: tensor {stored.Name} contains non-finite values (NaN or infinity); the checkpoint is corrupted");
+            if (!StoredBytes.AllFinite(bytes, stored.Type)) throw NonFinite(stored);
             if (staged is null) continue;
             if (target.device_type == DeviceType.CPU && stored.Type == torch.ScalarType.Float32 && target.dtype == torch.ScalarType.BFloat16)
                 StoredBytes.RoundToBFloat16(bytes, target.bytes);
@@ -146,6 +178,9 @@ public sealed class CheckpointLayout
                 target.copy_(staged);
         }
     }
+
+    private static InvalidDataException NonFinite(StoredTensor stored) =>
+        new($"{Path.GetFileName(stored.File)}: tensor {stored.Name} contains non-finite values (NaN or infinity); the checkpoint is corrupted");
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> bytes, long offset, StoredTensor stored)
     {

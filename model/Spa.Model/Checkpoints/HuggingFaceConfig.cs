@@ -66,7 +66,7 @@ public static class HuggingFaceConfig
         }
     }
 
-    public static void Write(string path, LlamaConfig config)
+    public static void Write(string path, LlamaConfig config, SafetensorsDtype stored = SafetensorsDtype.F32)
     {
         if (config.Rope != RopeStyle.RotateHalf)
             throw new ArgumentException("a Hugging Face checkpoint uses rotate-half RoPE; permute q and k before writing it", nameof(config));
@@ -91,7 +91,7 @@ public static class HuggingFaceConfig
         json.WriteBoolean("tie_word_embeddings", config.TiedEmbedding);
         json.WriteNumber("bos_token_id", config.BosId);
         json.WriteNumber("eos_token_id", config.EosId);
-        json.WriteString("torch_dtype", "float32");
+        json.WriteString("torch_dtype", SafetensorsFile.TorchName(stored));
         json.WriteEndObject();
     }
 

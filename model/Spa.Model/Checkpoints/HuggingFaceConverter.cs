@@ -10,12 +10,13 @@ public static class HuggingFaceConverter
     private static readonly Dictionary<string, string> Metadata = new() { ["format"] = "pt" };
 
     /// <summary>
-    /// Writes config.json, the fp32 weights (in shards of at most <paramref name="shardBytes"/> each, with an index,
+    /// Writes config.json, the weights in <paramref name="stored"/> (in shards of at most <paramref name="shardBytes"/> each, with an index,
     /// when given and the weights exceed it) and a copy of the tokenizer found beside <paramref name="source"/>.
     /// Everything is written to a sibling staging directory first and renamed into place at the end, so a failed
     /// conversion leaves no half-written checkpoint behind.
     /// </summary>
-    public static void FromLlama2c(string source, string outDir, long? shardBytes = null, bool overwrite = false)
+    public static void FromLlama2c(string source, string outDir, long? shardBytes = null, bool overwrite = false,
+        SafetensorsDtype stored = SafetensorsDtype.F32)
     {
         if (shardBytes is <= 0)
             throw new ArgumentOutOfRangeException(nameof(shardBytes), shardBytes, "a shard size must be positive");
@@ -34,7 +35,7 @@ public static class HuggingFaceConverter
         Directory.CreateDirectory(staging);
         try
         {
-            WriteCheckpoint(checkpoint, staging, shardBytes ?? long.MaxValue);
+            WriteCheckpoint(checkpoint, staging, shardBytes ?? long.MaxValue, stored);
             if (tokenizer != null) File.Copy(tokenizer, Path.Combine(staging, Path.GetFileName(tokenizer)));
             if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
             Directory.Move(staging, target);
@@ -46,7 +47,7 @@ public static class HuggingFaceConverter
         }
     }
 
-    private static void WriteCheckpoint(Checkpoint checkpoint, string dir, long shardBytes)
+    private static void WriteCheckpoint(Checkpoint checkpoint, string dir, long shardBytes, SafetensorsDtype stored)
     {
         var config = checkpoint.Config with { Rope = RopeStyle.RotateHalf };
         using var scope = torch.NewDisposeScope();
@@ -57,21 +58,22 @@ public static class HuggingFaceConverter
             tensors[WeightNames.Key(layer)] = PermuteForRotateHalf(tensors[WeightNames.Key(layer)], config.KvHeads);
         }
 
-        HuggingFaceConfig.Write(Path.Combine(dir, HuggingFaceConfig.FileName), config);
-        var shards = Shard(WeightNames.Expected(config).Select(e => e.Name), tensors, shardBytes);
+        HuggingFaceConfig.Write(Path.Combine(dir, HuggingFaceConfig.FileName), config, stored);
+        long Bytes(torch.Tensor t) => t.numel() * SafetensorsFile.ElementBytes(stored);
+        var shards = Shard(WeightNames.Expected(config).Select(e => e.Name), tensors, shardBytes, Bytes);
         if (shards.Count == 1)
         {
-            SafetensorsFile.Write(Path.Combine(dir, HuggingFaceCheckpointReader.SingleFile), tensors, metadata: Metadata);
+            SafetensorsFile.Write(Path.Combine(dir, HuggingFaceCheckpointReader.SingleFile), tensors, stored, Metadata);
             return;
         }
         var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < shards.Count; i++)
         {
             string file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-            SafetensorsFile.Write(Path.Combine(dir, file), shards[i].ToDictionary(name => name, name => tensors[name]), metadata: Metadata);
+            SafetensorsFile.Write(Path.Combine(dir, file), shards[i].ToDictionary(name => name, name => tensors[name]), stored, Metadata);
             foreach (var name in shards[i]) weightMap[name] = file;
         }
-        WriteIndex(Path.Combine(dir, HuggingFaceCheckpointReader.IndexFile), tensors.Values.Sum(Fp32Bytes), weightMap);
+        WriteIndex(Path.Combine(dir, HuggingFaceCheckpointReader.IndexFile), tensors.Values.Sum(Bytes), weightMap);
     }
 
     /// <summary>
@@ -85,13 +87,14 @@ public static class HuggingFaceConverter
     }
 
     /// <summary>Fills shards in checkpoint order, so a layer's tensors stay together; a tensor larger than a shard gets its own.</summary>
-    private static List<List<string>> Shard(IEnumerable<string> names, Dictionary<string, torch.Tensor> tensors, long shardBytes)
+    private static List<List<string>> Shard(IEnumerable<string> names, Dictionary<string, torch.Tensor> tensors, long shardBytes,
+        Func<torch.Tensor, long> bytesOf)
     {
         var shards = new List<List<string>> { new() };
         long filled = 0;
         foreach (var name in names)
         {
-            long bytes = Fp32Bytes(tensors[name]);
+            long bytes = bytesOf(tensors[name]);
             if (filled > 0 && filled + bytes > shardBytes)
             {
                 shards.Add([]);
@@ -116,6 +119,4 @@ public static class HuggingFaceConverter
         json.WriteEndObject();
         json.WriteEndObject();
     }
-
-    private static long Fp32Bytes(torch.Tensor t) => t.numel() * sizeof(float);
 }

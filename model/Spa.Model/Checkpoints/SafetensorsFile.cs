@@ -281,5 +281,22 @@ public sealed class SafetensorsFile : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 
-    private static int ElementBytes(SafetensorsDtype dtype) => dtype == SafetensorsDtype.F32 ? 4 : 2;
+    internal static int ElementBytes(SafetensorsDtype dtype) => dtype == SafetensorsDtype.F32 ? 4 : 2;
+
+    /// <summary>The stored type of tensors of <paramref name="type"/>.</summary>
+    public static SafetensorsDtype Of(torch.ScalarType type) => type switch
+    {
+        torch.ScalarType.Float32 => SafetensorsDtype.F32,
+        torch.ScalarType.Float16 => SafetensorsDtype.F16,
+        torch.ScalarType.BFloat16 => SafetensorsDtype.BF16,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "safetensors checkpoints here store float32, float16 or bfloat16"),
+    };
+
+    /// <summary>The type's name in PyTorch and in config.json's torch_dtype.</summary>
+    internal static string TorchName(SafetensorsDtype dtype) => dtype switch
+    {
+        SafetensorsDtype.F16 => "float16",
+        SafetensorsDtype.BF16 => "bfloat16",
+        _ => "float32",
+    };
 }

@@ -172,7 +172,7 @@ public sealed class LstSideNetwork : nn.Module
     private sealed record Built(Tensor[] Weights, RotaryEmbedding Rope, DecoderBlock[] Blocks, RmsNorm Norm);
 }
 
-/// <summary>The trainable weights of one LST side block: a pre-norm LLaMA block of width d' (fused q/k/v, SwiGLU).</summary>
+/// <summary>The trainable weights of one LST side block: a pre-norm LLaMA block of width d' (stacked q/k/v, SwiGLU).</summary>
 internal sealed class LstBlock : nn.Module
 {
     private readonly Parameter attentionNorm;
@@ -198,9 +198,9 @@ internal sealed class LstBlock : nn.Module
 
     public DecoderBlock Block(LlamaConfig config, int layer, RotaryEmbedding rope) => new(layer,
         new RmsNorm(attentionNorm, config.NormEps),
-        new Attention(config, layer, qkv.weight!, output.weight!, rope),
+        new Attention(config, layer, new StackedProjection(qkv.weight!), output.weight!, rope),
         new RmsNorm(mlpNorm, config.NormEps),
-        new Mlp(gateUp.weight!, down.weight!));
+        new Mlp(new StackedProjection(gateUp.weight!), down.weight!));
 }
 
 /// <summary>
