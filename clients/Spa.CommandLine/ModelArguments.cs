@@ -56,6 +56,19 @@ public sealed class ModelArguments
     public ModelOptions Options(ParseResult result) =>
         new(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads), result.GetValue(MapWeights));
 
+    /// <summary>The torch type <paramref name="dtype"/> names; a usage error of <paramref name="option"/> when it names none.</summary>
+    public static TorchSharp.torch.ScalarType ParseDType(string dtype, string option)
+    {
+        try
+        {
+            return new ModelOptions(DType: dtype).ScalarType;
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"{option}: {e.Message}");
+        }
+    }
+
     public LlamaModel LoadModel(ParseResult result) => LlamaModel.Load(ResolvePath(result), Options(result));
 
     /// <summary>The tokenizer named by --tokenizer, else the one stored beside the model.</summary>

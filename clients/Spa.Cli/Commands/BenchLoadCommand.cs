@@ -43,7 +43,7 @@ public static class BenchLoadCommand
             var types = result.GetValue(dtypes) ?? [];
             int rounds = result.GetValue(repeats);
             if (types.Length == 0 || rounds <= 0) throw new UsageException("--dtypes needs at least one dtype and --repeats must be positive");
-            foreach (var t in types) ParseDType(t);
+            foreach (var t in types) ModelArguments.ParseDType(t, "--dtypes");
 
             string path = synthetic.ResolvePath(result, model);
             var layout = CheckpointLoader.Open(path);
@@ -165,18 +165,6 @@ public static class BenchLoadCommand
             }
         }
         return clock.Elapsed.TotalSeconds;
-    }
-
-    private static void ParseDType(string dtype)
-    {
-        try
-        {
-            _ = new ModelOptions(DType: dtype).ScalarType;
-        }
-        catch (ArgumentException e)
-        {
-            throw new UsageException($"--dtypes: {e.Message}");
-        }
     }
 
     private static string How(bool mapped) => mapped ? "mapped" : "read";

@@ -31,15 +31,7 @@ public static class ConvertCommand
             var destination = result.GetValue(output)!;
             var shards = result.GetValue(shardSize);
             if (shards is <= 0) throw new UsageException($"--shard-bytes must be positive, got {shards}");
-            SafetensorsDtype dtype;
-            try
-            {
-                dtype = SafetensorsFile.Of(new Spa.Model.ModelOptions(DType: result.GetValue(stored)!).ScalarType);
-            }
-            catch (ArgumentException e)
-            {
-                throw new UsageException($"--dtype: {e.Message}");
-            }
+            var dtype = SafetensorsFile.Of(ModelArguments.ParseDType(result.GetValue(stored)!, stored.Name));
             HuggingFaceConverter.FromLlama2c(source, destination, shards, result.GetValue(force), dtype);
             Console.Error.WriteLine($"converted {source} to {destination}");
             return Task.FromResult(0);
