@@ -38,6 +38,12 @@ public sealed class ModelArguments
         Description = "Map the checkpoint file into memory instead of reading it (true or false). Only where the file stores the serving dtype, on the CPU. Default: for models of 50M parameters or more.",
     };
 
+    public Option<bool> HugePages { get; } = new("--huge-pages")
+    {
+        Description = "Ask Linux for transparent huge pages for weights read into memory and for KV caches (true or false).",
+        DefaultValueFactory = _ => true,
+    };
+
     public Option<string?> Tokenizer { get; } = new("--tokenizer")
     {
         Description = "Tokenizer file (llama2.c tokenizer .bin or SentencePiece tokenizer.model). Default: the one beside the model.",
@@ -51,10 +57,11 @@ public sealed class ModelArguments
         command.Options.Add(DType);
         command.Options.Add(Threads);
         command.Options.Add(MapWeights);
+        command.Options.Add(HugePages);
     }
 
     public ModelOptions Options(ParseResult result) =>
-        new(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads), result.GetValue(MapWeights));
+        new(result.GetValue(Device)!, result.GetValue(DType)!, result.GetValue(Threads), result.GetValue(MapWeights), result.GetValue(HugePages));
 
     /// <summary>The torch type <paramref name="dtype"/> names; a usage error of <paramref name="option"/> when it names none.</summary>
     public static TorchSharp.torch.ScalarType ParseDType(string dtype, string option)

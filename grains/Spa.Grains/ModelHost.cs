@@ -28,7 +28,7 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
             throw new InvalidOperationException($"no model is configured: set {SpaModelOptions.Section}:ModelPath");
         if (!string.Equals(name, ModelName, StringComparison.Ordinal))
             throw new ArgumentException($"unknown model '{name}': this silo serves '{ModelName}'");
-        var modelOptions = new ModelOptions(Options.Device, Options.DType, Options.Threads, Options.MapWeights);
+        var modelOptions = new ModelOptions(Options.Device, Options.DType, Options.Threads, Options.MapWeights, Options.HugePages);
         string key = $"{Path.GetFullPath(Options.ModelPath)}|{modelOptions}";
         return Loaded.GetOrAdd(key, _ => new Lazy<Task<LlamaModel>>(() => LoadAsync(Options.ModelPath, modelOptions))).Value;
     }

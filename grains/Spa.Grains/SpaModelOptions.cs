@@ -51,6 +51,12 @@ public sealed class SpaModelOptions
     /// </summary>
     public bool? MapWeights { get; set; }
 
+    /// <summary>
+    /// Ask Linux for transparent huge pages for the weights read into memory and the KV caches
+    /// (<see cref="Spa.Model.HugePages"/>); false where the kernel's huge-page compaction stalls more than it saves.
+    /// </summary>
+    public bool HugePages { get; set; } = true;
+
     public string EffectiveModelName =>
         !string.IsNullOrWhiteSpace(ModelName) ? ModelName
         : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(ModelPath));

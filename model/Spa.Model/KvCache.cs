@@ -14,7 +14,8 @@ public sealed class KvCache : IDisposable
     private readonly Tensor[] _values;
     private readonly int[] _lengths;
 
-    public KvCache(LlamaConfig config, int slots, int capacity, Device device, ScalarType dtype, int firstLayer = 0, int layerCount = -1)
+    public KvCache(LlamaConfig config, int slots, int capacity, Device device, ScalarType dtype, int firstLayer = 0, int layerCount = -1,
+        bool hugePages = false)
     {
         if (slots <= 0) throw new ArgumentOutOfRangeException(nameof(slots), "a cache needs at least one slot");
         if (capacity <= 0 || capacity > config.MaxSeqLen)
@@ -28,10 +29,23 @@ public sealed class KvCache : IDisposable
         _values = new Tensor[LayerCount];
         for (int l = 0; l < LayerCount; l++)
         {
-            _keys[l] = zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
-            _values[l] = zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            _keys[l] = Zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device, hugePages);
+            _values[l] = Zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device, hugePages);
         }
         Bytes = 2L * LayerCount * _keys[0].NumberOfElements * _keys[0].ElementSize;
+    }
+
+    /// <summary>
+    /// Zeroed, not just allocated: attention reads the masked positions of shorter slots too, and zero times a masked
+    /// weight is zero where garbage could be NaN. Advised as huge pages, if asked, before the zeroing touches them (<see cref="HugePages"/>).
+    /// </summary>
+    private static Tensor Zeros(long[] shape, ScalarType dtype, Device device, bool hugePages)
+    {
+        using var scope = NewDisposeScope(); // takes the handle zero_ returns
+        var t = empty(shape, dtype, device);
+        if (hugePages) HugePages.Advise(t);
+        t.zero_();
+        return t.DetachFromDisposeScope();
     }
 
     public int Slots { get; }

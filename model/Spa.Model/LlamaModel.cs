@@ -48,6 +48,7 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
             options.Apply(ParameterCount);
             Device = options.TorchDevice;
             DType = options.ScalarType;
+            AdvisesHugePages = options.HugePages;
             _identity = identity(stop);
             using var scope = NewDisposeScope(); // frees the row views handed to fill
             var destinations = new Dictionary<string, Tensor>();
@@ -145,9 +146,12 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     /// <summary>Whether the weights are views of the checkpoint file mapped into memory (see <see cref="Load"/>).</summary>
     public bool Mapped { get; }
 
+    /// <summary>Whether weights read into memory, and this model's KV caches, are advised as huge pages (<see cref="ModelOptions.HugePages"/>).</summary>
+    public bool AdvisesHugePages { get; }
+
     /// <summary>A cache for this model's layers, sized for <paramref name="slots"/> sequences of up to <paramref name="capacity"/> tokens.</summary>
     public KvCache CreateCache(int slots, int? capacity = null) =>
-        new(Config, slots, capacity ?? Config.MaxSeqLen, Device, DType);
+        new(Config, slots, capacity ?? Config.MaxSeqLen, Device, DType, hugePages: AdvisesHugePages);
 
     /// <summary>tokens: [B, T] int64. Returns the residual stream h_0: [B, T, dim].</summary>
     public Tensor Embed(Tensor tokens) => Embedding[tokens.to(Device)];
@@ -300,6 +304,7 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     private Tensor Allocate(params long[] shape)
     {
         var t = empty(shape, DType, Device);
+        if (AdvisesHugePages) HugePages.Advise(t);
         _owned.Add(t.DetachFromDisposeScope());
         return t;
     }

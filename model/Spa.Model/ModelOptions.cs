@@ -7,8 +7,9 @@ namespace Spa.Model;
 /// Threads: torch's intra-op threads; 0 picks one thread for small models (below <see cref="SmallModelParameters"/>),
 /// whose operations are too small to split, so a second thread only adds synchronisation, and torch's default otherwise.
 /// MapWeights: map the checkpoint file into memory instead of reading it (<see cref="MapsWeights"/>); null decides by size.
+/// HugePages: ask for transparent huge pages for the weights read into memory and for KV caches (see <see cref="Model.HugePages"/>).
 /// </summary>
-public sealed record ModelOptions(string Device = "cpu", string DType = "float32", int Threads = 0, bool? MapWeights = null)
+public sealed record ModelOptions(string Device = "cpu", string DType = "float32", int Threads = 0, bool? MapWeights = null, bool HugePages = true)
 {
     public const long SmallModelParameters = 50_000_000;
 

@@ -158,6 +158,8 @@ public sealed class BenchTests
         // A warm load per dtype, and a cold one before it wherever the page cache can be evicted.
         Assert.Contains(loads.Count, new[] { 2, 4 });
         Assert.All(loads, l => Assert.Equal(l.GetProperty("d_type").GetString() == "float32", l.GetProperty("mapped").GetBoolean()));
+        // Huge pages need blocks of 2 MiB; every weight of stories260K is smaller (LoadingTests covers larger ones).
+        Assert.All(loads, l => Assert.Equal(0, l.GetProperty("huge_page_bytes").GetInt64()));
         // The identity is hashed beside the load and awaited after it, on the same clock.
         Assert.All(loads, l => Assert.True(l.GetProperty("identity_seconds").GetDouble() >= l.GetProperty("load_seconds").GetDouble(), l.ToString()));
         var read = Assert.Single(root.GetProperty("reads").EnumerateArray());

@@ -243,6 +243,35 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Fact]
+    public void WeightsReadIntoMemoryLieInHugePagesAndMappedOnesInTheFilesPages()
+    {
+        // Embedding and LM head of 41 MB each: above glibc's largest mmap threshold (32 MiB), so they are always new
+        // memory, as the weights of real models are; smaller blocks may reuse memory already touched in small pages.
+        var config = new LlamaConfig(Dim: 256, HiddenDim: 688, Layers: 1, Heads: 8, KvHeads: 4, VocabSize: 40_000, MaxSeqLen: 32,
+            TiedEmbedding: false, Rope: RopeStyle.Interleaved);
+        string file = Temp("large-vocabulary.bin");
+        SyntheticCheckpoint.Write(file, config, seed: 3);
+        const string Setting = "/sys/kernel/mm/transparent_hugepage/enabled"; // "always [madvise] never": the mode in brackets
+        string mode = File.Exists(Setting) ? File.ReadAllText(Setting).Split('[', ']')[1] : "never";
+
+        using var read = LlamaModel.Load(file, new ModelOptions(MapWeights: false));
+        using var unadvised = LlamaModel.Load(file, new ModelOptions(MapWeights: false, HugePages: false));
+        using var mapped = LlamaModel.Load(file, new ModelOptions(MapWeights: true));
+
+        Assert.Equal((false, false, true), (read.Mapped, unadvised.Mapped, mapped.Mapped));
+        Assert.Equal((true, false), (read.AdvisesHugePages, unadvised.AdvisesHugePages));
+        long WholeHugePages(Tensor t) => (t.NumberOfElements * t.ElementSize / HugePages.Size - 1) * HugePages.Size; // however it is aligned
+        long atLeast = WholeHugePages(read.Embedding) + WholeHugePages(read.LmHead);
+        if (mode == "never") Assert.Equal(0, HugePages.BackedBytes(read.Weights));
+        else Assert.InRange(HugePages.BackedBytes(read.Weights), atLeast, long.MaxValue);
+        if (mode != "always") Assert.Equal(0, HugePages.BackedBytes(unadvised.Weights)); // "always" needs no advice
+        Assert.Equal(0, HugePages.BackedBytes(mapped.Weights)); // the page cache's pages, not anonymous memory
+        int[] prompt = [1, 2, 3];
+        Assert.Equal(Greedy(mapped, prompt, 8), Greedy(read, prompt, 8));
+        Assert.Equal(Greedy(unadvised, prompt, 8), Greedy(read, prompt, 8));
+    }
+
+    [Fact]
     public void SyntheticShapesAreThePublishedOnesAndAnUnknownNameListsTheKnown()
     {
         var llama = SyntheticCheckpoint.Shape("llama-7b", 2);

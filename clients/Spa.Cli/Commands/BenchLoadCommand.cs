@@ -75,7 +75,7 @@ public static class BenchLoadCommand
                         double read = cold ? coldRead!.Value : warmRead;
                         Console.Error.WriteLine($"  {dtype,-9} {figure.Cache}: {How(figure.Mapped)} in {figure.LoadSeconds:F2} s ({fileBytes / 1e9 / figure.LoadSeconds:F2} GB/s, "
                             + $"{figure.LoadSeconds / read:F2}x the read), identity after {figure.IdentitySeconds:F2} s, peak {figure.PeakRssBytes / 1e9:F2} GB "
-                            + $"= {(double)figure.PeakRssBytes / figure.WeightBytes:F2}x the weights ({figure.WeightBytes / 1e9:F2} GB)");
+                            + $"= {(double)figure.PeakRssBytes / figure.WeightBytes:F2}x the weights ({figure.WeightBytes / 1e9:F2} GB, {figure.HugePageBytes / 1e9:F2} GB of them in huge pages)");
                     }
                 }
             }
@@ -107,7 +107,7 @@ public static class BenchLoadCommand
         double load = clock.Elapsed.TotalSeconds;
         await model.IdentityAsync();
         double identity = clock.Elapsed.TotalSeconds;
-        return new LoadFigure(0, "", options.DType, model.Mapped, load, identity, model.WeightBytes, baseline, ProcessStatus.Bytes("VmHWM"));
+        return new LoadFigure(0, "", options.DType, model.Mapped, load, identity, model.WeightBytes, HugePages.BackedBytes(model.Weights), baseline, ProcessStatus.Bytes("VmHWM"));
     }
 
     private static LoadSummary Summarise(string dtype, List<LoadFigure> loads, List<ReadFigure> reads, long fileBytes)
@@ -142,9 +142,10 @@ public static class BenchLoadCommand
     }
 
     /// <summary>
-    /// Seconds to read the cached files into one newly allocated tensor of their size: what any loader that does not
-    /// map the files pays at least, since the kernel must hand it fresh pages (on a virtual machine, pages the guest has
-    /// not used yet can cost the host a fault each).
+    /// Seconds to read the cached files into one newly allocated tensor of their size, advised as huge pages as the read
+    /// loader's weights are (<see cref="HugePages"/>): what any loader that does not map the files pays at least, since
+    /// the kernel must hand it fresh pages (on a virtual machine, pages the guest has not used yet can cost the host a
+    /// fault each).
     /// </summary>
     private static double ReadIntoNewMemory(IEnumerable<string> files, CancellationToken cancellation)
     {
@@ -154,6 +155,7 @@ public static class BenchLoadCommand
         {
             long length = new FileInfo(file).Length;
             using var memory = TorchSharp.torch.empty(length, TorchSharp.torch.ScalarType.Byte);
+            HugePages.Advise(memory);
             using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
             for (long offset = 0; offset < length;)
             {
@@ -199,7 +201,7 @@ public static class BenchLoadCommand
     }
 
     private sealed record ReadFigure(int Round, double? ColdSeconds, double WarmSeconds, double WarmIntoNewMemorySeconds);
-    internal sealed record LoadFigure(int Round, string Cache, string DType, bool Mapped, double LoadSeconds, double IdentitySeconds, long WeightBytes, long BaselineRssBytes, long PeakRssBytes);
+    internal sealed record LoadFigure(int Round, string Cache, string DType, bool Mapped, double LoadSeconds, double IdentitySeconds, long WeightBytes, long HugePageBytes, long BaselineRssBytes, long PeakRssBytes);
     private sealed record LoadSummary(string DType, bool Mapped, long WeightBytes, double? ColdLoadSeconds, double? ColdLoadOverRead, double WarmLoadSeconds, double WarmLoadOverRead, double WarmLoadOverNewMemoryRead,
         double WarmGigabytesPerS, double IdentitySeconds, long PeakRssBytes, double PeakOverWeights, double BaselineRssGb);
     private sealed record LoadReport(string Model, long FileBytes, long Parameters, IReadOnlyList<LoadSummary> Summary, IReadOnlyList<ReadFigure> Reads,

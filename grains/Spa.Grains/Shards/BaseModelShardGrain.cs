@@ -46,7 +46,7 @@ public sealed class BaseModelShardGrain(ModelHost host, ClusterAccelerators acce
         int slots = host.SlotsFor(bytesPerSlot);
         var model = _model;
         int from = _from;
-        _cache = await host.Worker.Run(() => new KvCache(model.Config, slots, model.Config.MaxSeqLen, model.Device, model.DType, from, layers));
+        _cache = await host.Worker.Run(() => new KvCache(model.Config, slots, model.Config.MaxSeqLen, model.Device, model.DType, from, layers, model.AdvisesHugePages));
         _slots = new KvSlotTable(slots, _cache.Length, metrics.Eviction);
         var forward = new ShardForward(_model, _cache, _from, _to, IsFirst, IsLast, GrainFactory);
         _batcher = new StepBatcher(host.Worker, host.Options, _slots, forward.Run, metrics);
