@@ -52,9 +52,9 @@ public sealed class PluginEdge : IEdgeDeviceObserver, IDisposable
         }
     }
 
-    /// <summary>The served base's description, as <see cref="Load"/> reads it.</summary>
-    public static BaseModelFacts Facts(string modelName, LlamaModel model) =>
-        new(modelName, JsonSerializer.Serialize(model.Config), model.Identity);
+    /// <summary>The served base's description, as <see cref="Load"/> reads it, once the weights' identity is known.</summary>
+    public static async Task<BaseModelFacts> FactsAsync(string modelName, LlamaModel model) =>
+        new(modelName, JsonSerializer.Serialize(model.Config), await model.IdentityAsync());
 
     public PersonalPlugin Plugin => _runtime.Plugin;
 

@@ -77,14 +77,14 @@ public sealed class EdgeDeviceGrain(
     public async ValueTask<BaseModelFacts> Hello(string secret)
     {
         Authenticate(secret);
-        return PluginEdge.Facts(state.State.Model, await host.GetModelAsync(state.State.Model));
+        return await PluginEdge.FactsAsync(state.State.Model, await host.GetModelAsync(state.State.Model));
     }
 
     public async ValueTask<EdgeDeviceInfo> Connect(string secret, IEdgeDeviceObserver observer, DevicePlugin plugin)
     {
         Authenticate(secret);
         if (state.State.Simulated is not null) throw new ArgumentException($"device '{Id}' is registered as simulated: register it again without a plugin directory to connect a real device");
-        if (plugin.BaseIdentity != (await host.GetModelAsync(state.State.Model)).Identity)
+        if (plugin.BaseIdentity != await (await host.GetModelAsync(state.State.Model)).IdentityAsync())
             throw new ArgumentException($"the device's plugin was trained on another base ({plugin.BaseIdentity}), not the served '{state.State.Model}'");
         bool fresh = !Connected;
         (_observer, _connectedPlugin) = (observer, plugin);
@@ -180,7 +180,7 @@ public sealed class EdgeDeviceGrain(
     private async Task LoadSimulation(string directory)
     {
         var model = await host.GetModelAsync(host.ModelName);
-        var facts = PluginEdge.Facts(host.ModelName, model);
+        var facts = await PluginEdge.FactsAsync(host.ModelName, model);
         _simulated = await TorchWorker.Edge.Run(() => PluginEdge.Load(directory, facts, host.Options.Device, host.Options.DType));
         metrics.DeviceReachable(Id, long.MaxValue); // a simulated device answers as long as its plugin is loaded
     }

@@ -33,13 +33,12 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
         return Loaded.GetOrAdd(key, _ => new Lazy<Task<LlamaModel>>(() => LoadAsync(Options.ModelPath, modelOptions))).Value;
     }
 
-    /// <summary>Ready once the weights' identity is known too, so that no grain ever waits for it on a scheduler thread.</summary>
-    private async Task<LlamaModel> LoadAsync(string path, ModelOptions modelOptions)
-    {
-        var model = await Worker.Run(() => LlamaModel.Load(path, modelOptions));
-        await model.IdentityAsync();
-        return model;
-    }
+    /// <summary>
+    /// Ready once the weights are: their identity is still being hashed beside (for a mapped LLaMA-7B it takes several
+    /// times the load), and only a device's plugin needs it, so grains that do await <see cref="LlamaModel.IdentityAsync"/>
+    /// and never read <see cref="LlamaModel.Identity"/>, which would wait on a scheduler thread.
+    /// </summary>
+    private Task<LlamaModel> LoadAsync(string path, ModelOptions modelOptions) => Worker.Run(() => LlamaModel.Load(path, modelOptions));
 
     /// <summary>
     /// The logits of a token the edge answered: W_lm out (side, switch) or W_lm (n + out) (parallel, spa), from the last

@@ -166,6 +166,34 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Fact]
+    public void ACheckpointReachedThroughSymbolicLinksIsMappedWhole()
+    {
+        // Hugging Face's cache: every file of a snapshot is a link to a blob named by its hash.
+        string converted = Temp("converted"), blobs = Temp("blobs"), snapshot = Temp("snapshot");
+        HuggingFaceConverter.FromLlama2c(SharedData.Stories260KBin, converted);
+        Directory.CreateDirectory(blobs);
+        Directory.CreateDirectory(snapshot);
+        foreach (var file in Directory.GetFiles(converted))
+        {
+            string blob = Path.Combine(blobs, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))));
+            File.Move(file, blob);
+            File.CreateSymbolicLink(Path.Combine(snapshot, Path.GetFileName(file)), blob);
+        }
+        string linkedBin = Temp("linked.bin");
+        File.CreateSymbolicLink(linkedBin, SharedData.Stories260KBin);
+
+        using var original = LlamaModel.Load(SharedData.Stories260KBin, new ModelOptions(MapWeights: false));
+        int[] prompt = [1, 403, 407, 261];
+        foreach (var path in new[] { snapshot, linkedBin })
+        {
+            using var mapped = LlamaModel.Load(path, new ModelOptions(MapWeights: true));
+            Assert.True(mapped.Mapped, path);
+            Assert.Equal(new FileInfo(SharedData.Stories260KBin).Length, CheckpointLayout.LengthOf(linkedBin));
+            Assert.Equal(Greedy(original, prompt, 32), Greedy(mapped, prompt, 32));
+        }
+    }
+
+    [Fact]
     public void AWriteToAMappedWeightNeverReachesTheFile()
     {
         string path = Temp("mapped.bin");

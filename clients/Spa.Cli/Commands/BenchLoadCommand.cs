@@ -48,7 +48,7 @@ public static class BenchLoadCommand
             string path = synthetic.ResolvePath(result, model);
             var layout = CheckpointLoader.Open(path);
             var files = layout.Tensors.Values.Select(t => t.File).Distinct().ToList();
-            long fileBytes = files.Sum(f => new FileInfo(f).Length);
+            long fileBytes = layout.FileBytes;
             Console.Error.WriteLine($"{layout.Source}: {fileBytes / 1e9:F2} GB in {files.Count} file(s), {layout.ParameterCount:N0} parameters");
             bool canEvict = PageCache.Evict(files);
             if (!canEvict) Console.Error.WriteLine("the page cache cannot be evicted here: cold figures are left out");
@@ -153,7 +153,7 @@ public static class BenchLoadCommand
         var clock = Stopwatch.StartNew();
         foreach (var file in files)
         {
-            long length = new FileInfo(file).Length;
+            long length = CheckpointLayout.LengthOf(file);
             using var memory = TorchSharp.torch.empty(length, TorchSharp.torch.ScalarType.Byte);
             HugePages.Advise(memory);
             using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);

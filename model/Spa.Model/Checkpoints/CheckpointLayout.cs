@@ -44,7 +44,17 @@ public sealed class CheckpointLayout
     public long ParameterCount => WeightNames.Expected(Config).Sum(e => Tensors[e.Name].Elements);
 
     /// <summary>The bytes of every file the weights come from.</summary>
-    public long FileBytes => Tensors.Values.Select(t => t.File).Distinct().Sum(f => new FileInfo(f).Length);
+    public long FileBytes => Tensors.Values.Select(t => t.File).Distinct().Sum(LengthOf);
+
+    /// <summary>
+    /// The bytes of the file <paramref name="path"/> names, through symbolic links (Hugging Face's cache links every
+    /// snapshot file to a blob), where <see cref="FileInfo.Length"/> gives the link's own length.
+    /// </summary>
+    public static long LengthOf(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        return RandomAccess.GetLength(handle);
+    }
 
     /// <summary>
     /// Reads every weight into the tensor <paramref name="destinationOf"/> gives for its name: contiguous, of the
@@ -98,7 +108,7 @@ public sealed class CheckpointLayout
         if (Tensors.Values.Any(t => t.Type != type || t.Offset % size != 0)) return null;
         using var scope = torch.NewDisposeScope(); // frees the whole-file tensors, and every view if a check fails
         var files = Tensors.Values.Select(t => t.File).Distinct()
-            .ToDictionary(f => f, f => torch.from_file(f, shared: false, size: new FileInfo(f).Length / size, dtype: type));
+            .ToDictionary(f => f, f => torch.from_file(f, shared: false, size: LengthOf(f) / size, dtype: type));
         var views = new Dictionary<string, torch.Tensor>();
         foreach (var stored in Tensors.Values.OrderBy(t => t.File, StringComparer.Ordinal).ThenBy(t => t.Offset))
         {
