@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Spa.Model;
+using Spa.Model.Checkpoints;
 using Spa.Testing;
 
 namespace Spa.Cli.Tests;
@@ -164,6 +166,34 @@ public sealed class BenchTests
         Assert.All(loads, l => Assert.True(l.GetProperty("identity_seconds").GetDouble() >= l.GetProperty("load_seconds").GetDouble(), l.ToString()));
         var read = Assert.Single(root.GetProperty("reads").EnumerateArray());
         Assert.True(read.GetProperty("warm_seconds").GetDouble() > 0, read.ToString());
+    }
+
+    [Fact]
+    public async Task LoadBenchmarkPassesHugePagesToEveryLoadAndReportsWhatTheKernelGranted()
+    {
+        using var temp = new TempDir();
+        string model = temp["large-vocabulary.bin"];
+        // An embedding and an LM head of 41 MB each: always new memory (above glibc's largest mmap threshold), whose
+        // page size the advice decides; each holds at least 18 whole huge pages wherever it lies.
+        var config = new LlamaConfig(Dim: 256, HiddenDim: 688, Layers: 1, Heads: 8, KvHeads: 4, VocabSize: 40_000, MaxSeqLen: 32,
+            TiedEmbedding: false, Rope: RopeStyle.Interleaved);
+        SyntheticCheckpoint.Write(model, config, seed: 3);
+        long wholePages = 2 * (40_000L * 256 * 4 / HugePages.Size - 1) * HugePages.Size;
+
+        var granted = new Dictionary<bool, List<long>>();
+        foreach (bool advise in new[] { true, false })
+        {
+            var file = temp[$"load-{advise}.json"];
+            var run = await Spa.RunAsync("bench", "load", "--model", model, "--dtypes", "float32", "--repeats", "1",
+                "--map-weights", "false", "--huge-pages", advise ? "true" : "false", "--json", file);
+            Expect.Success(run);
+            using var json = JsonDocument.Parse(File.ReadAllText(file));
+            granted[advise] = [.. json.RootElement.GetProperty("loads").EnumerateArray().Select(l => l.GetProperty("huge_page_bytes").GetInt64())];
+        }
+
+        string mode = TransparentHugePages.Mode;
+        Assert.All(granted[true], b => Assert.True(mode == "never" ? b == 0 : b >= wholePages, $"{b} bytes in huge pages, mode {mode}"));
+        if (mode != "always") Assert.All(granted[false], b => Assert.Equal(0, b)); // "always" gives them unasked
     }
 
     [Theory]

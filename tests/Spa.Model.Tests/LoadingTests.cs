@@ -279,8 +279,7 @@ public sealed class LoadingTests : IDisposable
             TiedEmbedding: false, Rope: RopeStyle.Interleaved);
         string file = Temp("large-vocabulary.bin");
         SyntheticCheckpoint.Write(file, config, seed: 3);
-        const string Setting = "/sys/kernel/mm/transparent_hugepage/enabled"; // "always [madvise] never": the mode in brackets
-        string mode = File.Exists(Setting) ? File.ReadAllText(Setting).Split('[', ']')[1] : "never";
+        string mode = TransparentHugePages.Mode;
 
         using var read = LlamaModel.Load(file, new ModelOptions(MapWeights: false));
         using var unadvised = LlamaModel.Load(file, new ModelOptions(MapWeights: false, HugePages: false));
