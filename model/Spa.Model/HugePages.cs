@@ -29,14 +29,14 @@ public static class HugePages
     }
 
     /// <summary>
-    /// Bytes of huge pages in the memory mappings that hold <paramref name="tensors"/> (CPU tensors), from the
-    /// kernel's /proc/self/smaps: whether the advice took effect. 0 where nothing is known (not Linux).
+    /// Bytes of huge pages in the memory mappings that hold <paramref name="tensors"/> (contiguous CPU tensors; others
+    /// are left out), from the kernel's /proc/self/smaps: whether the advice took effect. 0 where nothing is known (not Linux).
     /// </summary>
     public static long BackedBytes(IEnumerable<Tensor> tensors)
     {
         const string Header = "AnonHugePages:";
         if (!OperatingSystem.IsLinux()) return 0;
-        var ranges = tensors.Where(t => t.device_type == TorchSharp.DeviceType.CPU && t.NumberOfElements > 0).Select(Range).ToList();
+        var ranges = tensors.Where(t => t.device_type == TorchSharp.DeviceType.CPU && t.is_contiguous() && t.NumberOfElements > 0).Select(Range).ToList();
         long total = 0;
         bool holds = false;
         foreach (var line in File.ReadLines("/proc/self/smaps"))
