@@ -153,10 +153,10 @@ public static class BenchLoadCommand
         var clock = Stopwatch.StartNew();
         foreach (var file in files)
         {
-            long length = CheckpointLayout.LengthOf(file);
+            using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+            long length = RandomAccess.GetLength(handle); // the file's, through a symbolic link
             using var memory = TorchSharp.torch.empty(length, TorchSharp.torch.ScalarType.Byte);
             HugePages.Advise(memory);
-            using var handle = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
             for (long offset = 0; offset < length;)
             {
                 cancellation.ThrowIfCancellationRequested();
