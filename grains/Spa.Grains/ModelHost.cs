@@ -56,7 +56,7 @@ public sealed class ModelHost(IOptions<SpaModelOptions> options)
             using var scope = NewDisposeScope();
             var n = tensor(normed, [1L, dim]).to(model.DType, model.Device);
             var o = tensor(output, [1L, dim]).to(model.DType, model.Device);
-            return PluginForward.Combine(model, mode, n, o).cpu().contiguous().data<float>().ToArray();
+            return HostCopy.Floats(PluginForward.Combine(model, mode, n, o));
         });
     }
 

@@ -53,7 +53,7 @@ public sealed class RemoteLayerHook : ILayerHook
     private Tensor Ask(EdgeCallKind call, SessionMode mode, int layer, Tensor x, bool keepInput)
     {
         int rows = (int)x.shape[0], positions = (int)x.shape[1], block = positions * _dim;
-        var input = x.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        var input = HostCopy.Floats(x);
         var calls = new Task<(int Row, float[]? Output)>[rows];
         for (int b = 0; b < rows; b++)
         {

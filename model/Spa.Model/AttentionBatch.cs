@@ -17,7 +17,7 @@ public sealed class AttentionBatch : IDisposable
     private readonly Tensor? _slotIndex;     // [B] slots to gather keys from; null when they are one run of consecutive slots
     private readonly int _firstSlot;         // the run's first slot, read in place: a lone sequence's keys are not copied out
     private readonly Tensor? _storeSlot;     // slot of each real new token: [N], or [B, T] when none is padding
-    private readonly Tensor? _storePosition; // position of each real new token, shaped as _storeSlot
+    private readonly Tensor? _storePosition; // position of each real new token, shaped as _storeSlot; null when none is padding: Positions
     private readonly TensorIndex[]? _storeIndex; // cache[slot, :, position] for each real new token
     private readonly Tensor? _realTokens;    // [N] flat index into B*T of each real token; null when none is padding
     private readonly int _keyLength;
@@ -35,7 +35,7 @@ public sealed class AttentionBatch : IDisposable
         _firstSlot = slots.Length > 0 ? slots[0] : 0;
         _storeSlot = storeSlot?.DetachFromDisposeScope();
         _storePosition = storePosition?.DetachFromDisposeScope();
-        if (_storeSlot is not null) _storeIndex = [TensorIndex.Tensor(_storeSlot), TensorIndex.Colon, TensorIndex.Tensor(_storePosition!)];
+        if (_storeSlot is not null) _storeIndex = [TensorIndex.Tensor(_storeSlot), TensorIndex.Colon, TensorIndex.Tensor(_storePosition ?? Positions)];
         _realTokens = realTokens?.DetachFromDisposeScope();
         _keyLength = keyLength;
     }
@@ -90,7 +90,7 @@ public sealed class AttentionBatch : IDisposable
         bool padded = n != batch * newLength;
         bool consecutive = slots.Select((s, i) => s == slots[0] + i).All(x => x);
         // Without padding the store indices take the new tokens' own [B, T] shape, so that keys and values are stored
-        // as the projection made them, without a reshape per layer.
+        // as the projection made them, without a reshape per layer, and the positions are the store positions.
         long[] storeShape = padded ? [n] : [batch, newLength];
 
         var (positions, mask) = Layout(config, past, newCounts, newLength, keyLength, device);
@@ -98,7 +98,7 @@ public sealed class AttentionBatch : IDisposable
             rope, cache, [.. slots], [.. newCounts], positions, mask,
             consecutive ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
             tensor(storeSlot, storeShape, device: device),
-            tensor(storePosition, storeShape, device: device),
+            padded ? tensor(storePosition, storeShape, device: device) : null,
             padded ? tensor(realTokens, device: device) : null,
             keyLength);
     }
@@ -162,7 +162,9 @@ public sealed class AttentionBatch : IDisposable
     private Tensor Gather(Tensor stored)
     {
         var prefix = stored.narrow(2, 0, _keyLength);
-        return _slotIndex is null ? prefix.narrow(0, _firstSlot, _slots.Length) : prefix.index_select(0, _slotIndex);
+        if (_slotIndex is not null) return prefix.index_select(0, _slotIndex);
+        // A batch of every slot from the first (the engine's own cache, one slot per sequence) reads the prefix as it is.
+        return _firstSlot == 0 && _slots.Length == _cache!.Slots ? prefix : prefix.narrow(0, _firstSlot, _slots.Length);
     }
 
     /// <summary>Records the new tokens as part of their sequences once every layer of this cache has stored them.</summary>

@@ -18,7 +18,7 @@ public sealed class BenchTests
         var file = temp["bench.json"];
 
         var run = await Spa.RunAsync("bench", "decode", "--model", SharedData.Stories260K,
-            "--tokens", "16", "--batches", "2", "--repeats", "1", "--json", file);
+            "--tokens", "16", "--batches", "2", "--repeats", "1", "--warm-up-rounds", "1", "--json", file);
 
         Expect.Success(run);
         Assert.Equal("", run.Stdout);
@@ -37,6 +37,11 @@ public sealed class BenchTests
             Assert.True(tensors.GetProperty("created_per_step").GetDouble() > 0, "tensors per step\n" + root);
             Assert.Equal(0, tensors.GetProperty("left_alive").GetInt64());
         }
+        // As in the cluster benchmark: one round cannot leave a new process warm, and the report says so.
+        var warmUp = Assert.Single(root.GetProperty("warm_up").EnumerateArray());
+        Assert.True(warmUp.GetProperty("jit_ms").GetDouble() > 0, "warm-up\n" + warmUp);
+        Assert.False(warmUp.GetProperty("warm").GetBoolean(), "warm-up\n" + warmUp);
+        Assert.Contains("NOT WARM", run.Stderr);
     }
 
     [Fact]
@@ -203,7 +208,8 @@ public sealed class BenchTests
     [InlineData("load --synthetic llama-9b", "llama-7b")]
     [InlineData("decode --synthetic llama-9b", "llama-7b")]
     [InlineData("decode --synthetic llama-7b --layers 0", "--layers must be positive")]
-    public async Task LoadAndSyntheticOptionsRejectBadArguments(string arguments, string phrase)
+    [InlineData("decode --warm-up-rounds 0", "must be positive")]
+    public async Task LoadDecodeAndSyntheticOptionsRejectBadArguments(string arguments, string phrase)
     {
         var run = await Spa.RunAsync(["bench", .. arguments.Split(' ')]);
 

@@ -34,15 +34,6 @@ public static class BenchClusterCommand
     /// </summary>
     public static Targets TargetsAt(int shards) => new(shards == 1 ? 1.15 : 1.3, shards <= 2 ? 10 : 8);
 
-    /// <summary>
-    /// The share of a warm-up round's time the JIT may spend compiling for the process to count as warm. The tiered JIT
-    /// recompiles the hot methods of the serving path on a background thread for the first seconds of a process; on a
-    /// small machine that thread takes a core from the runs, so measuring before it is quiet measures start-up. Measured
-    /// on stories260K: the first rounds compile for 9-84% of their time, a warm process still for 0.5-3% (methods that
-    /// reach their call counts late), so 5% tells the two apart.
-    /// </summary>
-    private const double WarmJitShare = 0.05;
-
     public static Command Create()
     {
         var model = new ModelArguments();
@@ -50,11 +41,7 @@ public static class BenchClusterCommand
         var sessions = new Option<int>("--sessions") { Description = "Concurrent sessions of the throughput measurement.", DefaultValueFactory = _ => 64 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens each session generates per measured run (fewer if it ends its story).", DefaultValueFactory = _ => 128 };
         var repeats = new Option<int>("--repeats") { Description = "Measured runs per shard count; the median is reported.", DefaultValueFactory = _ => 3 };
-        var warmUp = new Option<int>("--warm-up-rounds")
-        {
-            Description = $"Most unmeasured rounds (every shard count, as a measured run) before the measured ones; they stop once the JIT compiled for less than {WarmJitShare:P0} of a round's time.",
-            DefaultValueFactory = _ => 8,
-        };
+        var warmUp = ProcessWarmUp.RoundsOption("every shard count, as a measured run");
         var json = new Option<string?>("--json") { Description = "Write every figure to this JSON file." };
 
         var command = new Command("cluster", "Greedy decoding through the one-process cluster against the in-process engine: latency at one session, throughput of many.");
@@ -282,7 +269,7 @@ public static class BenchClusterCommand
     {
         private readonly Generator _generator = new(engine);
         private int _run;
-        private readonly List<WarmUpRound> _warmUp = [];
+        private IReadOnlyList<WarmUpRound> _warmUp = [];
         private int _sequencesChecked;
         private long _tokensChecked;
 
@@ -301,11 +288,8 @@ public static class BenchClusterCommand
             void Report(string what) =>
                 progress.Update($"{ProgressLine.Bar((double)step / steps)} {what}  {ProgressLine.Duration(clock.Elapsed)}", force: true);
 
-            while (_warmUp.Count < settings.WarmUpRounds && (_warmUp.Count == 0 || !_warmUp[^1].Warm))
+            _warmUp = await ProcessWarmUp.RunAsync(settings.WarmUpRounds, async () =>
             {
-                Report(_warmUp.Count == 0 ? "warming up" : $"warming up, round {_warmUp.Count + 1} (the JIT compiled for {_warmUp[^1].JitShare:P1} of the last)");
-                var jit = JitInfo.GetCompilationTime();
-                var round = Stopwatch.StartNew();
                 await Engine(1, settings.Tokens);
                 await Engine(many, settings.Tokens);
                 foreach (int shards in settings.ShardCounts)
@@ -318,8 +302,7 @@ public static class BenchClusterCommand
                     await Cluster(shards, 1, settings.Tokens);
                     await Cluster(shards, many, settings.Tokens);
                 }
-                _warmUp.Add(new WarmUpRound(Math.Round(round.Elapsed.TotalSeconds, 3), Math.Round((JitInfo.GetCompilationTime() - jit).TotalMilliseconds, 1)));
-            }
+            }, Report);
             step++;
             for (int repeat = 1; repeat <= settings.Repeats; repeat++)
             {
@@ -446,9 +429,7 @@ public static class BenchClusterCommand
         text.AppendLine($"{report.Model}, {many} sessions x {report.TokensPerSession} tokens, greedy, median of {report.Repeats} run(s); " +
             $"{m.Cores} cores, load {m.LoadAverage?.ToString("F1") ?? "?"} at start, {m.Runtime}");
         text.AppendLine($"self-check passed: {report.SelfCheck.Sequences} sequences, {report.SelfCheck.Tokens} tokens equal to the engine's");
-        var (first, last) = (report.WarmUp[0], report.WarmUp[^1]);
-        text.AppendLine($"warm-up: {report.WarmUp.Count} round(s); the JIT compiled for {first.JitShare:P1} of the first, {last.JitShare:P1} of the last" +
-            (last.Warm ? "" : $": NOT WARM (the measured runs include JIT work above {WarmJitShare:P0} of their time; raise --warm-up-rounds)"));
+        text.AppendLine(ProcessWarmUp.Summary(report.WarmUp));
         var header = new[] { "shards", "engine ms/token", "cluster ms/token", "latency ratio (target)",
             "cluster 1 session tokens/s", $"{many} sessions tokens/s", $"{many} vs 1 (target)", $"engine batch {many} tokens/s", "mean batch" };
         var rows = report.Shards.Select(f => new[]
@@ -493,13 +474,6 @@ public static class BenchClusterCommand
         double EngineOneTokensPerS, double EngineBatchTokensPerS,
         double ClusterOneTokensPerS, double ClusterManyTokensPerS, double ThroughputRatio,
         double MeanBatch, long Evictions, long Replays, int ClusterManyTokens, double JitMs, Traced? Traced, Breakdown OneSession, Breakdown ManySessions);
-
-    /// <summary>An unmeasured round of every shard count, and the time the JIT spent compiling during it.</summary>
-    private sealed record WarmUpRound(double Seconds, double JitMs)
-    {
-        public double JitShare => JitMs / (1000 * Seconds);
-        public bool Warm => JitShare < WarmJitShare;
-    }
 
     /// <summary>The same run measured again with its traces recorded; the ratios are traced / untraced.</summary>
     private sealed record Traced(double ClusterMsPerToken, double LatencyRatio, double ClusterManyTokensPerS, double ThroughputRatio, long Activities);

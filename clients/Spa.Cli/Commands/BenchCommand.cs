@@ -34,6 +34,7 @@ public static class BenchCommand
         var tokens = new Option<int>("--tokens") { Description = $"Tokens each sequence decodes per measured run (default {SyntheticTokens} with --synthetic).", DefaultValueFactory = _ => 256 };
         var batches = new Option<int[]>("--batches") { Description = "Batch sizes to measure (default none with --synthetic).", DefaultValueFactory = _ => [8, 32, 64], AllowMultipleArgumentsPerToken = true };
         var repeats = new Option<int>("--repeats") { Description = "Measured runs per setting; the median is reported.", DefaultValueFactory = _ => 3 };
+        var warmUp = ProcessWarmUp.RoundsOption("one run of every setting, as a measured run");
         var json = new Option<string?>("--json") { Description = "Write the figures to this JSON file." };
 
         var command = new Command("decode", "Greedy decoding throughput: one sequence, then batches decoding together; with a large model, against the memory-bandwidth bound.");
@@ -42,14 +43,17 @@ public static class BenchCommand
         command.Options.Add(tokens);
         command.Options.Add(batches);
         command.Options.Add(repeats);
+        command.Options.Add(warmUp);
         command.Options.Add(json);
-        command.SetGuardedAction((result, cancellation) =>
+        command.SetGuardedAction(async (result, cancellation) =>
         {
             bool isSynthetic = synthetic.IsSynthetic(result);
             int length = isSynthetic && result.GetResult(tokens) is null or { Implicit: true } ? SyntheticTokens : result.GetValue(tokens);
             int runs = result.GetValue(repeats);
             var sizes = isSynthetic && result.GetResult(batches) is null or { Implicit: true } ? [] : result.GetValue(batches) ?? [];
-            if (length <= 0 || runs <= 0 || sizes.Any(b => b <= 0)) throw new UsageException("--tokens, --repeats and every --batches value must be positive");
+            int mostWarmUpRounds = result.GetValue(warmUp);
+            if (length <= 0 || runs <= 0 || mostWarmUpRounds <= 0 || sizes.Any(b => b <= 0))
+                throw new UsageException("--tokens, --repeats, --warm-up-rounds and every --batches value must be positive");
             string path = synthetic.ResolvePath(result, model);
             var loading = Stopwatch.StartNew();
             using var llama = LlamaModel.Load(path, model.Options(result));
@@ -61,6 +65,12 @@ public static class BenchCommand
                     + $"memory bandwidth {bound.TriadGbPerS:F1} GB/s on {torch.get_num_threads()} thread(s) bounds decoding at {bound.BoundTokensPerS:F1} tokens/s");
             if (length + BenchmarkPrompts.MaxTokens > llama.Config.MaxSeqLen) throw new UsageException($"--tokens must leave room for the prompt in the context of {llama.Config.MaxSeqLen}");
 
+            var warmUpRounds = await ProcessWarmUp.RunAsync(mostWarmUpRounds, () =>
+            {
+                foreach (int size in sizes.Prepend(1)) Decode(llama, BenchmarkPrompts.Random(llama.Config, size, seed: size), length, cancellation);
+                return Task.CompletedTask;
+            }, Console.Error.WriteLine);
+            Console.Error.WriteLine(ProcessWarmUp.Summary(warmUpRounds));
             var (single, singleTensors) = Measure(llama, 1, length, runs, cancellation);
             Console.Error.WriteLine($"single stream: {single:F1} tokens/s, " + (bound is null ? "" : $"{single / bound.BoundTokensPerS:P0} of the bandwidth bound, ") + singleTensors);
             var batched = new List<BatchFigure>();
@@ -73,13 +83,13 @@ public static class BenchCommand
 
             var report = new DecodeReport(
                 Path.GetFileName(Path.TrimEndingDirectorySeparator(path)),
-                Math.Round(single, 1), singleTensors, batched, length, runs,
+                Math.Round(single, 1), singleTensors, batched, length, runs, warmUpRounds,
                 bound is null ? null : bound with { FractionOfBound = Math.Round(single / bound.BoundTokensPerS, 3) },
                 Machine(llama, torch.get_num_threads()));
             var text = JsonSerializer.Serialize(report, JsonOptions);
             if (result.GetValue(json) is { } output) File.WriteAllText(output, text + Environment.NewLine);
             else Console.Out.WriteLine(text);
-            return Task.FromResult(0);
+            return 0;
         });
         return command;
     }
@@ -99,24 +109,32 @@ public static class BenchCommand
         var atStart = TensorCount.OnThisThread();
         for (int run = 0; run <= runs; run++)
         {
-            cancellation.ThrowIfCancellationRequested();
-            using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, BenchmarkPrompts.MaxTokens + length));
-            var slots = Enumerable.Range(0, batch).ToArray();
-            var inputs = prompts;
-            var clock = Stopwatch.StartNew();
-            for (int step = 0; step < length; step++)
-            {
-                var beforeStep = TensorCount.OnThisThread();
-                using var logits = model.Step(cache, slots, inputs);
-                if (step > 0) createdByDecodeSteps += (TensorCount.OnThisThread() - beforeStep).Created;
-                var rows = HostCopy.Floats(logits);
-                int vocab = model.Config.VocabSize;
-                inputs = slots.Select(b => (IReadOnlyList<int>)[Sampler.ArgMax(rows.AsSpan(b * vocab, vocab))]).ToArray();
-            }
-            if (run > 0) rates.Add(batch * length / clock.Elapsed.TotalSeconds);
+            var (elapsed, created) = Decode(model, prompts, length, cancellation);
+            createdByDecodeSteps += created;
+            if (run > 0) rates.Add(batch * length / elapsed.TotalSeconds);
         }
         var tensors = new TensorFigure((double)createdByDecodeSteps / ((runs + 1) * (length - 1)), (TensorCount.OnThisThread() - atStart).Live);
         return (Median(rates), tensors);
+    }
+
+    /// <summary>One run: the prompts' sequences decode <paramref name="length"/> tokens each, greedily, one forward per step for all of them.</summary>
+    private static (TimeSpan Elapsed, long CreatedByDecodeSteps) Decode(LlamaModel model, IReadOnlyList<IReadOnlyList<int>> prompts, int length, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        int batch = prompts.Count;
+        using var cache = model.CreateCache(batch, Math.Min(model.Config.MaxSeqLen, BenchmarkPrompts.MaxTokens + length));
+        var slots = Enumerable.Range(0, batch).ToArray();
+        var inputs = prompts;
+        long created = 0;
+        var clock = Stopwatch.StartNew();
+        for (int step = 0; step < length; step++)
+        {
+            var beforeStep = TensorCount.OnThisThread();
+            using var logits = model.Step(cache, slots, inputs);
+            if (step > 0) created += (TensorCount.OnThisThread() - beforeStep).Created;
+            inputs = HostCopy.Rows(logits).Select(row => (IReadOnlyList<int>)[Sampler.ArgMax(row)]).ToArray();
+        }
+        return (clock.Elapsed, created);
     }
 
     /// <summary>The middle value; the mean of the two middle ones for an even count. Every benchmark reports its repeats so.</summary>
@@ -173,7 +191,7 @@ public static class BenchCommand
     }
     internal sealed record MachineInfo(int Cores, int TorchThreads, string Cpu, string Os, string Runtime, double? LoadAverage, string Device, string Dtype);
     private sealed record DecodeReport(string Model, double SingleStreamTokensPerS, TensorFigure SingleStreamTensors, IReadOnlyList<BatchFigure> Batched,
-        int TokensPerSequence, int Repeats, Bound? BandwidthBound, MachineInfo Machine);
+        int TokensPerSequence, int Repeats, IReadOnlyList<WarmUpRound> WarmUp, Bound? BandwidthBound, MachineInfo Machine);
 
     private const int SyntheticTokens = 32;
 

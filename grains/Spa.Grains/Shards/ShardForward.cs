@@ -48,32 +48,28 @@ internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, in
         // With one new position per row (decoding) it is the last one: no index to build or apply.
         var lastRows = count == 1 ? null : tensor(Enumerable.Range(0, rows).Select(b => (long)b * count + count - 1).ToArray(), device: model.Device);
         Tensor AtLast(Tensor x) => lastRows is null ? x.view(-1, dim) : x.reshape(-1, dim).index_select(0, lastRows); // [rows, dim]
-        float[]? taps = null;
+        float[][]? taps = null;
         int tapRows = layerTaps?.Count ?? 0;
         if (layerTaps is not null) // [rows, taps, dim]: each row's residual stream after each layer, at its last position
-            taps = stack(layerTaps.Select(AtLast).ToArray(), 1).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
-        Activations? TapsOf(int b) => taps is not null && group[b].Request.WantTaps
-            ? new Activations(taps.AsSpan(b * tapRows * dim, tapRows * dim).ToArray(), [tapRows, dim])
-            : null;
+            taps = HostCopy.Rows(stack(layerTaps.Select(AtLast).ToArray(), 1));
+        Activations? TapsOf(int b) => taps is not null && group[b].Request.WantTaps ? new Activations(taps[b], [tapRows, dim]) : null;
 
         var results = new ShardStepResult[rows];
         if (last)
         {
             var normed = model.FinalNorm.Forward(AtLast(h)); // n: what the LM head reads, and the gate
-            var logits = HostCopy.Floats(model.HeadLogits(normed));
-            var normedData = wantTaps ? normed.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray() : null;
-            int vocab = model.Config.VocabSize;
+            var logits = HostCopy.Rows(model.HeadLogits(normed));
+            var normedRows = wantTaps ? HostCopy.Rows(normed) : null;
             for (int b = 0; b < rows; b++)
             {
-                var n = normedData is not null && group[b].Request.WantTaps ? normedData.AsSpan(b * dim, dim).ToArray() : null;
-                results[b] = new ShardStepResult(false, null, logits.AsSpan(b * vocab, vocab).ToArray(), TapsOf(b), n, hook?.Usage(b));
+                var n = normedRows is not null && group[b].Request.WantTaps ? normedRows[b] : null;
+                results[b] = new ShardStepResult(false, null, logits[b], TapsOf(b), n, hook?.Usage(b));
             }
             return results;
         }
-        var data = h.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
-        int size = count * dim;
+        var data = HostCopy.Rows(h);
         for (int b = 0; b < rows; b++)
-            results[b] = new ShardStepResult(false, new Activations(data.AsSpan(b * size, size).ToArray(), [count, dim]), null, TapsOf(b), Edge: hook?.Usage(b));
+            results[b] = new ShardStepResult(false, new Activations(data[b], [count, dim]), null, TapsOf(b), Edge: hook?.Usage(b));
         return results;
     }
 }

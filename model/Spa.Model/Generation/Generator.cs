@@ -74,15 +74,14 @@ public sealed class Generator(ITokenStepper stepper)
         while (active.Count > 0)
         {
             cancellation.ThrowIfCancellationRequested();
-            float[] logits;
+            float[][] logits;
             using (var rows = Stepper.Step(cache, active, active.Select(s => inputs[s]).ToArray()))
-                logits = HostCopy.Floats(rows);
-            int vocab = Model.Config.VocabSize;
+                logits = HostCopy.Rows(rows);
             var stillActive = new List<int>();
             for (int b = 0; b < active.Count; b++)
             {
                 int s = active[b];
-                int next = samplers[s].Next(logits.AsSpan(b * vocab, vocab), histories[s], prompts[s].Count);
+                int next = samplers[s].Next(logits[b], histories[s], prompts[s].Count);
                 histories[s].Add(next);
                 outputs[s].Add(next);
                 inputs[s] = [next];

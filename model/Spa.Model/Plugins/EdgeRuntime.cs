@@ -49,7 +49,7 @@ public sealed class EdgeRuntime(PersonalPlugin plugin)
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var x = tensor(input, [(long)rows, Plugin.BaseDim]).to(Plugin.DType, Plugin.Device);
-        return network(x).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        return HostCopy.Floats(network(x));
     }
 
     private ArgumentException NotHeld(string network) =>

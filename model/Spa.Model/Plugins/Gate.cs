@@ -82,7 +82,7 @@ public sealed class Gate : nn.Module<Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         var parts = new List<Tensor> { classifier.weight!.flatten() };
         if (classifier.bias is { } bias) parts.Add(bias);
-        return cat(parts).to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        return HostCopy.Floats(cat(parts));
     }
 
     /// <summary>A gate with the given <see cref="Weights"/>, its tensors in the given dtype and device.</summary>
@@ -128,11 +128,6 @@ public sealed class Gate : nn.Module<Tensor, Tensor, Tensor>
     {
         if (Input == GateInput.Hidden) return classifier.forward(n);
         using var scope = NewDisposeScope();
-        var scale = token.pow(Two).mean([-1L], keepdim: true).add_(Epsilon).rsqrt_();
-        return classifier.forward(cat([n, token * scale], -1)).MoveToOuterDisposeScope();
+        return classifier.forward(cat([n, token * RmsNorm.InverseRms(token, 1e-5)], -1)).MoveToOuterDisposeScope();
     }
-
-    // Held Scalars, not per-call implicit conversions: see RmsNorm.
-    private static readonly Scalar Two = 2.0.ToScalar();
-    private static readonly Scalar Epsilon = 1e-5.ToScalar();
 }

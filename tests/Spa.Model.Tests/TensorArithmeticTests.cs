@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Spa.Model.Tests;
+
+/// <summary>The cheaper forms of the per-token arithmetic give the same values, bit for bit, as the forms they replace.</summary>
+public class TensorArithmeticTests
+{
+    [Theory]
+    [InlineData(64, ScalarType.Float32)]
+    [InlineData(100, ScalarType.Float32)]
+    [InlineData(4096, ScalarType.Float32)]
+    [InlineData(288, ScalarType.BFloat16)]
+    public void RmsNormIsBitForBitTheMeanOfSquaresPlusEps(int width, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new TorchSharp.torch.Generator(seed: (ulong)width);
+        var gain = randn([width], generator: generator).to(dtype);
+        var norm = new RmsNorm(gain, 1e-5);
+        using var eps = 1e-5.ToScalar();
+        for (int trial = 0; trial < 20; trial++)
+        {
+            var x = (randn([3, 5, width], generator: generator) * (0.05 + trial)).to(dtype);
+            var x32 = x.to(ScalarType.Float32);
+            var expected = (x32 * x32.square().mean([-1L], keepdim: true).add(eps).rsqrt()).to(dtype) * gain;
+            Assert.False(norm.Forward(x).ne(expected).any().item<bool>(), $"width {width}, {dtype}, trial {trial}");
+        }
+    }
+
+    [Fact]
+    public void HostCopyGivesTheValuesOfViewsAndOfOtherTypes()
+    {
+        using var scope = NewDisposeScope();
+        var values = arange(0, 60, dtype: ScalarType.Float32).view(3, 4, 5);
+        var cases = new (string What, Tensor Tensor)[]
+        {
+            ("contiguous", values),
+            ("a view that starts inside its storage", values.narrow(0, 1, 2)),
+            ("a transposed view", values.transpose(1, 2)),
+            ("bfloat16", values.to(ScalarType.BFloat16)),
+        };
+        foreach (var (what, tensor) in cases)
+        {
+            var expected = tensor.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            Assert.True(HostCopy.Floats(tensor).SequenceEqual(expected), what);
+            var rows = HostCopy.Rows(tensor);
+            Assert.Equal(tensor.shape[0], rows.Length);
+            Assert.True(rows.SelectMany(row => row).SequenceEqual(expected), what + ", by rows");
+            Assert.All(rows, row => Assert.Equal(expected.Length / rows.Length, row.Length));
+        }
+        Assert.Empty(HostCopy.Rows(zeros(0, 5)));
+    }
+
+    [Fact]
+    public void HeldConstantsFirstAskedForInInferenceModeStillServeABackwardPass()
+    {
+        using var scope = NewDisposeScope();
+        Tensor divisor;
+        using (inference_mode()) divisor = Held.Float(7.25f, CPU);
+        var x = ones(4, requires_grad: true);
+        x.div(divisor).sum().backward();
+        Assert.Equal(Enumerable.Repeat(1 / 7.25f, 4), x.grad!.data<float>().ToArray());
+    }
+}
