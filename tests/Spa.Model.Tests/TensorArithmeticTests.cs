@@ -27,6 +27,20 @@ public class TensorArithmeticTests
         }
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void RmsNormLeavesNothingAliveButItsResult(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var norm = new RmsNorm(ones(64).to(dtype), 1e-5);
+        var x = randn(2, 3, 64).to(dtype);
+        var before = TensorCount.OnThisThread();
+        using (norm.Forward(x))
+            Assert.Equal(1, (TensorCount.OnThisThread() - before).Live);
+        Assert.Equal(0, (TensorCount.OnThisThread() - before).Live);
+    }
+
     [Fact]
     public void HostCopyGivesTheValuesOfViewsAndOfOtherTypes()
     {
