@@ -53,12 +53,12 @@ public sealed class RemoteLayerHook : ILayerHook
     private Tensor Ask(EdgeCallKind call, SessionMode mode, int layer, Tensor x, bool keepInput)
     {
         int rows = (int)x.shape[0], positions = (int)x.shape[1], block = positions * _dim;
-        var input = HostCopy.Floats(x);
+        var input = HostCopy.Rows(x); // [T * dim] per row
         var calls = new Task<(int Row, float[]? Output)>[rows];
         for (int b = 0; b < rows; b++)
         {
             bool asks = _rows[b].Edge?.Mode == mode && !_counters[b].Degraded;
-            calls[b] = asks ? AskOne(b, call, layer, new Activations(input[(b * block)..((b + 1) * block)], [positions, _dim]))
+            calls[b] = asks ? AskOne(b, call, layer, new Activations(input[b], [positions, _dim]))
                 : Task.FromResult<(int, float[]?)>((b, null));
         }
         // The torch worker waits here: the forward cannot go on without the devices' answers.
@@ -71,7 +71,7 @@ public sealed class RemoteLayerHook : ILayerHook
             else
             {
                 if (output is not null) _counters[row].Degrade($"the device answered {output.Length} values where {positions * width} were due");
-                if (keepInput) Array.Copy(input, row * block, result, row * block, block);
+                if (keepInput) input[row].CopyTo(result, row * block);
             }
         }
         return tensor(result, [(long)rows, positions, width]).to(x.dtype, x.device);
