@@ -37,7 +37,7 @@ public sealed class RemoteLayerHook : ILayerHook
     {
         if (!_rows.Any(r => r.Edge?.Mode == SessionMode.Lora)) return null;
         var deltas = Ask(EdgeCallKind.LoraAttention, SessionMode.Lora, layer, normalisedInput, keepInput: false);
-        return (deltas.narrow(-1, 0, _dim), deltas.narrow(-1, _dim, deltas.shape[^1] - _dim));
+        return (deltas.narrow(-1, 0, _dim), deltas.narrow(-1, _dim, deltas.size(-1) - _dim));
     }
 
     public Tensor AfterAttention(int layer, Tensor output) =>
@@ -52,7 +52,7 @@ public sealed class RemoteLayerHook : ILayerHook
     /// </summary>
     private Tensor Ask(EdgeCallKind call, SessionMode mode, int layer, Tensor x, bool keepInput)
     {
-        int rows = (int)x.shape[0], positions = (int)x.shape[1], block = positions * _dim;
+        int rows = (int)x.size(0), positions = (int)x.size(1), block = positions * _dim;
         var input = HostCopy.Rows(x); // [T * dim] per row
         var calls = new Task<(int Row, float[]? Output)>[rows];
         for (int b = 0; b < rows; b++)

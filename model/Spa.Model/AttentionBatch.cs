@@ -14,6 +14,7 @@ public sealed class AttentionBatch : IDisposable
     private readonly KvCache? _cache;
     private readonly int[] _slots;
     private readonly int[] _newCounts;
+    private readonly CpuAttention.Layout? _cpuLayout; // set when CpuAttention serves this forward
     private readonly Tensor? _slotIndex;     // [B] slots to gather keys from; null when they are one run of consecutive slots
     private readonly int _firstSlot;         // the run's first slot, read in place: a lone sequence's keys are not copied out
     private readonly Tensor? _storeSlot;     // slot of each real new token: [N], or [B, T] when none is padding
@@ -23,12 +24,13 @@ public sealed class AttentionBatch : IDisposable
     private readonly int _keyLength;
 
     private AttentionBatch(RotaryEmbedding rope, KvCache? cache, int[] slots, int[] newCounts, Tensor positions, Tensor? mask,
-        Tensor? slotIndex, Tensor? storeSlot, Tensor? storePosition, Tensor? realTokens, int keyLength)
+        Tensor? slotIndex, Tensor? storeSlot, Tensor? storePosition, Tensor? realTokens, int keyLength, CpuAttention.Layout? cpuLayout)
     {
         RopeRotations = rope.At(positions).DetachFromDisposeScope();
         _cache = cache;
         _slots = slots;
         _newCounts = newCounts;
+        _cpuLayout = cpuLayout;
         Positions = positions.DetachFromDisposeScope();
         Mask = mask?.DetachFromDisposeScope();
         _slotIndex = slotIndex?.DetachFromDisposeScope();
@@ -52,8 +54,14 @@ public sealed class AttentionBatch : IDisposable
     /// </summary>
     public Tensor? Mask { get; }
 
+    /// <summary>
+    /// Whether <see cref="AttendOnCpu"/> serves this forward's layers (see <see cref="CpuAttention.Serves"/>); then no
+    /// mask or store indices are built, since the kernel stores and reads the cache itself.
+    /// </summary>
+    public bool AttendsOnCpu => _cpuLayout is not null;
+
     public int BatchSize => _newCounts.Length;
-    public int NewLength => (int)Positions.shape[1];
+    public int NewLength => (int)Positions.size(1);
     public IReadOnlyList<int> NewCounts => _newCounts;
 
     /// <summary>Appends newCounts[i] tokens to the sequence in slot slots[i]; the caller commits after every layer ran.</summary>
@@ -63,17 +71,23 @@ public sealed class AttentionBatch : IDisposable
         if (batch == 0 || newCounts.Count != batch) throw new ArgumentException("one new-token count per slot is needed");
         if (slots.Distinct().Count() != batch) throw new ArgumentException("a slot appears twice in one batch");
         int newLength = newCounts.Max();
-        var past = new long[batch];
+        var past = new int[batch];
         int keyLength = 0;
         for (int b = 0; b < batch; b++)
         {
             if (slots[b] < 0 || slots[b] >= cache.Slots) throw new ArgumentOutOfRangeException(nameof(slots), $"slot {slots[b]} is outside 0..{cache.Slots - 1}");
             if (newCounts[b] <= 0) throw new ArgumentException("every sequence in a batch needs at least one new token");
             past[b] = cache.Length(slots[b]);
-            int total = (int)past[b] + newCounts[b];
+            int total = past[b] + newCounts[b];
             if (total > cache.Capacity)
                 throw new ContextOverflowException($"the sequence would reach {total} tokens, beyond the context of {cache.Capacity}");
             keyLength = Math.Max(keyLength, total);
+        }
+
+        if (CpuAttention.Serves(config, device, cache.DType))
+        {
+            var layout = new CpuAttention.Layout(config.Heads, config.KvHeads, config.HeadDim, cache.Capacity, [.. slots], past, [.. newCounts], newLength);
+            return new AttentionBatch(rope, cache, layout.Slots, layout.Counts, PositionGrid(past, newLength, device), null, null, null, null, null, keyLength, layout);
         }
 
         var storeSlot = new long[newCounts.Sum()];
@@ -93,14 +107,13 @@ public sealed class AttentionBatch : IDisposable
         // as the projection made them, without a reshape per layer, and the positions are the store positions.
         long[] storeShape = padded ? [n] : [batch, newLength];
 
-        var (positions, mask) = Layout(config, past, newCounts, newLength, keyLength, device);
         return new AttentionBatch(
-            rope, cache, [.. slots], [.. newCounts], positions, mask,
+            rope, cache, [.. slots], [.. newCounts], PositionGrid(past, newLength, device), VisibilityMask(config, past, newCounts, newLength, keyLength, device),
             consecutive ? null : tensor(slots.Select(s => (long)s).ToArray(), device: device),
             tensor(storeSlot, storeShape, device: device),
             padded ? tensor(storePosition, storeShape, device: device) : null,
             padded ? tensor(realTokens, device: device) : null,
-            keyLength);
+            keyLength, null);
     }
 
     /// <summary>Whole sequences from position 0, right-padded to T; lengths[b] tokens of row b are real.</summary>
@@ -109,35 +122,42 @@ public sealed class AttentionBatch : IDisposable
         if (lengths.Any(n => n <= 0 || n > newLength)) throw new ArgumentException("every length must be in 1..T");
         if (newLength > config.MaxSeqLen)
             throw new ContextOverflowException($"a sequence of {newLength} tokens is beyond the context of {config.MaxSeqLen}");
-        var (positions, mask) = Layout(config, new long[lengths.Count], lengths, newLength, newLength, device);
-        return new AttentionBatch(rope, null, [], [.. lengths], positions, mask, null, null, null, null, newLength);
+        var past = new int[lengths.Count];
+        return new AttentionBatch(rope, null, [], [.. lengths], PositionGrid(past, newLength, device), VisibilityMask(config, past, lengths, newLength, newLength, device),
+            null, null, null, null, newLength, null);
+    }
+
+    /// <summary>[B, T] positions for rows that hold past[b] earlier tokens.</summary>
+    private static Tensor PositionGrid(int[] past, int newLength, Device device)
+    {
+        var positions = new long[past.Length * newLength];
+        for (int b = 0; b < past.Length; b++)
+            for (int t = 0; t < newLength; t++) positions[b * newLength + t] = past[b] + t;
+        return tensor(positions, [past.Length, newLength], device: device);
     }
 
     /// <summary>
-    /// Positions [B, T] and mask [B, 1, groups*T, L] for rows that hold past[b] earlier tokens and counts[b] new ones.
+    /// Mask [B, 1, groups*T, L] for rows that hold past[b] earlier tokens and counts[b] new ones.
     /// A query sees every key up to its own position, and never a padding position. Queries are grouped as
     /// [B, kvHeads, groups*T, headDim] so that each key/value head serves its query heads without being copied; the
     /// mask follows that layout. Built on the CPU side in one pass: a handful of tensor operations would cost more.
     /// No mask when every query sees every key (see <see cref="Mask"/>).
     /// </summary>
-    private static (Tensor Positions, Tensor? Mask) Layout(LlamaConfig config, long[] past, IReadOnlyList<int> counts, int newLength, int keyLength, Device device)
+    private static Tensor? VisibilityMask(LlamaConfig config, int[] past, IReadOnlyList<int> counts, int newLength, int keyLength, Device device)
     {
         int batch = past.Length, groups = config.Heads / config.KvHeads;
-        var positions = new long[batch * newLength];
-        bool everyKeyVisible = newLength == 1 && past.All(p => p + 1 == keyLength);
-        var mask = everyKeyVisible ? null : new bool[(long)batch * groups * newLength * keyLength];
+        if (newLength == 1 && past.All(p => p + 1 == keyLength)) return null;
+        var mask = new bool[(long)batch * groups * newLength * keyLength];
         for (int b = 0; b < batch; b++)
         {
             for (int t = 0; t < newLength; t++)
             {
-                positions[b * newLength + t] = past[b] + t;
-                int visible = (int)Math.Min(past[b] + t, past[b] + counts[b] - 1) + 1;
-                for (int g = 0; g < groups && mask is not null; g++)
+                int visible = Math.Min(past[b] + t, past[b] + counts[b] - 1) + 1;
+                for (int g = 0; g < groups; g++)
                     mask.AsSpan((int)(((long)(b * groups + g) * newLength + t) * keyLength), visible).Fill(true);
             }
         }
-        return (tensor(positions, [batch, newLength], device: device),
-                mask is null ? null : tensor(mask, [batch, 1, groups * newLength, keyLength], device: device));
+        return tensor(mask, [batch, 1, groups * newLength, keyLength], device: device);
     }
 
     /// <summary>
@@ -154,6 +174,22 @@ public sealed class AttentionBatch : IDisposable
         values.index_put_(RealTokens(newValues), _storeIndex!);
         return (Gather(keys), Gather(values));
     }
+
+    /// <summary>
+    /// Stores this batch's new keys and values and attends over the cache with <see cref="CpuAttention"/>.
+    /// rotated: [B, T, heads + kvHeads, headDim], queries then keys, rotated; projected: [B, T, heads + 2 kvHeads,
+    /// headDim], values last. Returns [B, T, heads * headDim].
+    /// </summary>
+    internal unsafe Tensor AttendOnCpu(int layer, Tensor rotated, Tensor projected)
+    {
+        var layout = _cpuLayout!.Value;
+        var output = empty([BatchSize, layout.NewLength, layout.Heads * layout.HeadDim], ScalarType.Float32);
+        fixed (byte* queries = Contiguous(rotated).bytes, values = Contiguous(projected).bytes, written = output.bytes)
+            CpuAttention.Attend(layout, (float*)queries, (float*)values, _cache!.KeysAddress(layer), _cache.ValuesAddress(layer), (float*)written);
+        return output;
+    }
+
+    private static Tensor Contiguous(Tensor t) => t.is_contiguous() ? t : t.contiguous();
 
     /// <summary>perToken: [B, T, kvHeads, headDim]. Returns the real tokens' rows, shaped as the store indices.</summary>
     private Tensor RealTokens(Tensor perToken) =>

@@ -28,7 +28,7 @@ public static class HostCopy
     {
         using var scope = NewDisposeScope();
         var all = Dense(values);
-        int rows = (int)values.shape[0];
+        int rows = (int)values.size(0);
         int width = rows == 0 ? 0 : all.Length / rows;
         var copies = new float[rows][];
         for (int r = 0; r < rows; r++) copies[r] = all.Slice(r * width, width).ToArray();

@@ -13,6 +13,8 @@ public sealed class KvCache : IDisposable
     private readonly Tensor[] _keys;
     private readonly Tensor[] _values;
     private readonly int[] _lengths;
+    private readonly IntPtr[] _keyAddresses;   // where each layer's float32 host memory starts, for CpuAttention; zero until asked
+    private readonly IntPtr[] _valueAddresses;
 
     public KvCache(LlamaConfig config, int slots, int capacity, Device device, ScalarType dtype, int firstLayer = 0, int layerCount = -1,
         bool hugePages = false)
@@ -27,6 +29,9 @@ public sealed class KvCache : IDisposable
         _lengths = new int[slots];
         _keys = new Tensor[LayerCount];
         _values = new Tensor[LayerCount];
+        _keyAddresses = new IntPtr[LayerCount];
+        _valueAddresses = new IntPtr[LayerCount];
+        DType = dtype;
         for (int l = 0; l < LayerCount; l++)
         {
             _keys[l] = Zeros([slots, config.KvHeads, capacity, config.HeadDim], dtype, device, hugePages);
@@ -49,6 +54,7 @@ public sealed class KvCache : IDisposable
     }
 
     public int Slots { get; }
+    public ScalarType DType { get; }
     public int Capacity { get; }
 
     /// <summary>The first model layer this cache serves (a shard holds a contiguous range of layers).</summary>
@@ -89,6 +95,16 @@ public sealed class KvCache : IDisposable
 
     internal Tensor Keys(int layer) => _keys[layer - FirstLayer];
     internal Tensor Values(int layer) => _values[layer - FirstLayer];
+
+    /// <summary>A float32 host layer's keys, [slots, kvHeads, capacity, headDim]: host tensors do not move while they live.</summary>
+    internal unsafe float* KeysAddress(int layer) => (float*)Address(_keys, _keyAddresses, layer - FirstLayer);
+    internal unsafe float* ValuesAddress(int layer) => (float*)Address(_values, _valueAddresses, layer - FirstLayer);
+
+    private static IntPtr Address(Tensor[] tensors, IntPtr[] addresses, int index)
+    {
+        if (addresses[index] == IntPtr.Zero) addresses[index] = tensors[index].storage<float>().data_ptr();
+        return addresses[index];
+    }
 
     internal void Advance(int slot, int count) => _lengths[slot] += count;
 

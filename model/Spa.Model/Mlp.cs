@@ -14,7 +14,7 @@ public sealed class Mlp(StackedProjection gateUp, Tensor downWeight)
     {
         using var scope = NewDisposeScope();
         var gateUp = GateUp.Forward(x);
-        long hidden = gateUp.shape[^1] / 2;
+        long hidden = gateUp.size(-1) / 2;
         // Two narrows, not chunk(2): chunk's list of views costs more than both narrows together.
         var (gateInput, up) = (gateUp.narrow(-1, 0, hidden), gateUp.narrow(-1, hidden, hidden));
         // In place when nothing records a backward pass (silu's needs its input): one tensor fewer per layer and token.

@@ -1,0 +1,104 @@
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Spa.Model.Tests;
+
+/// <summary>
+/// The host attention kernel that serves float32 decoding on the CPU gives what libtorch's attention gives, over a
+/// KV cache it fills itself, for heads of one and of several chunks of 8 floats, shared and unshared key heads,
+/// scattered slots, padded prefills and decoding steps.
+/// </summary>
+public class CpuAttentionTests
+{
+    /// <summary>The kernel needs AVX2 with FMA; on a CPU without them libtorch's attention serves, and these tests check that.</summary>
+    private static readonly bool KernelHardware = Avx2.IsSupported && Fma.IsSupported;
+
+    [Theory]
+    [InlineData(64, 8, 4)]   // stories260K's heads: 8 dimensions, two query heads to a key head
+    [InlineData(64, 4, 4)]   // 16 dimensions, no sharing
+    [InlineData(128, 4, 1)]  // 32 dimensions, four query heads to the one key head
+    public void TheKernelGivesLibTorchsAttention(int dim, int heads, int kvHeads)
+    {
+        set_num_threads(1);
+        using var scope = NewDisposeScope();
+        var config = new LlamaConfig(Dim: dim, HiddenDim: 2 * dim, Layers: 1, Heads: heads, KvHeads: kvHeads, VocabSize: 32, MaxSeqLen: 64,
+            TiedEmbedding: true, Rope: RopeStyle.Interleaved);
+        var generator = new TorchSharp.torch.Generator(seed: (ulong)(dim * heads + kvHeads));
+        int headDim = dim / heads;
+        // Weights large enough that each query's softmax is peaked: a key or a value out of place shows.
+        var qkvWeight = randn([(heads + 2 * kvHeads) * headDim, dim], generator: generator) * (2.0 / Math.Sqrt(dim));
+        var outputWeight = randn([dim, dim], generator: generator) / Math.Sqrt(dim);
+        using var rope = new RotaryEmbedding(config, CPU, ScalarType.Float32);
+        var attention = new Attention(config, 0, new StackedProjection(qkvWeight), outputWeight, rope);
+
+        using var onHost = new KvCache(config, slots: 6, capacity: 64, CPU, ScalarType.Float32);
+        using var inLibTorch = new KvCache(config, slots: 6, capacity: 64, CPU, ScalarType.Float32);
+        int[] slots = [4, 0, 2];
+        // A padded prefill of 1, 9 and 17 tokens, then decoding steps, then a second, shorter padded chunk.
+        var steps = new List<int[]> { new[] { 1, 9, 17 } };
+        for (int s = 0; s < 12; s++) steps.Add([1, 1, 1]);
+        steps.Add([3, 1, 6]);
+        foreach (var counts in steps)
+        {
+            var x = randn([slots.Length, counts.Max(), dim], generator: generator);
+            Tensor expected, actual;
+            using (enable_grad())
+            using (var batch = AttentionBatch.ForCache(config, rope, inLibTorch, slots, counts, CPU))
+            {
+                Assert.False(batch.AttendsOnCpu);
+                expected = attention.Forward(x, batch);
+                batch.Commit();
+            }
+            using (no_grad())
+            using (var batch = AttentionBatch.ForCache(config, rope, onHost, slots, counts, CPU))
+            {
+                Assert.Equal(KernelHardware, batch.AttendsOnCpu);
+                actual = attention.Forward(x, batch);
+                batch.Commit();
+            }
+            for (int b = 0; b < slots.Length; b++)
+            {
+                // Only real tokens: a padding position's output is never read.
+                var real = expected[b].narrow(0, 0, counts[b]);
+                double difference = (actual[b].narrow(0, 0, counts[b]) - real).abs().max().item<float>();
+                double size = real.abs().max().item<float>();
+                Assert.True(difference <= 1e-5 * Math.Max(1, size), $"counts [{string.Join(", ", counts)}], row {b}: {difference} against values up to {size}");
+            }
+        }
+        Assert.Equal([22, 0, 35, 0, 16, 0], Enumerable.Range(0, 6).Select(onHost.Length));
+    }
+
+    [Fact]
+    public void TheKernelServesOnlyFloat32OnTheCpuOnOneThreadWithoutABackwardPass()
+    {
+        set_num_threads(1);
+        var config = new LlamaConfig(Dim: 64, HiddenDim: 128, Layers: 1, Heads: 8, KvHeads: 4, VocabSize: 32, MaxSeqLen: 16,
+            TiedEmbedding: true, Rope: RopeStyle.Interleaved);
+        using var rope = new RotaryEmbedding(config, CPU, ScalarType.Float32);
+        using var float32 = new KvCache(config, 1, 16, CPU, ScalarType.Float32);
+        using var bfloat16 = new KvCache(config, 1, 16, CPU, ScalarType.BFloat16);
+        bool Serves(KvCache cache)
+        {
+            using var batch = AttentionBatch.ForCache(config, rope, cache, [0], [1], CPU);
+            return batch.AttendsOnCpu;
+        }
+        using (inference_mode())
+        {
+            Assert.Equal(KernelHardware, Serves(float32));
+            Assert.False(Serves(bfloat16));
+            using var causal = AttentionBatch.Causal(config, rope, [3], 3, CPU);
+            Assert.False(causal.AttendsOnCpu);
+        }
+        using (enable_grad()) Assert.False(Serves(float32));
+        try
+        {
+            set_num_threads(2);
+            using (no_grad()) Assert.False(Serves(float32));
+        }
+        finally
+        {
+            set_num_threads(1);
+        }
+    }
+}
