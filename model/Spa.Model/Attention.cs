@@ -24,6 +24,7 @@ public sealed class Attention(LlamaConfig config, int layer, StackedProjection q
             projected = projected.add(cat([queryDelta, zeros(b, t, _kvHeads * _headDim, dtype: x.dtype, device: x.device), valueDelta], -1), Held.One);
         var qkv = projected.view(b, t, _heads + 2 * _kvHeads, _headDim);
         var rotated = rope.Apply(qkv.narrow(2, 0, _heads + _kvHeads), batch.RopeRotations); // q and k rotate together
+        // On the CPU in float32 a host loop stores and attends (see CpuAttention); elsewhere libtorch does.
         var merged = batch.AttendsOnCpu ? batch.AttendOnCpu(layer, rotated, qkv) : LibTorchAttention(rotated, qkv, batch, b, t);
         var output = F.linear(merged, OutputWeight);
         return (hook is null ? output : hook.AfterAttention(layer, output)).MoveToOuterDisposeScope();

@@ -86,7 +86,7 @@ public sealed class AttentionBatch : IDisposable
 
         if (CpuAttention.Serves(config, device, cache.DType))
         {
-            var layout = new CpuAttention.Layout(config.Heads, config.KvHeads, config.HeadDim, cache.Capacity, [.. slots], past, [.. newCounts], newLength);
+            var layout = new CpuAttention.Layout(config.Heads, config.KvHeads, config.HeadDim, cache.Capacity, [.. slots], past, [.. newCounts], newLength, keyLength);
             return new AttentionBatch(rope, cache, layout.Slots, layout.Counts, PositionGrid(past, newLength, device), null, null, null, null, null, keyLength, layout);
         }
 

@@ -28,8 +28,11 @@ internal static unsafe class CpuAttention
         device.type == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float32 && config.HeadDim % Lanes == 0
         && Avx2.IsSupported && Fma.IsSupported && get_num_threads() == 1 && !is_grad_enabled();
 
-    /// <summary>The shapes of one forward: B rows of T new tokens each (right-padded), over one cache layer.</summary>
-    public readonly record struct Layout(int Heads, int KvHeads, int HeadDim, int Capacity, int[] Slots, int[] Past, int[] Counts, int NewLength);
+    /// <summary>
+    /// The shapes of one forward: B rows of T new tokens each (right-padded) over one cache layer; row b appends
+    /// Counts[b] tokens to the Past[b] its slot holds; KeyLength is the longest row's length after them.
+    /// </summary>
+    public readonly record struct Layout(int Heads, int KvHeads, int HeadDim, int Capacity, int[] Slots, int[] Past, int[] Counts, int NewLength, int KeyLength);
 
     /// <summary>
     /// rotated: [B, T, heads + kvHeads, headDim], the rotated queries then keys; projected: [B, T, heads + 2 kvHeads,
@@ -61,8 +64,7 @@ internal static unsafe class CpuAttention
         }
 
         float scale = 1f / MathF.Sqrt(headDim);
-        int longest = layout.Past.Zip(layout.Counts, (p, c) => p + c).Max();
-        var scores = ArrayPool<float>.Shared.Rent(longest);
+        var scores = ArrayPool<float>.Shared.Rent(layout.KeyLength);
         try
         {
             fixed (float* weights = scores)

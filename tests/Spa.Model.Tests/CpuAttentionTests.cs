@@ -18,6 +18,7 @@ public class CpuAttentionTests
     [InlineData(64, 8, 4)]   // stories260K's heads: 8 dimensions, two query heads to a key head
     [InlineData(64, 4, 4)]   // 16 dimensions, no sharing
     [InlineData(128, 4, 1)]  // 32 dimensions, four query heads to the one key head
+    [InlineData(256, 2, 2)]  // 128 dimensions, as LLaMA-7B's heads
     public void TheKernelGivesLibTorchsAttention(int dim, int heads, int kvHeads)
     {
         set_num_threads(1);
