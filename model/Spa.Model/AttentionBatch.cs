@@ -69,7 +69,7 @@ public sealed class AttentionBatch : IDisposable
     {
         int batch = slots.Count;
         if (batch == 0 || newCounts.Count != batch) throw new ArgumentException("one new-token count per slot is needed");
-        if (slots.Distinct().Count() != batch) throw new ArgumentException("a slot appears twice in one batch");
+        if (batch > 1 && slots.Distinct().Count() != batch) throw new ArgumentException("a slot appears twice in one batch");
         int newLength = newCounts.Max();
         var past = new int[batch];
         int keyLength = 0;

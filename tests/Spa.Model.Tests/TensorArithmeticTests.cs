@@ -75,4 +75,22 @@ public class TensorArithmeticTests
         x.div(divisor).sum().backward();
         Assert.Equal(Enumerable.Repeat(1 / 7.25f, 4), x.grad!.data<float>().ToArray());
     }
+
+    [Theory]
+    [InlineData(RopeStyle.Interleaved, ScalarType.Float32)]
+    [InlineData(RopeStyle.RotateHalf, ScalarType.Float32)]
+    [InlineData(RopeStyle.Interleaved, ScalarType.BFloat16)]
+    public void RotationsReadFromTheTableAreTheOnesBuiltForTheirPositions(RopeStyle style, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var small = new LlamaConfig(Dim: 64, HiddenDim: 128, Layers: 1, Heads: 8, KvHeads: 4, VocabSize: 32, MaxSeqLen: 512, TiedEmbedding: true, Rope: style);
+        // The same heads with a context long enough that its table would pass RotaryEmbedding.TableBytes: built per forward.
+        var large = small with { MaxSeqLen = (int)(RotaryEmbedding.TableBytes / (8 * 8 * 2)) + 1 };
+        using var tabled = new RotaryEmbedding(small, CPU, dtype);
+        using var built = new RotaryEmbedding(large, CPU, dtype);
+        var positions = tensor(new long[] { 0, 1, 7, 8, 100, 257, 511, 300, 299, 2, 3, 4 }, [3, 4]);
+        var fromTable = tabled.At(positions);
+        Assert.Equal([3L, 4, 8, 8], fromTable.shape);
+        Assert.False(fromTable.ne(built.At(positions)).any().item<bool>());
+    }
 }
