@@ -28,7 +28,7 @@ public sealed class RmsNorm(Tensor weight, double eps)
     }
 
     /// <summary>x: [..., d], fp32. Returns 1 / sqrt(mean(x²) + eps) over the last dimension: [..., 1].</summary>
-    public static Tensor InverseRms(Tensor x, double eps) => InverseRms(x, Held.Float(x.shape[^1], x.device), Held.Float((float)eps, x.device));
+    public static Tensor InverseRms(Tensor x, double eps) => InverseRms(x, Held.Float(x.size(-1), x.device), Held.Float((float)eps, x.device));
 
     // The mean as libtorch computes it on the CPU (a sum, then a division by the width), with the width and eps as held
     // float32 tensors: bit for bit the result of mean(x²) + eps, in cheaper calls. mean() hides a second operation, and

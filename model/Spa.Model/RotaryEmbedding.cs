@@ -8,9 +8,9 @@ namespace Spa.Model;
 /// (a cos θ - b sin θ, a sin θ + b cos θ): x * cos + (x R) * sin where R maps each pair (a, b) to (-b, a), that is x M
 /// with M = diag(cos) + R diag(sin). Both conventions are one [headDim, headDim] matrix per position, taken once per
 /// forward for the positions in it (from a table of every position when that is small) and applied in every layer as
-/// one matrix product: at small sizes each call costs
-/// far more than its arithmetic, and the elementwise form takes three calls per layer. The matrices of a whole forward
-/// stay small beside its KV cache (a 4,096-token LLaMA-7B prompt: 128 MB in bf16, against 2 GB of cache).
+/// one matrix product: at small sizes each call costs far more than its arithmetic, and the elementwise form takes
+/// three calls per layer. The matrices of a whole forward stay small beside its KV cache (a 4,096-token LLaMA-7B
+/// prompt: 128 MB in bf16, against 2 GB of cache).
 /// </summary>
 public sealed class RotaryEmbedding : IDisposable
 {
