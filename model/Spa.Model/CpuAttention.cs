@@ -20,6 +20,7 @@ namespace Spa.Model;
 internal static unsafe class CpuAttention
 {
     private const int Lanes = 8; // floats in a Vector256
+    private const int LineFloats = 16; // floats in a 64-byte cache line
 
     /// <summary>
     /// Whether this kernel serves a forward: float32 on the CPU, heads a multiple of 8 floats, AVX2 with FMA, one torch
@@ -36,28 +37,56 @@ internal static unsafe class CpuAttention
     public readonly record struct Layout(int Heads, int KvHeads, int HeadDim, int Capacity, int[] Slots, int[] Past, int[] Counts, int NewLength, int KeyLength);
 
     /// <summary>
+    /// A layer's attention splits its rows over the cores from this many query-key pairs on (32 rows of 8 heads at 128
+    /// keys). Splitting from 4,096 made batches of 4 to 16 no faster, and a smaller forward leaves the other cores to
+    /// the silo's other work; a single sequence always runs on the calling thread.
+    /// </summary>
+    public const long PairsWorthSplitting = 32_768;
+
+    /// <summary>
     /// rotated: [B, T, heads + kvHeads, headDim], the rotated queries then keys; projected: [B, T, heads + 2 kvHeads,
     /// headDim], whose last kvHeads are the values; keys, values: the cache layer, [slots, kvHeads, capacity, headDim].
     /// Stores every real new token's key and value at its position, then writes each query head's attention over the
     /// keys its token may see (its own sequence up to itself; a padding position sees its row's real tokens) to output:
-    /// [B, T, heads * headDim].
+    /// [B, T, heads * headDim]. Rows are independent, so a large batch spreads them over the cores (torch itself runs
+    /// on one thread when this kernel serves); each row's arithmetic is the same on any thread.
     /// </summary>
-    // Compiled optimized at the first call: in tier-0 code every vector operation is a call, and a new process spent
-    // its first few hundred tokens there (200 tokens of a cold `spa generate`: 0.16 s, against 0.11 s so).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Attend(in Layout layout, float* rotated, float* projected, float* keys, float* values, float* output)
     {
-        int heads = layout.Heads, kvHeads = layout.KvHeads, headDim = layout.HeadDim, newLength = layout.NewLength;
-        int groups = heads / kvHeads;
+        Store(layout, rotated, projected, keys, values);
+        int rows = layout.Slots.Length;
+        if (rows == 1 || Environment.ProcessorCount == 1 || Pairs(layout) < PairsWorthSplitting)
+        {
+            AttendRows(layout, rotated, keys, values, output, 0, rows);
+            return;
+        }
+
+        var shared = layout;
+        nint rotatedAt = (nint)rotated, keysAt = (nint)keys, valuesAt = (nint)values, outputAt = (nint)output;
+        Parallel.For(0, rows, b => AttendRows(shared, (float*)rotatedAt, (float*)keysAt, (float*)valuesAt, (float*)outputAt, b, b + 1));
+    }
+
+    /// <summary>Query-key pairs of a forward's attention in one layer.</summary>
+    private static long Pairs(in Layout layout)
+    {
+        long pairs = 0;
+        for (int b = 0; b < layout.Slots.Length; b++)
+            for (int t = 0; t < layout.NewLength; t++)
+                pairs += layout.Past[b] + Math.Min(t, layout.Counts[b] - 1) + 1;
+        return pairs * layout.Heads;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // as AttendRows, below
+    private static void Store(in Layout layout, float* rotated, float* projected, float* keys, float* values)
+    {
+        int heads = layout.Heads, kvHeads = layout.KvHeads, headDim = layout.HeadDim;
         long rotatedToken = (long)(heads + kvHeads) * headDim, projectedToken = (long)(heads + 2 * kvHeads) * headDim;
         long slotStride = (long)kvHeads * layout.Capacity * headDim, headStride = (long)layout.Capacity * headDim;
-        int rows = layout.Slots.Length;
-
-        for (int b = 0; b < rows; b++)
+        for (int b = 0; b < layout.Slots.Length; b++)
         {
             for (int t = 0; t < layout.Counts[b]; t++)
             {
-                long token = (long)b * newLength + t;
+                long token = (long)b * layout.NewLength + t;
                 long position = (long)layout.Slots[b] * slotStride + (layout.Past[b] + t) * (long)headDim;
                 for (int h = 0; h < kvHeads; h++)
                 {
@@ -66,14 +95,25 @@ internal static unsafe class CpuAttention
                 }
             }
         }
+    }
 
+    /// <summary>Rows [from, to) of <see cref="Attend"/>'s output.</summary>
+    // Compiled optimized at the first call: in tier-0 code every vector operation is a call, and a new process spent
+    // its first few hundred tokens there (200 tokens of a cold `spa generate`: 0.16 s, against 0.11 s so).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendRows(in Layout layout, float* rotated, float* keys, float* values, float* output, int from, int to)
+    {
+        int heads = layout.Heads, kvHeads = layout.KvHeads, headDim = layout.HeadDim, newLength = layout.NewLength;
+        int groups = heads / kvHeads;
+        long rotatedToken = (long)(heads + kvHeads) * headDim;
+        long slotStride = (long)kvHeads * layout.Capacity * headDim, headStride = (long)layout.Capacity * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
         var scores = ArrayPool<float>.Shared.Rent(layout.KeyLength);
         try
         {
             fixed (float* weights = scores)
             {
-                for (int b = 0; b < rows; b++)
+                for (int b = from; b < to; b++)
                 {
                     for (int t = 0; t < newLength; t++)
                     {
@@ -81,9 +121,16 @@ internal static unsafe class CpuAttention
                         long token = (long)b * newLength + t;
                         for (int h = 0; h < heads; h++)
                         {
-                            long kvBase = (long)layout.Slots[b] * slotStride + h / groups * headStride;
+                            int kvHead = h / groups;
+                            long kvBase = (long)layout.Slots[b] * slotStride + kvHead * headStride;
+                            // The first query of a group fetches the block a decoding step reads next: the row's
+                            // next key-value head, else the next row's first (on whichever thread computes it).
+                            long nextBase = h % groups != 0 ? -1
+                                : kvHead + 1 < kvHeads ? kvBase + headStride
+                                : b + 1 < layout.Slots.Length ? (long)layout.Slots[b + 1] * slotStride : -1;
                             Head(rotated + token * rotatedToken + h * headDim, keys + kvBase, values + kvBase, visible, headDim, scale, weights,
-                                output + token * heads * headDim + h * headDim);
+                                output + token * heads * headDim + h * headDim,
+                                nextBase < 0 ? null : keys + nextBase, nextBase < 0 ? null : values + nextBase);
                         }
                     }
                 }
@@ -99,15 +146,26 @@ internal static unsafe class CpuAttention
     private static void Copy(float* from, float* to, int count) =>
         new ReadOnlySpan<float>(from, count).CopyTo(new Span<float>(to, count));
 
-    /// <summary>One query over its first <paramref name="visible"/> keys and values (rows of headDim floats).</summary>
+    /// <summary>
+    /// One query over its first <paramref name="visible"/> keys and values (rows of headDim floats). While it reads the
+    /// keys it asks the memory for as much of the next block (nextKeys, nextValues; null when there is none), since a
+    /// batch's cache outgrows the CPU's caches and each block is too short for the hardware's prefetcher to ramp up.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Head(float* query, float* keys, float* values, int visible, int headDim, float scale, float* weights, float* output)
+    private static void Head(float* query, float* keys, float* values, int visible, int headDim, float scale, float* weights, float* output,
+        float* nextKeys, float* nextValues)
     {
         int chunks = headDim / Lanes;
         var max = Vector256.Create(float.NegativeInfinity);
         int l = 0;
         for (; l + Lanes <= visible; l += Lanes)
         {
+            if (nextKeys != null)
+            {
+                long from = (long)l * headDim;
+                Prefetch(nextKeys + from, Lanes * headDim);
+                Prefetch(nextValues + from, Lanes * headDim);
+            }
             var s = Vector256.Multiply(EightDots(query, keys + (long)l * headDim, headDim, chunks), scale);
             s.Store(weights + l);
             max = Vector256.Max(max, s);
@@ -124,7 +182,7 @@ internal static unsafe class CpuAttention
         l = 0;
         for (; l + Lanes <= visible; l += Lanes)
         {
-            var e = Vector256.Exp(Vector256.Load(weights + l) - shift);
+            var e = ExpOfNonPositive(Vector256.Load(weights + l) - shift);
             e.Store(weights + l);
             sums += e;
         }
@@ -180,6 +238,33 @@ internal static unsafe class CpuAttention
         var sum = Vector256.Load(query) * Vector256.Load(key);
         for (int c = 1; c < chunks; c++) sum = Fma.MultiplyAdd(Vector256.Load(query + c * Lanes), Vector256.Load(key + c * Lanes), sum);
         return sum;
+    }
+
+    /// <summary>
+    /// e^x for x <= 0, within 2 units in the last place: 2^n times a polynomial for e^r, where x = n ln 2 + r and
+    /// |r| <= ln 2 / 2 (Cephes' expf). Vector256.Exp computes in double precision, and cost 11% of this loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ExpOfNonPositive(Vector256<float> x)
+    {
+        x = Vector256.Max(x, Vector256.Create(-87.33654f)); // e^-87.34 is float's smallest normal number; below it, 0 is close enough
+        var n = Avx.RoundToNearestInteger(x * 1.44269504f);
+        var r = Fma.MultiplyAddNegated(n, Vector256.Create(0.693359375f), x);
+        r = Fma.MultiplyAddNegated(n, Vector256.Create(-2.12194440e-4f), r); // ln 2 in two parts, so that r keeps its low bits
+        var p = Fma.MultiplyAdd(Vector256.Create(1.9875691500e-4f), r, Vector256.Create(1.3981999507e-3f));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
+        var expR = Fma.MultiplyAdd(p, r * r, r) + Vector256.Create(1f);
+        var twoToN = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
+        return expR * twoToN.AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(float* from, int floats)
+    {
+        for (int offset = 0; offset < floats; offset += LineFloats) Sse.Prefetch0(from + offset);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

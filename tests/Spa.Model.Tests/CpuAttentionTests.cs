@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -68,6 +69,66 @@ public class CpuAttentionTests
             }
         }
         Assert.Equal([22, 0, 35, 0, 16, 0], Enumerable.Range(0, 6).Select(onHost.Length));
+    }
+
+    [Fact]
+    public unsafe void ABatchSplitOverTheCoresGivesEveryRowWhatItGetsAlone()
+    {
+        if (!KernelHardware) return; // the kernel cannot run; libtorch serves every forward, as the test below checks
+        using var scope = NewDisposeScope();
+        const int rows = 24, heads = 8, kvHeads = 4, headDim = 8, capacity = 256;
+        var generator = new TorchSharp.torch.Generator(seed: 17);
+        var together = (Keys: zeros([rows, kvHeads, capacity, headDim]), Values: zeros([rows, kvHeads, capacity, headDim]));
+        var alone = (Keys: zeros([rows, kvHeads, capacity, headDim]), Values: zeros([rows, kvHeads, capacity, headDim]));
+        int[] slots = [.. Enumerable.Range(0, rows).Select(r => r * 7 % rows)];
+        var past = new int[rows];
+
+        // A prefill of 150-196 tokens a row, then a decoding step: both forwards are past the size that splits.
+        foreach (var counts in new[] { Enumerable.Range(0, rows).Select(r => 150 + 2 * r).ToArray(), Enumerable.Repeat(1, rows).ToArray() })
+        {
+            int newLength = counts.Max();
+            var layout = new CpuAttention.Layout(heads, kvHeads, headDim, capacity, slots, [.. past], counts, newLength,
+                Enumerable.Range(0, rows).Max(r => past[r] + counts[r]));
+            long pairs = Enumerable.Range(0, rows).Sum(r => Enumerable.Range(0, newLength).Sum(t => (long)past[r] + Math.Min(t, counts[r] - 1) + 1)) * heads;
+            Assert.True(pairs >= CpuAttention.PairsWorthSplitting, $"{pairs} query-key pairs do not split");
+
+            var rotated = randn([rows, newLength, heads + kvHeads, headDim], generator: generator);
+            var projected = randn([rows, newLength, heads + 2 * kvHeads, headDim], generator: generator);
+            var batched = zeros([rows, newLength, heads * headDim]);
+            var single = zeros([rows, newLength, heads * headDim]);
+            fixed (byte* q = rotated.bytes, v = projected.bytes, keys = together.Keys.bytes, values = together.Values.bytes, output = batched.bytes)
+                CpuAttention.Attend(layout, (float*)q, (float*)v, (float*)keys, (float*)values, (float*)output);
+            for (int r = 0; r < rows; r++)
+            {
+                var row = new CpuAttention.Layout(heads, kvHeads, headDim, capacity, [slots[r]], [past[r]], [counts[r]], newLength, past[r] + counts[r]);
+                fixed (byte* q = rotated[r].bytes, v = projected[r].bytes, keys = alone.Keys.bytes, values = alone.Values.bytes, output = single[r].bytes)
+                    CpuAttention.Attend(row, (float*)q, (float*)v, (float*)keys, (float*)values, (float*)output);
+                past[r] += counts[r];
+            }
+            Assert.True(single.abs().sum().item<float>() > 0, "nothing was attended");
+            Assert.True(batched.equal(single).all().item<bool>(), "a row of the split batch differs from the same row attended alone");
+            Assert.True(together.Keys.equal(alone.Keys).all().item<bool>() && together.Values.equal(alone.Values).all().item<bool>(), "the caches differ");
+        }
+    }
+
+    [Fact]
+    public void TheSoftmaxExponentialIsWithinTwoUnitsInTheLastPlace()
+    {
+        if (!KernelHardware) return; // the kernel cannot run; libtorch serves every forward, as the test below checks
+        var random = new Random(5);
+        var inputs = Enumerable.Range(0, 80_000).Select(i => i < 8 ? -i * 12.25f : -87.3f * random.NextSingle()).ToArray();
+        for (int i = 0; i < inputs.Length; i += 8)
+        {
+            var exp = CpuAttention.ExpOfNonPositive(Vector256.Create(inputs, i));
+            for (int lane = 0; lane < 8; lane++)
+            {
+                double exact = Math.Exp(inputs[i + lane]);
+                double ulp = MathF.BitIncrement((float)exact) - (float)exact;
+                Assert.True(Math.Abs(exp[lane] - exact) <= 2 * ulp, $"e^{inputs[i + lane]}: {exp[lane]} against {exact}");
+            }
+        }
+        var belowNormal = CpuAttention.ExpOfNonPositive(Vector256.Create(-88f, -100f, -1e4f, float.MinValue, -87.4f, -90f, -200f, -1e30f));
+        Assert.All(Enumerable.Range(0, 8), lane => Assert.InRange(belowNormal[lane], 0f, 1.2e-38f));
     }
 
     [Fact]
