@@ -137,6 +137,12 @@ public sealed class AttentionBatch : IDisposable
     }
 
     /// <summary>
+    /// Keys that new position t of a row sees, the row holding past earlier tokens and count new ones: every key up to
+    /// its own position, and a padding position (t >= count) sees the row's real tokens.
+    /// </summary>
+    internal static int VisibleKeys(int past, int count, int t) => past + Math.Min(t, count - 1) + 1;
+
+    /// <summary>
     /// Mask [B, 1, groups*T, L] for rows that hold past[b] earlier tokens and counts[b] new ones.
     /// A query sees every key up to its own position, and never a padding position. Queries are grouped as
     /// [B, kvHeads, groups*T, headDim] so that each key/value head serves its query heads without being copied; the
@@ -152,7 +158,7 @@ public sealed class AttentionBatch : IDisposable
         {
             for (int t = 0; t < newLength; t++)
             {
-                int visible = Math.Min(past[b] + t, past[b] + counts[b] - 1) + 1;
+                int visible = VisibleKeys(past[b], counts[b], t);
                 for (int g = 0; g < groups; g++)
                     mask.AsSpan((int)(((long)(b * groups + g) * newLength + t) * keyLength), visible).Fill(true);
             }

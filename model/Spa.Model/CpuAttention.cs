@@ -72,7 +72,7 @@ internal static unsafe class CpuAttention
         long pairs = 0;
         for (int b = 0; b < layout.Slots.Length; b++)
             for (int t = 0; t < layout.NewLength; t++)
-                pairs += layout.Past[b] + Math.Min(t, layout.Counts[b] - 1) + 1;
+                pairs += AttentionBatch.VisibleKeys(layout.Past[b], layout.Counts[b], t);
         return pairs * layout.Heads;
     }
 
@@ -117,7 +117,7 @@ internal static unsafe class CpuAttention
                 {
                     for (int t = 0; t < newLength; t++)
                     {
-                        int visible = layout.Past[b] + Math.Min(t, layout.Counts[b] - 1) + 1;
+                        int visible = AttentionBatch.VisibleKeys(layout.Past[b], layout.Counts[b], t);
                         long token = (long)b * newLength + t;
                         for (int h = 0; h < heads; h++)
                         {

@@ -56,6 +56,9 @@ public sealed class RotaryEmbedding : IDisposable
 
     public RopeStyle Style { get; }
 
+    /// <summary>Whether every position's rotation is kept as one table (see <see cref="TableBytes"/>).</summary>
+    internal bool HoldsTable => _table is not null;
+
     /// <summary>
     /// positions: [B, T] int64. Returns the rotation at each position, [B, T, headDim, headDim], for <see cref="Apply"/>:
     /// read from the table of every position when there is one, the same values built for these positions otherwise.

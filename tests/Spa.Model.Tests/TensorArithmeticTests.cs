@@ -88,6 +88,8 @@ public class TensorArithmeticTests
         var large = small with { MaxSeqLen = (int)(RotaryEmbedding.TableBytes / (8 * 8 * 2)) + 1 };
         using var tabled = new RotaryEmbedding(small, CPU, dtype);
         using var built = new RotaryEmbedding(large, CPU, dtype);
+        Assert.True(tabled.HoldsTable);
+        Assert.False(built.HoldsTable);
         var positions = tensor(new long[] { 0, 1, 7, 8, 100, 257, 511, 300, 299, 2, 3, 4 }, [3, 4]);
         var fromTable = tabled.At(positions);
         Assert.Equal([3L, 4, 8, 8], fromTable.shape);
