@@ -64,29 +64,21 @@ public sealed class AttentionBatch : IDisposable
     public int NewLength => (int)Positions.size(1);
     public IReadOnlyList<int> NewCounts => _newCounts;
 
-    /// <summary>Appends newCounts[i] tokens to the sequence in slot slots[i]; the caller commits after every layer ran.</summary>
-    public static AttentionBatch ForCache(LlamaConfig config, RotaryEmbedding rope, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<int> newCounts, Device device)
+    /// <summary>
+    /// Appends newCounts[i] tokens to the sequence in slot slots[i]; the caller commits after every layer ran.
+    /// <paramref name="oneCore"/> keeps the attention on the calling thread, for a caller that already spreads the
+    /// batch's parts over the cores.
+    /// </summary>
+    public static AttentionBatch ForCache(LlamaConfig config, RotaryEmbedding rope, KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<int> newCounts, Device device,
+        bool oneCore = false)
     {
         int batch = slots.Count;
-        if (batch == 0 || newCounts.Count != batch) throw new ArgumentException("one new-token count per slot is needed");
-        if (batch > 1 && slots.Distinct().Count() != batch) throw new ArgumentException("a slot appears twice in one batch");
+        var (past, keyLength) = CheckAppend(cache, slots, newCounts);
         int newLength = newCounts.Max();
-        var past = new int[batch];
-        int keyLength = 0;
-        for (int b = 0; b < batch; b++)
-        {
-            if (slots[b] < 0 || slots[b] >= cache.Slots) throw new ArgumentOutOfRangeException(nameof(slots), $"slot {slots[b]} is outside 0..{cache.Slots - 1}");
-            if (newCounts[b] <= 0) throw new ArgumentException("every sequence in a batch needs at least one new token");
-            past[b] = cache.Length(slots[b]);
-            int total = past[b] + newCounts[b];
-            if (total > cache.Capacity)
-                throw new ContextOverflowException($"the sequence would reach {total} tokens, beyond the context of {cache.Capacity}");
-            keyLength = Math.Max(keyLength, total);
-        }
 
         if (CpuAttention.Serves(config, device, cache.DType))
         {
-            var layout = new CpuAttention.Layout(config.Heads, config.KvHeads, config.HeadDim, cache.Capacity, [.. slots], past, [.. newCounts], newLength, keyLength);
+            var layout = new CpuAttention.Layout(config.Heads, config.KvHeads, config.HeadDim, cache.Capacity, [.. slots], past, [.. newCounts], newLength, keyLength, oneCore);
             return new AttentionBatch(rope, cache, layout.Slots, layout.Counts, PositionGrid(past, newLength, device), null, null, null, null, null, keyLength, layout);
         }
 
@@ -114,6 +106,31 @@ public sealed class AttentionBatch : IDisposable
             padded ? tensor(storePosition, storeShape, device: device) : null,
             padded ? tensor(realTokens, device: device) : null,
             keyLength, null);
+    }
+
+    /// <summary>
+    /// Throws unless newCounts[i] tokens can be appended to the sequence in slot slots[i] for every i: one count per
+    /// slot, each at least 1, every slot in the cache and named once, every sequence within the cache's capacity.
+    /// Returns the tokens each slot holds before them and the longest sequence's length after them.
+    /// </summary>
+    public static (int[] Past, int KeyLength) CheckAppend(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<int> newCounts)
+    {
+        int batch = slots.Count;
+        if (batch == 0 || newCounts.Count != batch) throw new ArgumentException("one new-token count per slot is needed");
+        if (batch > 1 && slots.Distinct().Count() != batch) throw new ArgumentException("a slot appears twice in one batch");
+        var past = new int[batch];
+        int keyLength = 0;
+        for (int b = 0; b < batch; b++)
+        {
+            if (slots[b] < 0 || slots[b] >= cache.Slots) throw new ArgumentOutOfRangeException(nameof(slots), $"slot {slots[b]} is outside 0..{cache.Slots - 1}");
+            if (newCounts[b] <= 0) throw new ArgumentException("every sequence in a batch needs at least one new token");
+            past[b] = cache.Length(slots[b]);
+            int total = past[b] + newCounts[b];
+            if (total > cache.Capacity)
+                throw new ContextOverflowException($"the sequence would reach {total} tokens, beyond the context of {cache.Capacity}");
+            keyLength = Math.Max(keyLength, total);
+        }
+        return (past, keyLength);
     }
 
     /// <summary>Whole sequences from position 0, right-padded to T; lengths[b] tokens of row b are real.</summary>

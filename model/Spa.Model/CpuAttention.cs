@@ -32,9 +32,11 @@ internal static unsafe class CpuAttention
 
     /// <summary>
     /// The shapes of one forward: B rows of T new tokens each (right-padded) over one cache layer; row b appends
-    /// Counts[b] tokens to the Past[b] its slot holds; KeyLength is the longest row's length after them.
+    /// Counts[b] tokens to the Past[b] its slot holds; KeyLength is the longest row's length after them. OneCore keeps
+    /// every row on the calling thread.
     /// </summary>
-    public readonly record struct Layout(int Heads, int KvHeads, int HeadDim, int Capacity, int[] Slots, int[] Past, int[] Counts, int NewLength, int KeyLength);
+    public readonly record struct Layout(int Heads, int KvHeads, int HeadDim, int Capacity, int[] Slots, int[] Past, int[] Counts, int NewLength, int KeyLength,
+        bool OneCore = false);
 
     /// <summary>
     /// A layer's attention splits its rows over the cores from this many query-key pairs on (32 rows of 8 heads at 128
@@ -55,7 +57,7 @@ internal static unsafe class CpuAttention
     {
         Store(layout, rotated, projected, keys, values);
         int rows = layout.Slots.Length;
-        if (rows == 1 || Environment.ProcessorCount == 1 || Pairs(layout) < PairsWorthSplitting)
+        if (rows == 1 || layout.OneCore || Environment.ProcessorCount == 1 || Pairs(layout) < PairsWorthSplitting)
         {
             AttendRows(layout, rotated, keys, values, output, 0, rows);
             return;

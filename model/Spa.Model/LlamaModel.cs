@@ -196,8 +196,34 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
     public Tensor Step(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook = null)
     {
         using var mode = hook is null ? inference_mode() : no_grad();
+        int parts = hook is null ? BatchParts.For(Device, slots.Count) : 1;
+        if (parts > 1) return StepInParts(cache, slots, newTokens, parts);
         using var scope = NewDisposeScope();
         return Logits(StepHidden(cache, slots, newTokens, hook, null)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// As <see cref="Step"/> without a hook, in <see cref="BatchParts"/>. Everything that could refuse the batch is
+    /// checked before any part stores a key, so a refused batch leaves the cache as it was.
+    /// </summary>
+    private Tensor StepInParts(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, int parts)
+    {
+        AttentionBatch.CheckAppend(cache, slots, newTokens.Select(t => t.Count).ToArray());
+        var logits = new Tensor[parts];
+        try
+        {
+            BatchParts.Run(slots.Count, parts, (part, from, to) =>
+            {
+                using var scope = NewDisposeScope(); // per thread
+                var hidden = StepHidden(cache, slots.Take(from..to).ToArray(), newTokens.Take(from..to).ToArray(), null, null, oneCore: true);
+                logits[part] = Logits(hidden).DetachFromDisposeScope();
+            });
+            return cat(logits, 0);
+        }
+        finally
+        {
+            foreach (var part in logits) part?.Dispose();
+        }
     }
 
     /// <summary>
@@ -230,9 +256,10 @@ public sealed class LlamaModel : ITokenStepper, IDisposable
         return stack(taps).MoveToOuterDisposeScope();
     }
 
-    private Tensor StepHidden(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook, List<Tensor>? taps)
+    private Tensor StepHidden(KvCache cache, IReadOnlyList<int> slots, IReadOnlyList<IReadOnlyList<int>> newTokens, ILayerHook? hook, List<Tensor>? taps,
+        bool oneCore = false)
     {
-        using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device);
+        using var batch = AttentionBatch.ForCache(Config, Rope, cache, slots, newTokens.Select(t => t.Count).ToArray(), Device, oneCore);
         // With one new token per row (decoding) every row's last token is its only one: no index to build or apply.
         var last = batch.NewLength == 1 ? null : tensor(newTokens.Select((t, b) => (long)b * batch.NewLength + t.Count - 1).ToArray(), device: Device);
         Tensor AtLast(Tensor x) => last is null ? x.view(-1, Config.Dim) : x.reshape(-1, Config.Dim).index_select(0, last); // [B, dim]

@@ -139,6 +139,72 @@ public class ModelTests
     }
 
     [Fact]
+    public void ABatchSteppedInPartsOverTheCoresDecodesAsEachAlone()
+    {
+        // 20 sequences of different lengths in scattered slots: past RowsPerPart twice, so on two or more cores the
+        // batch steps in parts, each holding slots that are not one run.
+        const int rows = 20, steps = 12;
+        Assert.True(rows >= 2 * BatchParts.RowsPerPart);
+        var random = new Random(11);
+        var prompts = Enumerable.Range(0, rows).Select(i => (IReadOnlyList<int>)RandomTokens(random, 1 + 3 * i)).ToArray();
+        var slots = Enumerable.Range(0, 24).OrderBy(_ => random.Next()).Take(rows).ToArray();
+        using var cache = Model.CreateCache(24);
+        var together = new List<float[][]>();
+        var inputs = prompts;
+        long createdByDecodeSteps = 0;
+        for (int step = 0; step < steps; step++)
+        {
+            var before = TensorCount.OnCountedThreads();
+            using var logits = Model.Step(cache, slots, inputs);
+            if (step > 0) createdByDecodeSteps += (TensorCount.OnCountedThreads() - before).Created;
+            var rowsLogits = HostCopy.Rows(logits);
+            together.Add(rowsLogits);
+            inputs = rowsLogits.Select(row => (IReadOnlyList<int>)[Sampler.ArgMax(row)]).ToArray();
+        }
+
+        for (int i = 0; i < rows; i++)
+        {
+            using var alone = Model.CreateCache(1);
+            IReadOnlyList<int> input = prompts[i];
+            for (int step = 0; step < steps; step++)
+            {
+                using var logits = Model.Step(alone, [0], [input]);
+                var row = logits.data<float>().ToArray();
+                Assert.True(MaxAbsDifference(row, together[step][i]) <= 1e-4, $"sequence {i}, step {step}: {MaxAbsDifference(row, together[step][i])}");
+                input = [Sampler.ArgMax(row)];
+            }
+        }
+
+        // Each part runs a whole forward, so the parts show in the tensors the steps create: a decoding step of two
+        // parts creates what two of one part create, and one more for joining their logits.
+        using var small = Model.CreateCache(BatchParts.RowsPerPart);
+        var smallSlots = Enumerable.Range(0, BatchParts.RowsPerPart).ToArray();
+        using (Model.Step(small, smallSlots, prompts.Take(BatchParts.RowsPerPart).ToArray())) { }
+        var beforeOnePart = TensorCount.OnCountedThreads();
+        using (Model.Step(small, smallSlots, smallSlots.Select(_ => (IReadOnlyList<int>)[403]).ToArray())) { }
+        long onePart = (TensorCount.OnCountedThreads() - beforeOnePart).Created;
+        long parts = Math.Min(Environment.ProcessorCount, rows / BatchParts.RowsPerPart);
+        Assert.Equal((parts == 1 ? onePart : parts * onePart + 1) * (steps - 1), createdByDecodeSteps);
+    }
+
+    [Fact]
+    public void ABatchRefusedBeforeItStepsInPartsLeavesEverySequenceAsItWas()
+    {
+        const int rows = 16, capacity = 24;
+        var random = new Random(13);
+        using var cache = Model.CreateCache(rows, capacity);
+        var slots = Enumerable.Range(0, rows).ToArray();
+        using (Model.Step(cache, slots, slots.Select(i => (IReadOnlyList<int>)RandomTokens(random, 2 + i)).ToArray())) { }
+        var lengths = slots.Select(cache.Length).ToArray();
+
+        // The last row would outgrow the cache; every other row fits, and those in the first part come first.
+        var next = slots.Select(i => (IReadOnlyList<int>)RandomTokens(random, i == rows - 1 ? capacity : 2)).ToArray();
+        var error = Assert.Throws<ContextOverflowException>(() => Model.Step(cache, slots, next));
+        Assert.Contains("context", error.Message);
+        Assert.Equal(lengths, slots.Select(cache.Length).ToArray());
+    }
+
+    [Fact]
     public void BeamSearchOfWidthOneIsGreedy()
     {
         var generator = new Generator(Model);

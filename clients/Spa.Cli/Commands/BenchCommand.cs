@@ -106,14 +106,14 @@ public static class BenchCommand
         var prompts = BenchmarkPrompts.Random(model.Config, batch, seed: batch);
         var rates = new List<double>();
         long createdByDecodeSteps = 0;
-        var atStart = TensorCount.OnThisThread();
+        var atStart = TensorCount.OnCountedThreads();
         for (int run = 0; run <= runs; run++)
         {
             var (elapsed, created) = Decode(model, prompts, length, cancellation);
             createdByDecodeSteps += created;
             if (run > 0) rates.Add(batch * length / elapsed.TotalSeconds);
         }
-        var tensors = new TensorFigure((double)createdByDecodeSteps / ((runs + 1) * (length - 1)), (TensorCount.OnThisThread() - atStart).Live);
+        var tensors = new TensorFigure((double)createdByDecodeSteps / ((runs + 1) * (length - 1)), (TensorCount.OnCountedThreads() - atStart).Live);
         return (Median(rates), tensors);
     }
 
@@ -129,9 +129,9 @@ public static class BenchCommand
         var clock = Stopwatch.StartNew();
         for (int step = 0; step < length; step++)
         {
-            var beforeStep = TensorCount.OnThisThread();
+            var beforeStep = TensorCount.OnCountedThreads();
             using var logits = model.Step(cache, slots, inputs);
-            if (step > 0) created += (TensorCount.OnThisThread() - beforeStep).Created;
+            if (step > 0) created += (TensorCount.OnCountedThreads() - beforeStep).Created;
             inputs = HostCopy.Rows(logits).Select(row => (IReadOnlyList<int>)[Sampler.ArgMax(row)]).ToArray();
         }
         return (clock.Elapsed, created);

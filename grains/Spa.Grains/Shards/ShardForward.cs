@@ -12,21 +12,33 @@ namespace Spa.Grains.Shards;
 /// </summary>
 internal sealed class ShardForward(LlamaModel model, KvCache cache, int from, int to, bool first, bool last, IGrainFactory grains)
 {
-    /// <summary>Runs on the torch worker: one forward over the slots of a group of steps with the same new-position count.</summary>
+    /// <summary>
+    /// Runs on the torch worker: one forward over the slots of a group of steps with the same new-position count. A
+    /// large group without devices' plugins steps in <see cref="BatchParts"/>, as the engine's batches do, once the
+    /// whole group is known to fit its slots, so that a refused group leaves every slot as it was.
+    /// </summary>
     public ShardStepResult[] Run(SlottedStep[] group)
     {
         if (!TorchWorker.OnWorkerThread) throw new InvalidOperationException("tensor work must run on the torch worker, not on the Orleans scheduler");
+        foreach (var step in group)
+            if (step.Request.StartPosition == 0) cache.Clear(step.Slot);
+        int parts = group[0].Request.Edge is null ? BatchParts.For(model.Device, group.Length) : 1;
+        if (parts == 1) return RunPart(group, oneCore: false);
+
+        AttentionBatch.CheckAppend(cache, group.Select(p => p.Slot).ToArray(), group.Select(p => p.Count).ToArray());
+        var results = new ShardStepResult[parts][];
+        BatchParts.Run(group.Length, parts, (part, from, to) => results[part] = RunPart(group[from..to], oneCore: true));
+        return [.. results.SelectMany(r => r)];
+    }
+
+    private ShardStepResult[] RunPart(SlottedStep[] group, bool oneCore)
+    {
         // As the engine steps: inference mode unless a device's plugin inside the base takes part, as the engine's hooks do.
         using var mode = group[0].Request.Edge is null ? inference_mode() : no_grad();
         using var scope = NewDisposeScope();
         int dim = model.Config.Dim, count = group[0].Count, rows = group.Length;
-        var slots = new int[rows];
-        for (int b = 0; b < rows; b++)
-        {
-            slots[b] = group[b].Slot;
-            if (group[b].Request.StartPosition == 0) cache.Clear(slots[b]);
-        }
-        using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, slots, Enumerable.Repeat(count, rows).ToArray(), model.Device);
+        var slots = group.Select(p => p.Slot).ToArray();
+        using var batch = AttentionBatch.ForCache(model.Config, model.Rope, cache, slots, Enumerable.Repeat(count, rows).ToArray(), model.Device, oneCore);
         bool wantTaps = group.Any(p => p.Request.WantTaps);
         var layerTaps = wantTaps ? new List<Tensor>() : null;
         Tensor h;
