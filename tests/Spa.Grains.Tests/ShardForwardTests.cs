@@ -2,6 +2,7 @@ using Spa.Grains.Abstractions;
 using Spa.Grains.Shards;
 using Spa.Model;
 using Spa.Model.Sampling;
+using Spa.Testing;
 
 namespace Spa.Grains.Tests;
 
@@ -27,16 +28,16 @@ public sealed class ShardForwardTests
             var alone = Decode(model, 1, [0], [prompts[i]], [wantTaps[i]]);
             for (int step = 0; step < Steps; step++)
             {
-                Assert.True(MaxAbsDifference(alone.Hidden[step][0], together.Hidden[step][i]) <= 1e-4, $"session {i}, step {step}: the first shard's activations");
-                Assert.True(MaxAbsDifference(alone.Logits[step][0], together.Logits[step][i]) <= 1e-4, $"session {i}, step {step}: the logits");
+                Assert.True(FloatArrays.MaxAbsDifference(alone.Hidden[step][0], together.Hidden[step][i]) <= 1e-4, $"session {i}, step {step}: the first shard's activations");
+                Assert.True(FloatArrays.MaxAbsDifference(alone.Logits[step][0], together.Logits[step][i]) <= 1e-4, $"session {i}, step {step}: the logits");
                 var (taps, normed) = together.Taps[step][i];
                 if (!wantTaps[i])
                 {
                     Assert.Null(taps);
                     continue;
                 }
-                Assert.True(MaxAbsDifference(alone.Taps[step][0].Taps!, taps!) <= 1e-4, $"session {i}, step {step}: the taps");
-                Assert.True(MaxAbsDifference(alone.Taps[step][0].Normed!, normed!) <= 1e-4, $"session {i}, step {step}: the final norm's output");
+                Assert.True(FloatArrays.MaxAbsDifference(alone.Taps[step][0].Taps!, taps!) <= 1e-4, $"session {i}, step {step}: the taps");
+                Assert.True(FloatArrays.MaxAbsDifference(alone.Taps[step][0].Normed!, normed!) <= 1e-4, $"session {i}, step {step}: the final norm's output");
             }
         }
 
@@ -103,6 +104,4 @@ public sealed class ShardForwardTests
     /// <summary>A session's step of <paramref name="tokens"/> at <paramref name="position"/>: the tokens for a first shard, else the activations before it.</summary>
     private static SlottedStep Step(int slot, int position, int[] tokens, bool wantTaps = false, Activations? hidden = null) =>
         new(new ShardStepRequest($"session-{slot}", position, position + tokens.Length, hidden is null ? tokens : null, hidden, wantTaps), slot, tokens.Length);
-
-    private static float MaxAbsDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
 }

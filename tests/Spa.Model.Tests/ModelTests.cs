@@ -50,7 +50,7 @@ public class ModelTests
         var lowRow = low.data<float>().ToArray();
         var fullRow = full.data<float>().ToArray();
         Assert.Equal(Sampler.ArgMax(fullRow), Sampler.ArgMax(lowRow));
-        Assert.True(MaxAbsDifference(lowRow, fullRow) < 0.25f, $"{dtype}: max difference {MaxAbsDifference(lowRow, fullRow)}");
+        Assert.True(FloatArrays.MaxAbsDifference(lowRow, fullRow) < 0.25f, $"{dtype}: max difference {FloatArrays.MaxAbsDifference(lowRow, fullRow)}");
     }
 
     private static void AssertReferenceLogits(LlamaModel model)
@@ -91,7 +91,7 @@ public class ModelTests
             for (int t = prefill - 1, i = 0; t < sequence.Count; t++, i++)
             {
                 var reference = full[0, t].data<float>().ToArray();
-                Assert.True(MaxAbsDifference(reference, cached[i]) <= 1e-4, $"trial {trial}, position {t}: {MaxAbsDifference(reference, cached[i])}");
+                Assert.True(FloatArrays.MaxAbsDifference(reference, cached[i]) <= 1e-4, $"trial {trial}, position {t}: {FloatArrays.MaxAbsDifference(reference, cached[i])}");
             }
         }
     }
@@ -109,7 +109,7 @@ public class ModelTests
             last?.Dispose();
             last = Model.Step(chunked, [0], [chunk]);
         }
-        Assert.True(MaxAbsDifference(wholeLogits.data<float>().ToArray(), last!.data<float>().ToArray()) <= 1e-4);
+        Assert.True(FloatArrays.MaxAbsDifference(wholeLogits.data<float>().ToArray(), last!.data<float>().ToArray()) <= 1e-4);
         last.Dispose();
     }
 
@@ -134,7 +134,7 @@ public class ModelTests
         {
             using var single = Model.CreateCache(1);
             using var logits = Model.Step(single, [0], [prompts[i]]);
-            Assert.True(MaxAbsDifference(logits.data<float>().ToArray(), batched[i].data<float>().ToArray()) <= 1e-4, $"sequence {i}");
+            Assert.True(FloatArrays.MaxAbsDifference(logits.data<float>().ToArray(), batched[i].data<float>().ToArray()) <= 1e-4, $"sequence {i}");
         }
     }
 
@@ -170,7 +170,7 @@ public class ModelTests
             {
                 using var logits = Model.Step(alone, [0], [input]);
                 var row = logits.data<float>().ToArray();
-                Assert.True(MaxAbsDifference(row, together[step][i]) <= 1e-4, $"sequence {i}, step {step}: {MaxAbsDifference(row, together[step][i])}");
+                Assert.True(FloatArrays.MaxAbsDifference(row, together[step][i]) <= 1e-4, $"sequence {i}, step {step}: {FloatArrays.MaxAbsDifference(row, together[step][i])}");
                 input = [Sampler.ArgMax(row)];
             }
         }
@@ -258,6 +258,4 @@ public class ModelTests
 
     private static List<int> RandomTokens(Random random, int count) =>
         [1, .. Enumerable.Range(0, count - 1).Select(_ => random.Next(3, Model.Config.VocabSize))];
-
-    public static float MaxAbsDifference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
 }
